@@ -1,0 +1,160 @@
+"""Requests and per-request records: the one schema shared by the simulator and the live backend.
+
+Times are seconds on the run's own clock: 0.0 is the start of the workload (the first arrival may
+come later). The simulator uses simulated time; the live backend a monotonic clock minus the run's
+start, so records from both can be compared field by field.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class SLO:
+    """A request's service-level objectives in absolute seconds (``None`` = not set).
+
+    `e2e_s` bounds arrival → last token, `ttft_s` arrival → first token, `tpot_s` the mean time per
+    output token after the first (DESIGN.md §7).
+    """
+
+    e2e_s: float | None = None
+    ttft_s: float | None = None
+    tpot_s: float | None = None
+
+    def deadline_s(self, arrival_s: float) -> float:
+        """The absolute time by which the request must finish (inf when no e2e SLO is set)."""
+        return arrival_s + self.e2e_s if self.e2e_s is not None else math.inf
+
+    def first_token_deadline_s(self, arrival_s: float) -> float:
+        """The absolute time by which the first token must arrive (inf when no TTFT SLO is set)."""
+        return arrival_s + self.ttft_s if self.ttft_s is not None else math.inf
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One request of the workload, drawn up front so that every policy sees identical requests.
+
+    `request_id` is unique within a workload and increases with arrival time (ties broken by client
+    order), which makes (arrival_s, request_id) a total order. `output_tokens` is served exactly
+    (live runs use ``ignore_eos`` and ``max_tokens = output_tokens``). `unloaded_e2e_s` is the
+    request's latency alone on an idle engine under the profile the SLOs were resolved with (0 when
+    unknown); policies may use it to judge whether a deadline can still be met.
+    """
+
+    request_id: int
+    client: str
+    arrival_s: float
+    prompt_tokens: int
+    output_tokens: int
+    slo: SLO = field(default_factory=SLO)
+    unloaded_e2e_s: float = 0.0
+
+    @property
+    def deadline_s(self) -> float:
+        """Absolute e2e deadline in seconds (inf when the client sets no e2e SLO)."""
+        return self.slo.deadline_s(self.arrival_s)
+
+
+class Outcome(str, Enum):
+    """How a request ended. Every request ends in exactly one outcome; none is dropped."""
+
+    FINISHED = "finished"  # all tokens served and every SLO of its client met
+    VIOLATED = "violated"  # all tokens served, but some SLO missed
+    FAILED = "failed"  # the engine or server returned an error
+    TIMED_OUT = "timed_out"  # the client gave up waiting
+    ABORTED = "aborted"  # the run ended (drain limit, Ctrl-C, engine death) before it finished
+
+    @property
+    def completed(self) -> bool:
+        """True when every output token was served."""
+        return self in (Outcome.FINISHED, Outcome.VIOLATED)
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRecord:
+    """What happened to one request, in run-clock seconds.
+
+    `dispatch_s` is when the request left the client side for the engine (the gate's release, or the
+    submission in priority and engine modes). `token_times_s` holds the emission time of every
+    generated token (its length is `generated_tokens`); the first is `first_token_s`, the last
+    `finish_s` for completed requests.
+    """
+
+    request_id: int
+    client: str
+    arrival_s: float
+    prompt_tokens: int
+    output_tokens: int
+    slo: SLO
+    outcome: Outcome
+    dispatch_s: float | None = None
+    first_token_s: float | None = None
+    finish_s: float | None = None
+    generated_tokens: int = 0
+    token_times_s: tuple[float, ...] = ()
+    preemptions: int = 0
+    error: str | None = None
+
+    @property
+    def ttft_s(self) -> float | None:
+        """Arrival → first token, seconds."""
+        return None if self.first_token_s is None else self.first_token_s - self.arrival_s
+
+    @property
+    def e2e_s(self) -> float | None:
+        """Arrival → last token, seconds (None unless completed)."""
+        if not self.outcome.completed or self.finish_s is None:
+            return None
+        return self.finish_s - self.arrival_s
+
+    @property
+    def tpot_s(self) -> float | None:
+        """(e2e − ttft) / (output tokens − 1), seconds; None for single-token or unfinished requests."""
+        e2e, ttft = self.e2e_s, self.ttft_s
+        if e2e is None or ttft is None or self.generated_tokens < 2:
+            return None
+        return (e2e - ttft) / (self.generated_tokens - 1)
+
+    @property
+    def queue_s(self) -> float | None:
+        """Arrival → dispatch to the engine, seconds."""
+        return None if self.dispatch_s is None else self.dispatch_s - self.arrival_s
+
+
+def slo_met(
+    slo: SLO, arrival_s: float, first_token_s: float, finish_s: float, generated_tokens: int
+) -> bool:
+    """Whether a *completed* request met every SLO set in `slo` (DESIGN.md §7)."""
+    if slo.e2e_s is not None and finish_s - arrival_s > slo.e2e_s:
+        return False
+    if slo.ttft_s is not None and first_token_s - arrival_s > slo.ttft_s:
+        return False
+    if slo.tpot_s is not None and generated_tokens >= 2:
+        tpot = (finish_s - first_token_s) / (generated_tokens - 1)
+        if tpot > slo.tpot_s:
+            return False
+    return True
+
+
+class LatencyModel(Protocol):
+    """Unloaded (idle-engine) latencies of a request under a cost profile, in seconds.
+
+    SLOs given as multiples of the unloaded latency are resolved against this, so one scenario is
+    meaningful on a GPU profile and on the CPU tiny model alike.
+    """
+
+    def unloaded_ttft_s(self, prompt_tokens: int) -> float:
+        """Time to first token of a lone request with `prompt_tokens` prompt tokens."""
+        ...
+
+    def unloaded_e2e_s(self, prompt_tokens: int, output_tokens: int) -> float:
+        """End-to-end latency of a lone request."""
+        ...
+
+    def unloaded_tpot_s(self, prompt_tokens: int, output_tokens: int) -> float:
+        """Mean time per output token after the first, of a lone request."""
+        ...

@@ -1,0 +1,163 @@
+"""The policy interface (DESIGN.md §2).
+
+A policy is told what happens (hooks) and asked for a ranking of clients (`client_scores`). The
+engines own the mechanics — queues, admission, KV blocks, preemption — and consult the policy only
+for order:
+
+* gate mode: a `PolicyQueue` in front of the engine releases the best-ranked client's next request
+  whenever the engine has a free slot;
+* priority mode: `submission_priority` is computed once, when the request is submitted, and the engine
+  orders its waiting queue by it (lower runs first, as in vLLM);
+* engine mode: the engine's waiting queue *is* a `PolicyQueue`, re-ranked at every step, and
+  `choose_victim` picks whom to preempt.
+
+Clients are registered up front with `add_client` (in the workload's client order, which fixes their
+indices). Scores are numpy vectors indexed by client so that one decision costs about the same for
+10 or 1,000 clients.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import ClassVar
+
+import numpy as np
+import numpy.typing as npt
+
+from exfairs.errors import ConfigError
+from exfairs.records import Request
+
+FloatArray = npt.NDArray[np.float64]
+
+
+class Policy(ABC):
+    """Base class of all scheduling policies.
+
+    Contract for drivers (simulator, gate, engine plug-in):
+    * call `add_client` for every client before its first request;
+    * call `on_arrival` once per request when it arrives (before it can be ranked);
+    * call `on_dispatch` when a request is taken from a policy-ordered queue (`PolicyQueue.pop`
+      does this itself);
+    * call `on_service` as tokens are served (prompt tokens as prefill is computed, one decode token
+      per generated token), with the time of service;
+    * call `on_violation` at most once per request, the moment it is known to miss an SLO (deadline
+      passed while queued or running, failure, time-out, abort, or at finish when it finished late:
+      then just before `on_finish`); `exfairs.slo.SloTracker` does this bookkeeping for drivers;
+    * call `on_finish` once for every request that produced all its tokens;
+    * call `on_preempt` when the engine evicts a running request (its prefill will be recomputed).
+    A request is *resolved* by its `on_violation` or by an `on_finish` with ``slo_met=True``.
+    Times are seconds on the run clock and never decrease between calls.
+    """
+
+    #: Registry name, set by `register_policy`.
+    name: ClassVar[str] = ""
+    #: True when requests of one client should be ordered "can still meet its deadline" first.
+    deadline_aware: ClassVar[bool] = False
+    #: `submission_priority` = round(score × this): scores in [-1, 1] need a large scale to survive
+    #: vLLM's integer priorities, token counters do not.
+    priority_scale: ClassVar[float] = 1.0
+
+    def __init__(self) -> None:
+        self._index: dict[str, int] = {}
+        self._names: list[str] = []
+        self._weights: FloatArray = np.zeros(0)
+
+    # -- clients -----------------------------------------------------------------------------
+    def add_client(self, name: str, weight: float = 1.0) -> int:
+        """Register a client (idempotent for the same weight) and return its index."""
+        if not (weight > 0 and np.isfinite(weight)):
+            raise ConfigError("client weight must be a positive finite number", field="weight",
+                              value=weight)
+        if name in self._index:
+            return self._index[name]
+        idx = len(self._names)
+        self._index[name] = idx
+        self._names.append(name)
+        self._weights = np.append(self._weights, float(weight))
+        self._grow(idx + 1)
+        return idx
+
+    def _grow(self, n_clients: int) -> None:
+        """Extend per-client state arrays to `n_clients` entries (subclasses override)."""
+
+    def client_index(self, name: str) -> int:
+        """Index of a registered client; KeyError naming the client otherwise."""
+        try:
+            return self._index[name]
+        except KeyError:
+            raise KeyError(f"client {name!r} was not registered with add_client()") from None
+
+    @property
+    def client_names(self) -> Sequence[str]:
+        """Registered client names, in index order."""
+        return tuple(self._names)
+
+    @property
+    def n_clients(self) -> int:
+        """Number of registered clients."""
+        return len(self._names)
+
+    @property
+    def weights(self) -> FloatArray:
+        """Per-client weights, by index (read-only view)."""
+        view = self._weights.view()
+        view.flags.writeable = False
+        return view
+
+    # -- hooks (default: nothing to account) ---------------------------------------------------
+    def on_arrival(self, request: Request, now_s: float) -> None:
+        """`request` arrived at the client side at `now_s`."""
+
+    def on_dispatch(self, request: Request, now_s: float) -> None:
+        """`request` was taken from a policy-ordered queue (released by the gate, admitted by the
+        engine in engine mode, or submitted in priority mode)."""
+
+    def on_service(self, client: str, prefill_tokens: int, decode_tokens: int, now_s: float) -> None:
+        """`client` was served `prefill_tokens` prompt tokens and `decode_tokens` output tokens,
+        completing at `now_s`. Recomputed prefill after a preemption is reported again."""
+
+    def on_finish(self, request: Request, now_s: float, slo_met: bool) -> None:
+        """`request` produced its last token at `now_s`; `slo_met` says whether every SLO held."""
+
+    def on_preempt(self, request: Request, now_s: float) -> None:
+        """`request` was evicted by the engine at `now_s` and will recompute its prefill."""
+
+    def on_violation(self, request: Request, now_s: float) -> None:
+        """`request` became an SLO violation at `now_s`: its deadline passed while it was queued or
+        running, it failed, timed out or was aborted, or it finished having missed an SLO (then this
+        comes just before `on_finish(..., slo_met=False)`). Called at most once per request."""
+
+    # -- ranking -------------------------------------------------------------------------------
+    @abstractmethod
+    def client_scores(self, now_s: float) -> FloatArray:
+        """Per-client scores at `now_s`, indexed by client; **lower goes first**.
+
+        Only backlogged clients are compared; ties go to the client whose next request arrived
+        first, then to the lower request id. Must not change state.
+        """
+
+    def submission_priority(self, request: Request, now_s: float) -> int:
+        """vLLM-style integer priority for priority mode (lower runs first), fixed at submission."""
+        score = float(self.client_scores(now_s)[self.client_index(request.client)])
+        return round(score * self.priority_scale)
+
+    def choose_victim(self, running: Sequence[Request], now_s: float) -> Request:
+        """Engine mode: which running request to preempt when KV blocks run out.
+
+        Default: a request of the worst-ranked client, the latest-arriving of those (the mirror
+        image of the admission order).
+        """
+        if not running:
+            raise ValueError("choose_victim needs at least one running request")
+        scores = self.client_scores(now_s)
+        return max(
+            running,
+            key=lambda r: (float(scores[self.client_index(r.client)]), r.arrival_s, r.request_id),
+        )
+
+    # -- introspection for plots and logs ---------------------------------------------------------
+    def state_snapshot(self, now_s: float) -> dict[str, list[float]]:
+        """Per-client policy state worth plotting over time (e.g. VTC counters, ExFairS scores),
+        as name → values by client index. Default: the scores."""
+        return {"score": [float(x) for x in self.client_scores(now_s)]}

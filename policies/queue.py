@@ -1,0 +1,198 @@
+"""`PolicyQueue`: per-client queues released in the order a policy ranks them.
+
+Used as the client-side gate (gate mode) and as the engine's waiting queue (engine mode). One
+decision is a few vectorised numpy operations over the per-client score vector, so its cost barely
+grows with the number of clients; queue length does not matter (per-client heaps).
+
+Order: the backlogged client with the lowest `Policy.client_scores`; ties → the client whose next
+request arrived first, then the lower request id. Within a client, requests go in arrival order
+(a preempted request pushed back keeps its arrival time, so it returns to the front); for
+deadline-aware policies, requests that can still meet their deadline go before those that cannot.
+A request "can still meet its deadline" at time t when t + its unloaded latency ≤ its deadline.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+
+import numpy as np
+import numpy.typing as npt
+
+from exfairs.policies.base import Policy
+from exfairs.records import Request
+
+_Entry = tuple[float, int, Request]  # (arrival_s, request_id, request): a total order
+
+
+class _ClientQueue:
+    """One client's waiting requests: `ready` (may meet their deadline) before `late`."""
+
+    __slots__ = ("late", "ready")
+
+    def __init__(self) -> None:
+        self.ready: list[_Entry] = []
+        self.late: list[_Entry] = []
+
+
+class PolicyQueue:
+    """Waiting requests of all clients, released in `policy`'s order.
+
+    The queue does not call `on_arrival` (the driver does, once, when the request arrives); `pop`
+    calls `policy.on_dispatch`. `deadline_aware` defaults to the policy's own preference.
+    """
+
+    def __init__(self, policy: Policy, *, deadline_aware: bool | None = None) -> None:
+        self._policy = policy
+        self._deadline_aware = policy.deadline_aware if deadline_aware is None else deadline_aware
+        self._queues: list[_ClientQueue] = []
+        self._count = np.zeros(0, dtype=np.int64)
+        self._head_arrival = np.zeros(0)
+        self._head_id = np.zeros(0, dtype=np.int64)
+        self._members: dict[int, int] = {}  # request id → client index, for queued requests
+        self._removed: set[int] = set()  # lazily deleted ids still inside some heap
+        self._expiry: list[tuple[float, int, int]] = []  # (time it turns late, request id, client)
+        self._len = 0
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __contains__(self, request_id: object) -> bool:
+        return request_id in self._members
+
+    @property
+    def policy(self) -> Policy:
+        """The policy that orders this queue."""
+        return self._policy
+
+    def backlog(self) -> npt.NDArray[np.int64]:
+        """Number of queued requests per client index (copy)."""
+        self._ensure(self._policy.n_clients)
+        return self._count.copy()
+
+    # -- mutation --------------------------------------------------------------------------------
+    def push(self, request: Request, now_s: float) -> None:
+        """Queue `request` (new, or pushed back after a preemption) at time `now_s`."""
+        if request.request_id in self._members:
+            raise ValueError(f"request {request.request_id} is already queued")
+        c = self._policy.client_index(request.client)
+        self._ensure(self._policy.n_clients)
+        self._removed.discard(request.request_id)
+        entry: _Entry = (request.arrival_s, request.request_id, request)
+        q = self._queues[c]
+        if self._deadline_aware and self._turns_late_at(request) <= now_s:
+            heapq.heappush(q.late, entry)
+        else:
+            heapq.heappush(q.ready, entry)
+            if self._deadline_aware and math.isfinite(self._turns_late_at(request)):
+                heapq.heappush(self._expiry, (self._turns_late_at(request), request.request_id, c))
+        self._members[request.request_id] = c
+        self._count[c] += 1
+        self._len += 1
+        self._refresh_head(c, now_s)
+
+    def remove(self, request_id: int) -> bool:
+        """Drop a queued request (aborted, timed out). Returns False if it was not queued."""
+        c = self._members.pop(request_id, None)
+        if c is None:
+            return False
+        self._removed.add(request_id)
+        self._count[c] -= 1
+        self._len -= 1
+        self._clean_tops(c)
+        self._set_head(c)
+        return True
+
+    def peek(self, now_s: float) -> Request | None:
+        """The request `pop(now_s)` would return, without removing it."""
+        c = self._select(now_s)
+        return None if c < 0 else self._head(c)
+
+    def pop(self, now_s: float) -> Request | None:
+        """Remove and return the next request in policy order (None when empty); tells the policy
+        through `on_dispatch`."""
+        c = self._select(now_s)
+        if c < 0:
+            return None
+        q = self._queues[c]
+        _, rid, request = heapq.heappop(q.ready if q.ready else q.late)
+        del self._members[rid]
+        self._count[c] -= 1
+        self._len -= 1
+        self._clean_tops(c)
+        self._set_head(c)
+        self._policy.on_dispatch(request, now_s)
+        return request
+
+    # -- internals -------------------------------------------------------------------------------
+    def _ensure(self, n: int) -> None:
+        while len(self._queues) < n:
+            self._queues.append(_ClientQueue())
+        if self._count.shape[0] < n:
+            extra = n - self._count.shape[0]
+            self._count = np.concatenate([self._count, np.zeros(extra, dtype=np.int64)])
+            self._head_arrival = np.concatenate([self._head_arrival, np.full(extra, math.inf)])
+            self._head_id = np.concatenate([self._head_id, np.zeros(extra, dtype=np.int64)])
+
+    @staticmethod
+    def _turns_late_at(request: Request) -> float:
+        return request.deadline_s - request.unloaded_e2e_s
+
+    def _clean_tops(self, c: int) -> None:
+        q = self._queues[c]
+        for heap in (q.ready, q.late):
+            while heap and heap[0][1] in self._removed:
+                self._removed.discard(heapq.heappop(heap)[1])
+
+    def _refresh_head(self, c: int, now_s: float) -> None:
+        """Move requests that can no longer meet their deadline from the front of `ready` to
+        `late`, then update the head arrays."""
+        q = self._queues[c]
+        self._clean_tops(c)
+        if self._deadline_aware:
+            while q.ready and self._turns_late_at(q.ready[0][2]) <= now_s:
+                heapq.heappush(q.late, heapq.heappop(q.ready))
+                self._clean_tops(c)
+        self._set_head(c)
+
+    def _set_head(self, c: int) -> None:
+        q = self._queues[c]
+        top = q.ready[0] if q.ready else (q.late[0] if q.late else None)
+        if top is None:
+            self._head_arrival[c] = math.inf
+            self._head_id[c] = 0
+        else:
+            self._head_arrival[c] = top[0]
+            self._head_id[c] = top[1]
+
+    def _head(self, c: int) -> Request:
+        q = self._queues[c]
+        return (q.ready[0] if q.ready else q.late[0])[2]
+
+    def _select(self, now_s: float) -> int:
+        if self._len == 0:
+            return -1
+        n = self._policy.n_clients
+        self._ensure(n)
+        while self._expiry and self._expiry[0][0] <= now_s:
+            _, _, c = heapq.heappop(self._expiry)
+            self._refresh_head(c, now_s)
+        scores = np.asarray(self._policy.client_scores(now_s), dtype=np.float64)
+        if scores.shape != (n,):
+            raise ValueError(
+                f"{type(self._policy).__name__}.client_scores returned shape {scores.shape}, "
+                f"expected ({n},)"
+            )
+        backlogged = self._count[:n] > 0
+        masked = np.where(backlogged, scores, math.inf)
+        if np.isnan(masked).any():
+            raise ValueError(f"{type(self._policy).__name__}.client_scores returned NaN")
+        best = masked.min()
+        tied = np.flatnonzero(masked == best) if math.isfinite(best) else np.flatnonzero(backlogged)
+        if tied.shape[0] == 1:
+            return int(tied[0])
+        arrivals = self._head_arrival[tied]
+        tied = tied[arrivals == arrivals.min()]
+        if tied.shape[0] == 1:
+            return int(tied[0])
+        return int(tied[np.argmin(self._head_id[tied])])

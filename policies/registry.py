@@ -1,0 +1,82 @@
+"""Policies by name. Built-ins register themselves; third parties use the `exfairs.policies`
+entry-point group (``name = "module:Class"``)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from importlib.metadata import entry_points
+from typing import Any, TypeVar
+
+from exfairs.errors import InputError
+from exfairs.policies.base import Policy
+
+_log = logging.getLogger(__name__)
+
+P = TypeVar("P", bound=type[Policy])
+
+_BUILTIN: dict[str, type[Policy]] = {}
+
+
+def register_policy(name: str) -> Callable[[P], P]:
+    """Class decorator: register a `Policy` subclass under `name` (case-insensitive lookups)."""
+
+    def deco(cls: P) -> P:
+        key = name.upper()
+        if key in _BUILTIN and _BUILTIN[key] is not cls:
+            raise ValueError(f"policy name {name!r} is already registered")
+        cls.name = name
+        _BUILTIN[key] = cls
+        return cls
+
+    return deco
+
+
+def _load_builtins() -> None:
+    # Importing the modules runs their @register_policy decorators.
+    from exfairs.policies import builtin  # noqa: F401
+
+
+def _all() -> dict[str, type[Policy]]:
+    _load_builtins()
+    found = dict(_BUILTIN)
+    for ep in entry_points(group="exfairs.policies"):
+        if ep.name.upper() in found:
+            continue
+        try:
+            cls = ep.load()
+        except Exception as exc:  # a broken plug-in must not break the built-ins
+            _log.warning("could not load policy plug-in %s: %s", ep.name, exc)
+            continue
+        if isinstance(cls, type) and issubclass(cls, Policy):
+            cls.name = cls.name or ep.name
+            found[ep.name.upper()] = cls
+    return found
+
+
+def available_policies() -> list[str]:
+    """Registered policy names, as registered (sorted)."""
+    return sorted(cls.name for cls in _all().values())
+
+
+def policy_class(name: str) -> type[Policy]:
+    """The class registered under `name` (case-insensitive); InputError listing valid names."""
+    classes = _all()
+    try:
+        return classes[name.upper()]
+    except KeyError:
+        raise InputError(
+            f"unknown policy; valid policies: {', '.join(available_policies())}",
+            field="policy",
+            value=name,
+        ) from None
+
+
+def make_policy(name: str, params: Mapping[str, Any] | None = None) -> Policy:
+    """A new policy instance; `params` are its constructor's keyword arguments (validated by it)."""
+    cls = policy_class(name)
+    try:
+        return cls(**dict(params or {}))
+    except TypeError as exc:
+        raise InputError(f"bad parameters for policy {cls.name}: {exc}", field="policy_params",
+                         value=dict(params or {})) from None
