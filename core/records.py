@@ -158,3 +158,35 @@ class LatencyModel(Protocol):
     def unloaded_tpot_s(self, prompt_tokens: int, output_tokens: int) -> float:
         """Mean time per output token after the first, of a lone request."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class ClientInfo:
+    """A client (tenant) as the engines, policies and metrics see it."""
+
+    name: str
+    weight: float = 1.0  # VTC/ExFairS service weight; the fair share is proportional to it
+    prompt_class: str = "mix"  # short / long / mix, for labelling
+
+
+@dataclass(frozen=True, slots=True)
+class Workload:
+    """A fully drawn workload: clients in their canonical order and all requests by arrival.
+
+    `requests` is sorted by (arrival_s, request_id); `duration_s` is the arrival horizon the
+    workload was drawn for (arrivals lie in [0, duration_s)).
+    """
+
+    name: str
+    seed: int
+    clients: tuple[ClientInfo, ...]
+    requests: tuple[Request, ...]
+    duration_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class PolicySample:
+    """Policy state at one time, for plots: `values[metric]` is indexed like `Workload.clients`."""
+
+    time_s: float
+    values: tuple[tuple[str, tuple[float, ...]], ...]
