@@ -1,0 +1,360 @@
+"""Sweeps: the grid scenarios × experiments × seeds × load factors, run cell by cell in parallel.
+
+Each cell is one simulation with its own results file, named by a hash of the cell's full
+configuration (scenario, experiment, seed, load, profile, engine knobs, policy parameters and the
+package version), so a sweep rerun into the same directory skips cells already done and recomputes
+missing or unreadable ones. Cells are independent and deterministic: results do not depend on how
+many workers ran them or in which order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from exfairs import __version__
+from exfairs.errors import InputError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+_log = logging.getLogger(__name__)
+
+Scalar = int | float | str | bool
+Knobs = tuple[tuple[str, Scalar], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Cell:
+    """One simulation of a sweep."""
+
+    scenario: str
+    experiment: str
+    seed: int
+    load_factor: float
+    profile: str
+    engine: Knobs = ()
+    policy_params: Knobs = ()
+
+    def key(self) -> str:
+        """Hash of everything that determines the cell's result, the package version included."""
+        doc = {
+            "scenario": _scenario_identity(self.scenario),
+            "experiment": self.experiment,
+            "seed": self.seed,
+            "load_factor": self.load_factor,
+            "profile": _profile_identity(self.profile),
+            "engine": sorted(self.engine),
+            "policy_params": sorted(self.policy_params),
+            "version": __version__,
+        }
+        blob = json.dumps(doc, sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def file_name(self) -> str:
+        """Results file name: readable prefix plus the configuration hash."""
+        scen = Path(self.scenario).stem if self.scenario.endswith(".toml") else self.scenario
+        return f"{scen}__{self.experiment}__load{self.load_factor:g}__seed{self.seed}__{self.key()}.json"
+
+
+def _file_digest(path: str) -> str:
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return path
+
+
+def _scenario_identity(name: str) -> str:
+    # A scenario file's content, not its path, decides the result.
+    return _file_digest(name) if name.endswith(".toml") else name
+
+
+def _profile_identity(name: str) -> str:
+    return _file_digest(name) if name.endswith(".json") else name
+
+
+@dataclass(frozen=True, slots=True)
+class SweepConfig:
+    """A sweep: the grid and where to put its results.
+
+    `engine` overrides the profile's engine knobs (vLLM names); `policy_params` maps a policy name
+    to its constructor parameters.
+    """
+
+    name: str = "sweep"
+    scenarios: tuple[str, ...] = ("default",)
+    experiments: tuple[str, ...] = ("FCFS",)
+    seeds: tuple[int, ...] = (0,)
+    load_factors: tuple[float, ...] = (1.0,)
+    profile: str = "a100-llama2-7b"
+    engine: Knobs = ()
+    policy_params: tuple[tuple[str, Knobs], ...] = ()
+
+    def __post_init__(self) -> None:
+        for fname in ("scenarios", "experiments", "seeds", "load_factors"):
+            if not getattr(self, fname):
+                raise InputError("must list at least one value", field=fname, value=[])
+        for s in self.seeds:
+            if isinstance(s, bool) or not isinstance(s, int) or s < 0:
+                raise InputError("seeds must be non-negative integers", field="seeds", value=s)
+        for lf in self.load_factors:
+            if isinstance(lf, bool) or not isinstance(lf, (int, float)) or not math.isfinite(lf) \
+                    or not 0 < lf <= 100:
+                raise InputError("load factors must be numbers in (0, 100]", field="load_factors",
+                                 value=lf)
+
+    def cells(self) -> list[Cell]:
+        """Every cell of the grid, in a fixed order."""
+        from exfairs.policies import parse_experiment
+
+        params = {k.upper(): v for k, v in self.policy_params}
+        out: list[Cell] = []
+        for scen in self.scenarios:
+            for exp_name in self.experiments:
+                exp = parse_experiment(exp_name)
+                for lf in self.load_factors:
+                    for seed in self.seeds:
+                        out.append(Cell(scen, exp.name, seed, float(lf), self.profile, self.engine,
+                                        params.get(exp.policy.upper(), ())))
+        return out
+
+
+def _as_tuple(value: Any, fname: str, source: str, kind: type | tuple[type, ...]) -> tuple[Any, ...]:
+    items = value if isinstance(value, list) else [value]
+    for item in items:
+        if isinstance(item, bool) and kind is not bool or not isinstance(item, kind):
+            raise InputError(f"expected a list of {getattr(kind, '__name__', kind)}", field=fname,
+                             value=value, source=source)
+    return tuple(items)
+
+
+def _knobs(value: Any, fname: str, source: str) -> Knobs:
+    if not isinstance(value, dict):
+        raise InputError("must be a table", field=fname, value=value, source=source)
+    for k, v in value.items():
+        if not isinstance(v, (int, float, str, bool)):
+            raise InputError("must be a number, string or boolean", field=f"{fname}.{k}", value=v,
+                             source=source)
+    return tuple(sorted(value.items()))
+
+
+def sweep_from_toml(text: str, source: str) -> SweepConfig:
+    """Parse a sweep file (TOML); InputError names the file, field and value."""
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"not valid TOML: {exc}", field="(file)", value=source,
+                         source=source) from None
+    known = {"name", "scenarios", "experiments", "seeds", "load_factors", "profile", "engine",
+             "policy_params", "description"}
+    unknown = sorted(set(doc) - known)
+    if unknown:
+        raise InputError(f"unknown keys; expected some of {sorted(known)}", field=unknown[0],
+                         value=doc[unknown[0]], source=source)
+    kw: dict[str, Any] = {}
+    if "name" in doc:
+        kw["name"] = str(doc["name"])
+    for fname, kind in (("scenarios", str), ("experiments", str), ("seeds", int),
+                        ("load_factors", (int, float))):
+        if fname in doc:
+            kw[fname] = _as_tuple(doc[fname], fname, source, kind)
+    if "profile" in doc:
+        if not isinstance(doc["profile"], str):
+            raise InputError("must be a string", field="profile", value=doc["profile"],
+                             source=source)
+        kw["profile"] = doc["profile"]
+    if "engine" in doc:
+        kw["engine"] = _knobs(doc["engine"], "engine", source)
+    if "policy_params" in doc:
+        pp = doc["policy_params"]
+        if not isinstance(pp, dict):
+            raise InputError("must be a table of tables", field="policy_params", value=pp,
+                             source=source)
+        kw["policy_params"] = tuple(sorted((k, _knobs(v, f"policy_params.{k}", source))
+                                           for k, v in pp.items()))
+    try:
+        return SweepConfig(**kw)
+    except InputError as exc:
+        raise exc.with_source(source) from None
+
+
+def load_sweep(path_or_name: str | os.PathLike[str]) -> SweepConfig:
+    """A sweep file by path, or a bundled sweep by name (``default``)."""
+    from importlib import resources
+
+    p = Path(path_or_name)
+    if p.suffix == ".toml" or p.exists():
+        try:
+            return sweep_from_toml(p.read_text(encoding="utf-8"), str(p))
+        except FileNotFoundError:
+            raise InputError("no such sweep file", field="sweep", value=str(p)) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"cannot read sweep file: {exc}", field="sweep", value=str(p)) from None
+    res = resources.files("exfairs").joinpath("data", "sweeps", f"{path_or_name}.toml")
+    if not res.is_file():
+        raise InputError("no such sweep file or bundled sweep (bundled: default)", field="sweep",
+                         value=str(path_or_name))
+    return sweep_from_toml(res.read_text(encoding="utf-8"), f"<bundled sweep {path_or_name}>")
+
+
+@dataclass(frozen=True, slots=True)
+class CellOutcome:
+    """What the parent needs of a finished cell (the full result stays on disk)."""
+
+    cell: Cell
+    path: Path
+    skipped: bool
+    wall_time_s: float = 0.0
+
+
+def run_cell(cell: Cell, out_dir: Path) -> CellOutcome:
+    """Simulate one cell and write its results file atomically. Safe to call in a worker."""
+    import time
+
+    from exfairs.calibration.profile import EngineDefaults, load_profile
+    from exfairs.metrics import compute_metrics
+    from exfairs.policies import parse_experiment
+    from exfairs.results import RunInfo, RunResult, git_revision, write_result
+    from exfairs.scenario import load_scenario
+    from exfairs.sim.config import EngineConfig
+    from exfairs.sim.runner import simulate
+    from exfairs.workload import draw_workload, estimate_capacity_rps, measure_window
+
+    t0 = time.perf_counter()
+    scenario = load_scenario(cell.scenario)
+    profile = load_profile(cell.profile)
+    engine = EngineConfig.from_profile(profile, **dict(cell.engine))
+    cost = profile.cost_model(engine.max_num_batched_tokens)
+    defaults = EngineDefaults(
+        num_gpu_blocks=engine.num_gpu_blocks, block_size=engine.block_size,
+        max_num_seqs=engine.max_num_seqs, max_num_batched_tokens=engine.max_num_batched_tokens,
+        max_model_len=engine.max_model_len)
+    capacity = estimate_capacity_rps(scenario, cost, defaults)
+    workload = draw_workload(scenario, cell.seed, cost, load_factor=cell.load_factor,
+                             capacity_rps=capacity)
+    experiment = parse_experiment(cell.experiment)
+    sim = simulate(workload, experiment, profile, engine=engine,
+                   policy_params=dict(cell.policy_params))
+    metrics = compute_metrics(sim.records, workload.clients,
+                              window=measure_window(scenario, workload))
+    wall = time.perf_counter() - t0
+    info = RunInfo(
+        backend="sim", scenario=scenario.name, experiment=experiment.name,
+        policy=experiment.policy, mode=experiment.mode.value, seed=cell.seed,
+        load_factor=cell.load_factor, profile_id=profile.id,
+        engine_knobs=_engine_knobs(engine), policy_params=cell.policy_params,
+        package_version=__version__, git_revision=git_revision(),
+        created_utc=_utc_now(), wall_time_s=wall,
+    )
+    result = RunResult(info=info, clients=workload.clients, records=sim.records, metrics=metrics,
+                       policy_samples=sim.policy_samples)
+    path = out_dir / cell.file_name()
+    write_result(result, path)
+    return CellOutcome(cell, path, skipped=False, wall_time_s=wall)
+
+
+def _engine_knobs(engine: Any) -> Knobs:
+    from dataclasses import asdict
+
+    return tuple(sorted((k, v) for k, v in asdict(engine).items()
+                        if isinstance(v, (int, float, str, bool))))
+
+
+def _utc_now() -> str:
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def is_done(cell: Cell, out_dir: Path) -> bool:
+    """True when the cell's results file exists and loads (a truncated file does not count)."""
+    path = out_dir / cell.file_name()
+    if not path.is_file():
+        return False
+    from exfairs.results import read_result
+
+    try:
+        read_result(path)
+    except (InputError, OSError, ValueError):
+        _log.warning("results file %s is unreadable; the cell will be recomputed", path)
+        return False
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class SweepRun:
+    """The finished sweep: one outcome per cell, in grid order."""
+
+    config: SweepConfig
+    out_dir: Path
+    outcomes: tuple[CellOutcome, ...] = field(default=())
+
+
+def run_sweep(
+    config: SweepConfig,
+    out_dir: Path,
+    *,
+    jobs: int = 1,
+    force: bool = False,
+    progress: Callable[[int, int, CellOutcome], None] | None = None,
+) -> SweepRun:
+    """Run every cell not already done (all with `force`), `jobs` processes at a time.
+
+    Interrupting (Ctrl-C) keeps every cell finished so far: each is its own file, written atomically.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cells = config.cells()
+    results: dict[Cell, CellOutcome] = {}
+    todo: list[Cell] = []
+    for cell in cells:
+        if not force and is_done(cell, out_dir):
+            results[cell] = CellOutcome(cell, out_dir / cell.file_name(), skipped=True)
+        else:
+            todo.append(cell)
+    done = len(results)
+    if progress:
+        for outcome in results.values():
+            progress(done, len(cells), outcome)
+    for outcome in _execute(todo, out_dir, jobs):
+        results[outcome.cell] = outcome
+        done += 1
+        if progress:
+            progress(done, len(cells), outcome)
+    return SweepRun(config, out_dir, tuple(results[c] for c in cells))
+
+
+def _execute(cells: Sequence[Cell], out_dir: Path, jobs: int) -> Iterator[CellOutcome]:
+    if jobs <= 1 or len(cells) <= 1:
+        for cell in cells:
+            yield run_cell(cell, out_dir)
+        return
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        pending: set[Future[CellOutcome]] = set()
+        queue = list(cells)
+        try:
+            while queue or pending:
+                while queue and len(pending) < 2 * jobs:
+                    pending.add(pool.submit(run_cell, queue.pop(0), out_dir))
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    yield fut.result()
+        except BaseException:
+            for fut in pending:
+                fut.cancel()
+            raise
+
+
+def override(config: SweepConfig, changes: Mapping[str, Any]) -> SweepConfig:
+    """`config` with the given fields replaced (CLI arguments over a sweep file)."""
+    return replace(config, **{k: v for k, v in changes.items() if v is not None})

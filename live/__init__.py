@@ -1,0 +1,1 @@
+"""Live backend: drive a real vLLM engine under ExFairS policies."""

@@ -1,0 +1,279 @@
+"""`exfairs-sim`: simulate scenarios under scheduling policies.
+
+    exfairs-sim run SCENARIO -e ExFairS -e VTC [--seed 0] [--load 1.0] [--profile ID|FILE] [--out DIR]
+    exfairs-sim sweep [SWEEP_FILE] [--jobs N] [--out DIR]     # no arguments: the bundled default sweep
+    exfairs-sim list                                            # scenarios, experiments, profiles
+
+Bad input exits with code 2 and a one-paragraph message; Ctrl-C exits 130 keeping finished cells.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+import time
+import types
+import typing
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from exfairs.errors import InputError
+
+_log = logging.getLogger("exfairs.sim.cli")
+
+
+def _engine_fields() -> list[dataclasses.Field[Any]]:
+    from exfairs.sim.config import EngineConfig
+
+    return list(dataclasses.fields(EngineConfig))
+
+
+def _field_type(f: dataclasses.Field[Any]) -> type:
+    hints = typing.get_type_hints(_engine_config_cls())
+    t = hints.get(f.name, str)
+    if isinstance(t, types.UnionType) or typing.get_origin(t) is typing.Union:
+        t = next(a for a in typing.get_args(t) if a is not type(None))
+    if typing.get_origin(t) is typing.Literal:
+        return str
+    return t if isinstance(t, type) else str
+
+
+def _engine_config_cls() -> type:
+    from exfairs.sim.config import EngineConfig
+
+    return EngineConfig
+
+
+def _parse_bool(text: str) -> bool:
+    low = text.strip().lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _add_engine_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("engine knobs (vLLM names; default: the profile's values)")
+    for f in _engine_fields():
+        t = _field_type(f)
+        conv: Any = _parse_bool if t is bool else t
+        g.add_argument(f"--{f.name.replace('_', '-')}", dest=f"engine__{f.name}", type=conv,
+                       default=None, metavar=t.__name__.upper())
+
+
+def _engine_overrides(ns: argparse.Namespace) -> tuple[tuple[str, Any], ...]:
+    return tuple(sorted((k[len("engine__"):], v) for k, v in vars(ns).items()
+                        if k.startswith("engine__") and v is not None))
+
+
+def _policy_params(items: Sequence[str]) -> tuple[tuple[str, tuple[tuple[str, Any], ...]], ...]:
+    by_policy: dict[str, dict[str, Any]] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        policy, dot, param = key.partition(".")
+        if not sep or not dot or not policy or not param:
+            raise InputError("expected POLICY.PARAM=VALUE, e.g. ExFairS.alpha=0.5",
+                             field="--policy-param", value=item)
+        value: Any
+        try:
+            value = float(raw) if any(c in raw for c in ".eE") or raw.lower() in ("inf", "nan") \
+                else int(raw)
+        except ValueError:
+            value = raw
+        by_policy.setdefault(policy.upper(), {})[param] = value
+    return tuple(sorted((k, tuple(sorted(v.items()))) for k, v in by_policy.items()))
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="exfairs-sim",
+        description="Simulate multi-tenant LLM serving on a vLLM-V1 engine model under "
+                    "scheduling policies, and compare SLO attainment and fairness.")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{run,sweep,list}")
+
+    run = sub.add_parser("run", help="one scenario, one or more experiments",
+                         description="Simulate one scenario under each experiment (policy + mode) "
+                                     "with one seed and load; write results, plots and a table.")
+    run.add_argument("scenario", help="bundled scenario name or a scenario TOML file")
+    run.add_argument("-e", "--experiment", action="append", dest="experiments",
+                     help="experiment name, repeatable (e.g. ExFairS, QUEUE_VTC); "
+                          "default: FCFS VTC ExFairS")
+    run.add_argument("--seed", type=int, default=0, help="root seed (default 0)")
+    run.add_argument("--load", type=float, default=1.0,
+                     help="load factor: scales every client's rate (default 1.0)")
+    run.add_argument("--profile", default="a100-llama2-7b",
+                     help="calibration profile id or file (default a100-llama2-7b)")
+    run.add_argument("--out", type=Path, default=Path("results/run"), help="output directory")
+    run.add_argument("--jobs", type=int, default=1, help="parallel processes (default 1)")
+    run.add_argument("--policy-param", action="append", default=[], metavar="POLICY.PARAM=VALUE",
+                     help="policy parameter, repeatable (e.g. ExFairS.alpha=0.5)")
+    run.add_argument("--no-plots", action="store_true", help="skip the plots")
+    _add_engine_options(run)
+
+    sw = sub.add_parser("sweep", help="a grid of scenarios × experiments × seeds × loads",
+                        description="Run a sweep in parallel processes: one results file per "
+                                    "cell, a summary (CSV and table, mean and 95%% CI over seeds) "
+                                    "and aggregated plots. Finished cells are reused on rerun.")
+    sw.add_argument("sweep", nargs="?", default="default",
+                    help="sweep TOML file or bundled sweep name (default: the bundled default)")
+    sw.add_argument("--scenario", action="append", dest="scenarios", help="override: scenarios")
+    sw.add_argument("-e", "--experiment", action="append", dest="experiments",
+                    help="override: experiments")
+    sw.add_argument("--seeds", type=int, nargs="+", help="override: seeds")
+    sw.add_argument("--loads", type=float, nargs="+", dest="load_factors",
+                    help="override: load factors")
+    sw.add_argument("--profile", help="override: calibration profile id or file")
+    sw.add_argument("--jobs", type=int, default=None,
+                    help="parallel processes (default: number of CPUs)")
+    sw.add_argument("--out", type=Path, default=None,
+                    help="output directory (default results/<sweep name>)")
+    sw.add_argument("--force", action="store_true", help="recompute cells already done")
+    sw.add_argument("--no-plots", action="store_true", help="skip the plots")
+    sw.add_argument("--policy-param", action="append", default=[], metavar="POLICY.PARAM=VALUE",
+                    help="policy parameter, repeatable")
+    _add_engine_options(sw)
+
+    sub.add_parser("list", help="bundled scenarios, experiment names and profiles")
+    return parser
+
+
+class _Progress:
+    """A one-line progress display on stderr (the CLI's, not the library's)."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.t0 = time.perf_counter()
+        self.tty = sys.stderr.isatty()
+
+    def __call__(self, done: int, total: int, outcome: Any) -> None:
+        elapsed = time.perf_counter() - self.t0
+        eta = elapsed / max(done, 1) * (total - done)
+        width = 24
+        filled = int(width * done / max(total, 1))
+        bar = "#" * filled + "." * (width - filled)
+        line = f"{self.label} [{bar}] {done}/{total} cells, {elapsed:5.1f}s elapsed, ETA {eta:4.0f}s"
+        if self.tty:
+            sys.stderr.write("\r" + line + ("\n" if done == total else ""))
+        elif done == total or done % max(1, total // 10) == 0:
+            sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
+
+def _finish(config: Any, run: Any, out_dir: Path, plots: bool) -> None:
+    from exfairs.plots import plot_aggregated, plot_fairness, plot_performance
+    from exfairs.results import read_result
+    from exfairs.summary import format_table, summarize, write_summary_csv
+
+    results = [read_result(o.path) for o in run.outcomes]
+    rows = summarize(results)
+    write_summary_csv(rows, out_dir / "summary.csv")
+    sys.stdout.write(format_table(rows) + "\n")
+    made: list[Path] = []
+    if plots:
+        plot_dir = out_dir / "plots"
+        made += plot_aggregated(rows, plot_dir)
+        # Per-run plots for the first seed at each (scenario, load): all experiments side by side.
+        first_seed = min(config.seeds)
+        groups: dict[tuple[str, float], list[Any]] = {}
+        for r in results:
+            if r.info.seed == first_seed:
+                groups.setdefault((r.info.scenario, r.info.load_factor), []).append(r)
+        for (scen, load), group in sorted(groups.items()):
+            sub_dir = plot_dir / f"{scen}__load{load:g}"
+            made += plot_performance(group, sub_dir)
+            made += plot_fairness(group, sub_dir)
+    sys.stdout.write(
+        f"\n{len(results)} results in {out_dir}/, summary in {out_dir / 'summary.csv'}"
+        + (f", {len(made)} plot files in {out_dir / 'plots'}/" if plots else "") + "\n")
+
+
+def _cmd_run(ns: argparse.Namespace) -> int:
+    from exfairs.sweep import SweepConfig, run_sweep
+
+    config = SweepConfig(
+        name="run", scenarios=(ns.scenario,),
+        experiments=tuple(ns.experiments or ("FCFS", "VTC", "ExFairS")),
+        seeds=(ns.seed,), load_factors=(ns.load,), profile=ns.profile,
+        engine=_engine_overrides(ns), policy_params=_policy_params(ns.policy_param))
+    if ns.jobs < 1:
+        raise InputError("must be ≥ 1", field="--jobs", value=ns.jobs)
+    run = run_sweep(config, ns.out, jobs=ns.jobs, force=True, progress=_Progress("run"))
+    _finish(config, run, ns.out, plots=not ns.no_plots)
+    return 0
+
+
+def _cmd_sweep(ns: argparse.Namespace) -> int:
+    import os
+
+    from exfairs.sweep import load_sweep, override, run_sweep
+
+    config = load_sweep(ns.sweep)
+    changes: dict[str, Any] = {
+        "scenarios": tuple(ns.scenarios) if ns.scenarios else None,
+        "experiments": tuple(ns.experiments) if ns.experiments else None,
+        "seeds": tuple(ns.seeds) if ns.seeds else None,
+        "load_factors": tuple(ns.load_factors) if ns.load_factors else None,
+        "profile": ns.profile,
+    }
+    knobs = _engine_overrides(ns)
+    if knobs:
+        changes["engine"] = tuple(sorted({**dict(config.engine), **dict(knobs)}.items()))
+    if ns.policy_param:
+        merged = {k: dict(v) for k, v in config.policy_params}
+        for k, v in _policy_params(ns.policy_param):
+            merged.setdefault(k, {}).update(dict(v))
+        changes["policy_params"] = tuple(sorted((k, tuple(sorted(v.items())))
+                                                for k, v in merged.items()))
+    config = override(config, changes)
+    jobs = ns.jobs if ns.jobs is not None else (os.cpu_count() or 1)
+    if jobs < 1:
+        raise InputError("must be ≥ 1", field="--jobs", value=jobs)
+    out_dir = ns.out if ns.out is not None else Path("results") / config.name
+    n = len(config.cells())
+    sys.stderr.write(f"sweep {config.name!r}: {n} cells, {jobs} process(es) → {out_dir}/\n")
+    run = run_sweep(config, out_dir, jobs=jobs, force=ns.force, progress=_Progress("sweep"))
+    skipped = sum(o.skipped for o in run.outcomes)
+    if skipped:
+        sys.stderr.write(f"{skipped} cell(s) already done were reused (--force recomputes)\n")
+    _finish(config, run, out_dir, plots=not ns.no_plots)
+    return 0
+
+
+def _cmd_list() -> int:
+    from exfairs.calibration.profile import bundled_profile_ids
+    from exfairs.policies import experiment_names
+    from exfairs.scenario import bundled_scenarios
+
+    sys.stdout.write("scenarios:   " + " ".join(bundled_scenarios()) + "\n")
+    sys.stdout.write("experiments: " + " ".join(experiment_names()) + "\n")
+    sys.stdout.write("profiles:    " + " ".join(bundled_profile_ids()) + "\n")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `exfairs-sim`; returns the exit code (0 ok, 2 bad input, 130 interrupted)."""
+    parser = _build_parser()
+    ns = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING - 10 * min(ns.verbose, 2),
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        if ns.command == "run":
+            return _cmd_run(ns)
+        if ns.command == "sweep":
+            return _cmd_sweep(ns)
+        return _cmd_list()
+    except InputError as exc:
+        sys.stderr.write(f"exfairs-sim: error: {exc}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("\nexfairs-sim: interrupted; every finished cell's results file is kept\n")
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
