@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from exfairs import __version__
 from exfairs.errors import InputError
@@ -28,6 +28,9 @@ if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
+
+if TYPE_CHECKING:
+    from exfairs.results import RunResult
 
 _log = logging.getLogger(__name__)
 
@@ -65,7 +68,8 @@ class Cell:
     def file_name(self) -> str:
         """Results file name: readable prefix plus the configuration hash."""
         scen = Path(self.scenario).stem if self.scenario.endswith(".toml") else self.scenario
-        return f"{scen}__{self.experiment}__load{self.load_factor:g}__seed{self.seed}__{self.key()}.json"
+        stem = f"{scen}__{self.experiment}__load{self.load_factor:g}__seed{self.seed}"
+        return f"{stem}__{self.key()}.json"
 
 
 def _file_digest(path: str) -> str:
@@ -130,10 +134,12 @@ class SweepConfig:
         return out
 
 
-def _as_tuple(value: Any, fname: str, source: str, kind: type | tuple[type, ...]) -> tuple[Any, ...]:
+def _as_tuple(
+    value: Any, fname: str, source: str, kind: type | tuple[type, ...]
+) -> tuple[Any, ...]:
     items = value if isinstance(value, list) else [value]
     for item in items:
-        if isinstance(item, bool) and kind is not bool or not isinstance(item, kind):
+        if (isinstance(item, bool) and kind is not bool) or not isinstance(item, kind):
             raise InputError(f"expected a list of {getattr(kind, '__name__', kind)}", field=fname,
                              value=value, source=source)
     return tuple(items)
@@ -200,7 +206,8 @@ def load_sweep(path_or_name: str | os.PathLike[str]) -> SweepConfig:
         except FileNotFoundError:
             raise InputError("no such sweep file", field="sweep", value=str(p)) from None
         except (OSError, UnicodeDecodeError) as exc:
-            raise InputError(f"cannot read sweep file: {exc}", field="sweep", value=str(p)) from None
+            raise InputError(f"cannot read sweep file: {exc}", field="sweep",
+                             value=str(p)) from None
     res = resources.files("exfairs").joinpath("data", "sweeps", f"{path_or_name}.toml")
     if not res.is_file():
         raise InputError("no such sweep file or bundled sweep (bundled: default)", field="sweep",
@@ -220,12 +227,23 @@ class CellOutcome:
 
 def run_cell(cell: Cell, out_dir: Path) -> CellOutcome:
     """Simulate one cell and write its results file atomically. Safe to call in a worker."""
+    from exfairs.results import write_result
+
+    result = compute_cell(cell)
+    path = out_dir / cell.file_name()
+    write_result(result, path)
+    return CellOutcome(cell, path, skipped=False, wall_time_s=result.info.wall_time_s)
+
+
+def compute_cell(cell: Cell) -> RunResult:
+    """Simulate one cell and return its result (nothing written). Pure: same cell, same result
+    apart from the wall-clock fields of `RunInfo`."""
     import time
 
     from exfairs.calibration.profile import EngineDefaults, load_profile
     from exfairs.metrics import compute_metrics
     from exfairs.policies import parse_experiment
-    from exfairs.results import RunInfo, RunResult, git_revision, write_result
+    from exfairs.results import RunInfo, RunResult, git_revision
     from exfairs.scenario import load_scenario
     from exfairs.sim.config import EngineConfig
     from exfairs.sim.runner import simulate
@@ -257,11 +275,8 @@ def run_cell(cell: Cell, out_dir: Path) -> CellOutcome:
         package_version=__version__, git_revision=git_revision(),
         created_utc=_utc_now(), wall_time_s=wall,
     )
-    result = RunResult(info=info, clients=workload.clients, records=sim.records, metrics=metrics,
-                       policy_samples=sim.policy_samples)
-    path = out_dir / cell.file_name()
-    write_result(result, path)
-    return CellOutcome(cell, path, skipped=False, wall_time_s=wall)
+    return RunResult(info=info, clients=workload.clients, records=sim.records, metrics=metrics,
+                     policy_samples=sim.policy_samples)
 
 
 def _engine_knobs(engine: Any) -> Knobs:
@@ -308,10 +323,18 @@ def run_sweep(
     jobs: int = 1,
     force: bool = False,
     progress: Callable[[int, int, CellOutcome], None] | None = None,
+    executor: str = "process",
+    scheduler: str | None = None,
 ) -> SweepRun:
     """Run every cell not already done (all with `force`), `jobs` processes at a time.
 
-    Interrupting (Ctrl-C) keeps every cell finished so far: each is its own file, written atomically.
+    `executor` is ``"process"`` (a local process pool of `jobs` workers) or ``"dask"``: the cells
+    run on the Dask cluster at `scheduler` (``tcp://host:port``), or on a `LocalCluster` of `jobs`
+    single-threaded workers when no scheduler is given; results come back to this process, which
+    writes the files, so workers need no shared file system.
+
+    Interrupting (Ctrl-C) keeps every cell finished so far: each is its own file, written
+    atomically.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     cells = config.cells()
@@ -326,7 +349,11 @@ def run_sweep(
     if progress:
         for outcome in results.values():
             progress(done, len(cells), outcome)
-    for outcome in _execute(todo, out_dir, jobs):
+    if executor not in ("process", "dask"):
+        raise InputError("must be 'process' or 'dask'", field="executor", value=executor)
+    runner = (_execute_dask(todo, out_dir, jobs, scheduler) if executor == "dask"
+              else _execute(todo, out_dir, jobs))
+    for outcome in runner:
         results[outcome.cell] = outcome
         done += 1
         if progress:
@@ -353,6 +380,40 @@ def _execute(cells: Sequence[Cell], out_dir: Path, jobs: int) -> Iterator[CellOu
             for fut in pending:
                 fut.cancel()
             raise
+
+
+def _execute_dask(cells: Sequence[Cell], out_dir: Path, jobs: int,
+                  scheduler: str | None) -> Iterator[CellOutcome]:
+    try:
+        from distributed import Client, LocalCluster, as_completed
+    except ImportError:
+        raise InputError("the Dask executor needs the 'dist' extra: pip install 'exfairs[dist]'",
+                         field="executor", value="dask") from None
+    from exfairs.results import write_result
+
+    if not cells:
+        return
+    cluster = None
+    if scheduler is None:
+        cluster = LocalCluster(n_workers=max(1, jobs), threads_per_worker=1, processes=True,
+                               dashboard_address=None)
+    try:
+        try:
+            client = Client(scheduler if scheduler is not None else cluster, timeout="30s")
+        except OSError as exc:
+            raise InputError(f"cannot reach the Dask scheduler: {exc}", field="--scheduler",
+                             value=scheduler) from None
+        with client:
+            futures = {client.submit(compute_cell, cell, pure=False): cell for cell in cells}
+            for fut in as_completed(futures):
+                result = fut.result()
+                cell = futures[fut]
+                path = out_dir / cell.file_name()
+                write_result(result, path)
+                yield CellOutcome(cell, path, skipped=False, wall_time_s=result.info.wall_time_s)
+    finally:
+        if cluster is not None:
+            cluster.close()
 
 
 def override(config: SweepConfig, changes: Mapping[str, Any]) -> SweepConfig:

@@ -1,8 +1,8 @@
 """`exfairs-sim`: simulate scenarios under scheduling policies.
 
-    exfairs-sim run SCENARIO -e ExFairS -e VTC [--seed 0] [--load 1.0] [--profile ID|FILE] [--out DIR]
-    exfairs-sim sweep [SWEEP_FILE] [--jobs N] [--out DIR]     # no arguments: the bundled default sweep
-    exfairs-sim list                                            # scenarios, experiments, profiles
+    exfairs-sim run SCENARIO -e ExFairS -e VTC [--seed 0] [--load 1.0] [--profile ID|FILE]
+    exfairs-sim sweep [SWEEP_FILE] [--jobs N] [--out DIR]  # no arguments: the default sweep
+    exfairs-sim list                                         # scenarios, experiments, profiles
 
 Bad input exits with code 2 and a one-paragraph message; Ctrl-C exits 130 keeping finished cells.
 """
@@ -133,6 +133,11 @@ def _build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--out", type=Path, default=None,
                     help="output directory (default results/<sweep name>)")
     sw.add_argument("--force", action="store_true", help="recompute cells already done")
+    sw.add_argument("--executor", choices=("process", "dask"), default="process",
+                    help="process pool (default) or Dask (needs the 'dist' extra)")
+    sw.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
+                    help="with --executor dask: an existing Dask scheduler (default: a local "
+                         "cluster of --jobs workers)")
     sw.add_argument("--no-plots", action="store_true", help="skip the plots")
     sw.add_argument("--policy-param", action="append", default=[], metavar="POLICY.PARAM=VALUE",
                     help="policy parameter, repeatable")
@@ -156,7 +161,8 @@ class _Progress:
         width = 24
         filled = int(width * done / max(total, 1))
         bar = "#" * filled + "." * (width - filled)
-        line = f"{self.label} [{bar}] {done}/{total} cells, {elapsed:5.1f}s elapsed, ETA {eta:4.0f}s"
+        line = (f"{self.label} [{bar}] {done}/{total} cells, {elapsed:5.1f}s elapsed, "
+                f"ETA {eta:4.0f}s")
         if self.tty:
             sys.stderr.write("\r" + line + ("\n" if done == total else ""))
         elif done == total or done % max(1, total // 10) == 0:
@@ -236,7 +242,11 @@ def _cmd_sweep(ns: argparse.Namespace) -> int:
     out_dir = ns.out if ns.out is not None else Path("results") / config.name
     n = len(config.cells())
     sys.stderr.write(f"sweep {config.name!r}: {n} cells, {jobs} process(es) → {out_dir}/\n")
-    run = run_sweep(config, out_dir, jobs=jobs, force=ns.force, progress=_Progress("sweep"))
+    if ns.scheduler is not None and ns.executor != "dask":
+        raise InputError("--scheduler needs --executor dask", field="--scheduler",
+                         value=ns.scheduler)
+    run = run_sweep(config, out_dir, jobs=jobs, force=ns.force, progress=_Progress("sweep"),
+                    executor=ns.executor, scheduler=ns.scheduler)
     skipped = sum(o.skipped for o in run.outcomes)
     if skipped:
         sys.stderr.write(f"{skipped} cell(s) already done were reused (--force recomputes)\n")
