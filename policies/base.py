@@ -6,8 +6,8 @@ for order:
 
 * gate mode: a `PolicyQueue` in front of the engine releases the best-ranked client's next request
   whenever the engine has a free slot;
-* priority mode: `submission_priority` is computed once, when the request is submitted, and the engine
-  orders its waiting queue by it (lower runs first, as in vLLM);
+* priority mode: `submission_priority` is computed once, when the request is submitted, and the
+  engine orders its waiting queue by it (lower runs first, as in vLLM);
 * engine mode: the engine's waiting queue *is* a `PolicyQueue`, re-ranked at every step, and
   `choose_victim` picks whom to preempt.
 
@@ -45,7 +45,10 @@ class Policy(ABC):
       passed while queued or running, failure, time-out, abort, or at finish when it finished late:
       then just before `on_finish`); `exfairs.slo.SloTracker` does this bookkeeping for drivers;
     * call `on_finish` once for every request that produced all its tokens;
-    * call `on_preempt` when the engine evicts a running request (its prefill will be recomputed).
+    * call `on_preempt` when the engine evicts a running request (its prefill will be recomputed);
+    * call `on_drop` once for every request that leaves the system without finishing (failed,
+      timed out, aborted), whether it was queued or running, after its `on_violation`; a driver
+      that removes a queued request from a `PolicyQueue` calls it too (the queue does not).
     A request is *resolved* by its `on_violation` or by an `on_finish` with ``slo_met=True``.
     Times are seconds on the run clock and never decrease between calls.
     """
@@ -78,7 +81,7 @@ class Policy(ABC):
         self._grow(idx + 1)
         return idx
 
-    def _grow(self, n_clients: int) -> None:
+    def _grow(self, n_clients: int) -> None:  # noqa: B027 (optional override)
         """Extend per-client state arrays to `n_clients` entries (subclasses override)."""
 
     def client_index(self, name: str) -> int:
@@ -106,27 +109,34 @@ class Policy(ABC):
         return view
 
     # -- hooks (default: nothing to account) ---------------------------------------------------
-    def on_arrival(self, request: Request, now_s: float) -> None:
+    def on_arrival(self, request: Request, now_s: float) -> None:  # noqa: B027 (optional hook)
         """`request` arrived at the client side at `now_s`."""
 
-    def on_dispatch(self, request: Request, now_s: float) -> None:
+    def on_dispatch(self, request: Request, now_s: float) -> None:  # noqa: B027 (optional hook)
         """`request` was taken from a policy-ordered queue (released by the gate, admitted by the
         engine in engine mode, or submitted in priority mode)."""
 
-    def on_service(self, client: str, prefill_tokens: int, decode_tokens: int, now_s: float) -> None:
+    def on_service(  # noqa: B027 (optional hook)
+        self, client: str, prefill_tokens: int, decode_tokens: int, now_s: float
+    ) -> None:
         """`client` was served `prefill_tokens` prompt tokens and `decode_tokens` output tokens,
         completing at `now_s`. Recomputed prefill after a preemption is reported again."""
 
-    def on_finish(self, request: Request, now_s: float, slo_met: bool) -> None:
+    def on_finish(self, request: Request, now_s: float, slo_met: bool) -> None:  # noqa: B027 (optional hook)
         """`request` produced its last token at `now_s`; `slo_met` says whether every SLO held."""
 
-    def on_preempt(self, request: Request, now_s: float) -> None:
+    def on_preempt(self, request: Request, now_s: float) -> None:  # noqa: B027 (optional hook)
         """`request` was evicted by the engine at `now_s` and will recompute its prefill."""
 
-    def on_violation(self, request: Request, now_s: float) -> None:
+    def on_violation(self, request: Request, now_s: float) -> None:  # noqa: B027 (optional hook)
         """`request` became an SLO violation at `now_s`: its deadline passed while it was queued or
         running, it failed, timed out or was aborted, or it finished having missed an SLO (then this
         comes just before `on_finish(..., slo_met=False)`). Called at most once per request."""
+
+    def on_drop(self, request: Request, now_s: float) -> None:  # noqa: B027 (optional hook)
+        """`request` left the system at `now_s` without finishing (failed, timed out, aborted),
+        from a queue or from the engine. Comes after its `on_violation`. Policies that track
+        which requests are waiting or in flight forget it here."""
 
     # -- ranking -------------------------------------------------------------------------------
     @abstractmethod

@@ -22,7 +22,10 @@ import numpy.typing as npt
 from exfairs.policies.base import Policy
 from exfairs.records import Request
 
-_Entry = tuple[float, int, Request]  # (arrival_s, request_id, request): a total order
+# (arrival_s, request_id, token, request): a total order. `token` is unique per push or move, so
+# an entry is live only while `PolicyQueue._token[request_id]` equals it; removed requests and
+# requests moved from `ready` to `late` leave stale entries behind that are skipped lazily.
+_Entry = tuple[float, int, int, Request]
 
 
 class _ClientQueue:
@@ -50,8 +53,11 @@ class PolicyQueue:
         self._head_arrival = np.zeros(0)
         self._head_id = np.zeros(0, dtype=np.int64)
         self._members: dict[int, int] = {}  # request id → client index, for queued requests
-        self._removed: set[int] = set()  # lazily deleted ids still inside some heap
-        self._expiry: list[tuple[float, int, int]] = []  # (time it turns late, request id, client)
+        self._token: dict[int, int] = {}  # request id → token of its one live heap entry
+        self._next_token = 0
+        # (time it turns late, request id, token, request): (id, token) is unique, so the request itself
+        # is never compared.
+        self._expiry: list[tuple[float, int, int, Request]] = []
         self._len = 0
 
     def __len__(self) -> int:
@@ -77,26 +83,25 @@ class PolicyQueue:
             raise ValueError(f"request {request.request_id} is already queued")
         c = self._policy.client_index(request.client)
         self._ensure(self._policy.n_clients)
-        self._removed.discard(request.request_id)
-        entry: _Entry = (request.arrival_s, request.request_id, request)
         q = self._queues[c]
-        if self._deadline_aware and self._turns_late_at(request) <= now_s:
-            heapq.heappush(q.late, entry)
+        turns_late = self._turns_late_at(request)
+        if self._deadline_aware and turns_late <= now_s:
+            self._enter(q.late, request)
         else:
-            heapq.heappush(q.ready, entry)
-            if self._deadline_aware and math.isfinite(self._turns_late_at(request)):
-                heapq.heappush(self._expiry, (self._turns_late_at(request), request.request_id, c))
+            token = self._enter(q.ready, request)
+            if self._deadline_aware and math.isfinite(turns_late):
+                heapq.heappush(self._expiry, (turns_late, request.request_id, token, request))
         self._members[request.request_id] = c
         self._count[c] += 1
         self._len += 1
-        self._refresh_head(c, now_s)
+        self._set_head(c)
 
     def remove(self, request_id: int) -> bool:
         """Drop a queued request (aborted, timed out). Returns False if it was not queued."""
         c = self._members.pop(request_id, None)
         if c is None:
             return False
-        self._removed.add(request_id)
+        del self._token[request_id]
         self._count[c] -= 1
         self._len -= 1
         self._clean_tops(c)
@@ -115,8 +120,9 @@ class PolicyQueue:
         if c < 0:
             return None
         q = self._queues[c]
-        _, rid, request = heapq.heappop(q.ready if q.ready else q.late)
+        _, rid, _, request = heapq.heappop(q.ready if q.ready else q.late)
         del self._members[rid]
+        del self._token[rid]
         self._count[c] -= 1
         self._len -= 1
         self._clean_tops(c)
@@ -125,6 +131,13 @@ class PolicyQueue:
         return request
 
     # -- internals -------------------------------------------------------------------------------
+    def _enter(self, heap: list[_Entry], request: Request) -> int:
+        token = self._next_token
+        self._next_token += 1
+        self._token[request.request_id] = token
+        heapq.heappush(heap, (request.arrival_s, request.request_id, token, request))
+        return token
+
     def _ensure(self, n: int) -> None:
         while len(self._queues) < n:
             self._queues.append(_ClientQueue())
@@ -141,19 +154,21 @@ class PolicyQueue:
     def _clean_tops(self, c: int) -> None:
         q = self._queues[c]
         for heap in (q.ready, q.late):
-            while heap and heap[0][1] in self._removed:
-                self._removed.discard(heapq.heappop(heap)[1])
+            while heap and self._token.get(heap[0][1]) != heap[0][2]:
+                heapq.heappop(heap)
 
-    def _refresh_head(self, c: int, now_s: float) -> None:
-        """Move requests that can no longer meet their deadline from the front of `ready` to
-        `late`, then update the head arrays."""
-        q = self._queues[c]
-        self._clean_tops(c)
-        if self._deadline_aware:
-            while q.ready and self._turns_late_at(q.ready[0][2]) <= now_s:
-                heapq.heappush(q.late, heapq.heappop(q.ready))
-                self._clean_tops(c)
-        self._set_head(c)
+    def _expire(self, now_s: float) -> None:
+        """Move every queued request that can no longer meet its deadline from `ready` to `late`
+        (wherever it sits in its heap), then fix the heads of the clients concerned."""
+        while self._expiry and self._expiry[0][0] <= now_s:
+            _, rid, token, request = heapq.heappop(self._expiry)
+            if self._token.get(rid) != token:
+                continue  # dispatched, removed or re-pushed since
+            c = self._members[rid]
+            # The stale `ready` entry is skipped lazily; a fresh one goes to `late`.
+            self._enter(self._queues[c].late, request)
+            self._clean_tops(c)
+            self._set_head(c)
 
     def _set_head(self, c: int) -> None:
         q = self._queues[c]
@@ -167,16 +182,15 @@ class PolicyQueue:
 
     def _head(self, c: int) -> Request:
         q = self._queues[c]
-        return (q.ready[0] if q.ready else q.late[0])[2]
+        return (q.ready[0] if q.ready else q.late[0])[3]
 
     def _select(self, now_s: float) -> int:
         if self._len == 0:
             return -1
         n = self._policy.n_clients
         self._ensure(n)
-        while self._expiry and self._expiry[0][0] <= now_s:
-            _, _, c = heapq.heappop(self._expiry)
-            self._refresh_head(c, now_s)
+        if self._expiry and self._expiry[0][0] <= now_s:
+            self._expire(now_s)
         scores = np.asarray(self._policy.client_scores(now_s), dtype=np.float64)
         if scores.shape != (n,):
             raise ValueError(
@@ -188,7 +202,9 @@ class PolicyQueue:
         if np.isnan(masked).any():
             raise ValueError(f"{type(self._policy).__name__}.client_scores returned NaN")
         best = masked.min()
-        tied = np.flatnonzero(masked == best) if math.isfinite(best) else np.flatnonzero(backlogged)
+        # All backlogged scores +inf (or a -inf) still picks among the backlogged clients.
+        tied = np.flatnonzero(backlogged & (masked == best)) if best < math.inf else \
+            np.flatnonzero(backlogged)
         if tied.shape[0] == 1:
             return int(tied[0])
         arrivals = self._head_arrival[tied]

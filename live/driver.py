@@ -1,0 +1,461 @@
+"""The client side of a live run: replays a workload's arrivals on the run clock and drives the same
+policy objects as the simulator in gate or priority mode (DESIGN.md §2).
+
+* gate mode: arrivals wait in a `PolicyQueue`; whenever fewer than `max_inflight` requests are in
+  the engine, the policy's best-ranked request is released (submitted with priority 0);
+* priority mode: every arrival is submitted at once with ``policy.submission_priority`` (the engine
+  must schedule by priority).
+
+The policy hears about the run as the simulator tells it: `on_arrival` at arrival, `on_dispatch`
+at release/submission, `on_service` with real token counts as they stream (the prompt's tokens
+with the first output token, then one decode token per output token), `on_violation` via
+`SloTracker` (advanced every `advance_every_s` and at every event), `on_finish` at the last token.
+
+Clock: ``time.monotonic()`` minus the run's start, in seconds. Every request of the workload ends
+in exactly one `RequestRecord`, whatever happens: finished/violated when all tokens came,
+FAILED on an engine or server error, TIMED_OUT when the client gave up, ABORTED when the run
+stopped first (drain limit, Ctrl-C, engine death) — including requests still queued or not yet
+arrived.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from exfairs.live.backend import Backend, BackendError, BackendTimeout, EngineDead, EngineTimes
+from exfairs.live.config import DriverConfig
+from exfairs.policies.base import Policy
+from exfairs.policies.experiments import Mode
+from exfairs.policies.queue import PolicyQueue
+from exfairs.records import (
+    Outcome,
+    PolicySample,
+    Request,
+    RequestRecord,
+    Workload,
+    slo_met,
+)
+from exfairs.rng import stream
+from exfairs.slo import Resolution, SloTracker
+
+_log = logging.getLogger(__name__)
+
+
+def prompt_token_ids(seed: int, request: Request, vocab_size: int, min_token_id: int = 10
+                     ) -> list[int]:
+    """Deterministic prompt of exactly `request.prompt_tokens` ids in [min_token_id, vocab_size),
+    from the stream ("live", "prompt", <request id>) under `seed`: the same run always sends the
+    same tokens, and one request's prompt does not depend on any other."""
+    rng = stream(seed, "live", "prompt", str(request.request_id))
+    return [int(x) for x in rng.integers(min_token_id, vocab_size, size=request.prompt_tokens)]
+
+
+@dataclass(frozen=True, slots=True)
+class ClockCheck:
+    """Client-side vs engine-side timestamps of the same events (milliseconds, client − engine):
+    the delivery lag between the engine core emitting a token and the driver seeing it."""
+
+    n: int
+    first_token_lag_p50_ms: float
+    first_token_lag_p99_ms: float
+    last_token_lag_p50_ms: float
+    last_token_lag_p99_ms: float
+    max_abs_lag_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """A snapshot for progress displays."""
+
+    now_s: float
+    arrived: int
+    queued: int
+    inflight: int
+    done: int
+    total: int
+    violations: int
+
+
+@dataclass(frozen=True, slots=True)
+class LiveRunOutput:
+    """What a live run produced. `records` holds one record per workload request, by request id.
+    `stopped` is None when the run completed normally, else why it stopped early (the records
+    are then a valid partial run)."""
+
+    records: tuple[RequestRecord, ...]
+    policy_samples: tuple[PolicySample, ...]
+    stopped: str | None
+    wall_time_s: float
+    end_s: float
+    clock_check: ClockCheck | None
+
+
+@dataclass(slots=True)
+class _Flight:
+    request: Request
+    dispatch_s: float
+    priority: int
+    first_token_s: float | None = None
+    token_times: list[float] = field(default_factory=list)
+    engine: EngineTimes | None = None
+    first_token_mono: float | None = None
+    last_token_mono: float | None = None
+    preemptions: int = 0
+    timed_out: bool = False
+    task: asyncio.Task[None] | None = None
+    timer: asyncio.TimerHandle | None = None
+
+
+class LiveDriver:
+    """Runs one workload through one backend under one policy and mode. Single use.
+
+    `stop` (optional) is an event the caller may set (e.g. on SIGINT) to end the run early; the
+    run then aborts what is in flight and still returns every record.
+    """
+
+    def __init__(
+        self,
+        workload: Workload,
+        policy: Policy,
+        mode: Mode,
+        backend: Backend,
+        config: DriverConfig | None = None,
+        *,
+        prompt_seed: int | None = None,
+        progress: Callable[[Progress], None] | None = None,
+        progress_every_s: float = 1.0,
+    ) -> None:
+        if mode is Mode.ENGINE:
+            raise NotImplementedError(
+                "engine mode (a vLLM scheduler_cls plug-in) is not implemented in the live "
+                "backend; use the gate (QUEUE_*) or priority experiments")
+        self._workload = workload
+        self._policy = policy
+        self._mode = mode
+        self._backend = backend
+        self._config = config or DriverConfig()
+        self._prompt_seed = workload.seed if prompt_seed is None else prompt_seed
+        self._progress = progress
+        self._progress_every_s = progress_every_s
+        limit = self._config.max_inflight or backend.max_num_seqs
+        self._max_inflight = limit if limit is not None else 256
+        self._tracker = SloTracker()
+        self._queue = PolicyQueue(policy)
+        self._flights: dict[int, _Flight] = {}
+        self._records: dict[int, RequestRecord] = {}
+        self._samples: list[PolicySample] = []
+        self._arrived = 0
+        self._violations = 0
+        self._t0 = 0.0
+        self._stop_reason: str | None = None
+        self._stop = asyncio.Event()
+        self._all_done = asyncio.Event()
+        self._served: list[_Flight] = []
+        self._used = False
+
+    @property
+    def max_inflight(self) -> int:
+        """The gate's in-flight limit (gate mode)."""
+        return self._max_inflight
+
+    # -- clock and bookkeeping -------------------------------------------------------------------
+    def _now(self) -> float:
+        return time.monotonic() - self._t0
+
+    def _apply(self, resolutions: Sequence[Resolution] | Resolution | None, now_s: float) -> None:
+        if resolutions is None:
+            return
+        if isinstance(resolutions, Resolution):
+            resolutions = (resolutions,)
+        for res in resolutions:
+            if not res.met:
+                self._violations += 1
+                self._policy.on_violation(res.request, now_s)
+
+    def _advance(self, now_s: float) -> None:
+        self._apply(self._tracker.advance(now_s), now_s)
+
+    def _finalize(self, record: RequestRecord) -> None:
+        if record.request_id in self._records:
+            raise RuntimeError(f"request {record.request_id} was resolved twice")
+        self._records[record.request_id] = record
+        if len(self._records) == len(self._workload.requests):
+            self._all_done.set()
+
+    def _record_from(self, fl: _Flight, outcome: Outcome, *, finish_s: float | None,
+                     error: str | None) -> RequestRecord:
+        r = fl.request
+        preempt = fl.engine.preemptions if fl.engine is not None else fl.preemptions
+        return RequestRecord(
+            request_id=r.request_id, client=r.client, arrival_s=r.arrival_s,
+            prompt_tokens=r.prompt_tokens, output_tokens=r.output_tokens, slo=r.slo,
+            outcome=outcome, dispatch_s=fl.dispatch_s, first_token_s=fl.first_token_s,
+            finish_s=finish_s, generated_tokens=len(fl.token_times),
+            token_times_s=tuple(fl.token_times), preemptions=preempt, error=error,
+        )
+
+    def _unserved_record(self, request: Request, error: str) -> RequestRecord:
+        return RequestRecord(
+            request_id=request.request_id, client=request.client, arrival_s=request.arrival_s,
+            prompt_tokens=request.prompt_tokens, output_tokens=request.output_tokens,
+            slo=request.slo, outcome=Outcome.ABORTED, error=error,
+        )
+
+    # -- arrivals and dispatch ---------------------------------------------------------------------
+    async def _arrivals(self) -> None:
+        loop = asyncio.get_running_loop()
+        for request in self._workload.requests:
+            delay = self._t0 + request.arrival_s - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if self._stop.is_set():
+                return
+            now = self._now()
+            self._arrived += 1
+            self._advance(now)
+            self._tracker.arrive(request)
+            self._policy.on_arrival(request, now)
+            if self._mode is Mode.GATE:
+                self._queue.push(request, now)
+                self._pump(now)
+            else:
+                priority = self._policy.submission_priority(request, now)
+                self._policy.on_dispatch(request, now)
+                self._launch(request, now, priority)
+
+    def _pump(self, now_s: float) -> None:
+        """Gate: release queued requests in policy order while the engine has free slots."""
+        if self._stop.is_set():
+            return
+        while len(self._flights) < self._max_inflight and len(self._queue):
+            request = self._queue.pop(now_s)
+            if request is None:
+                break
+            self._launch(request, now_s, 0)
+
+    def _launch(self, request: Request, now_s: float, priority: int) -> None:
+        fl = _Flight(request=request, dispatch_s=now_s, priority=priority)
+        self._flights[request.request_id] = fl
+        fl.task = asyncio.get_running_loop().create_task(self._serve(fl))
+        if math.isfinite(self._config.request_timeout_s):
+            fl.timer = asyncio.get_running_loop().call_at(
+                self._t0 + now_s + self._config.request_timeout_s, self._time_out, fl)
+
+    def _time_out(self, fl: _Flight) -> None:
+        if fl.task is not None and not fl.task.done():
+            fl.timed_out = True
+            fl.task.cancel()
+
+    # -- one request -----------------------------------------------------------------------------
+    async def _serve(self, fl: _Flight) -> None:
+        r = fl.request
+        outcome: Outcome | None = None
+        error: str | None = None
+        finish_s: float | None = None
+        try:
+            ids = prompt_token_ids(self._prompt_seed, r, self._config.vocab_size,
+                                   self._config.min_token_id)
+            async for chunk in self._backend.stream(r, ids, fl.priority):
+                now = self._now()
+                if chunk.engine is not None:
+                    fl.engine = chunk.engine
+                if chunk.preemptions > fl.preemptions:
+                    # Seen only when the next output comes; vLLM recomputes prompt + output so far.
+                    for _ in range(chunk.preemptions - fl.preemptions):
+                        self._policy.on_preempt(r, now)
+                    fl.preemptions = chunk.preemptions
+                    recompute = r.prompt_tokens + len(fl.token_times)
+                else:
+                    recompute = 0
+                n = chunk.new_tokens
+                if n > 0:
+                    if fl.first_token_s is None:
+                        fl.first_token_s = now
+                        fl.first_token_mono = now + self._t0
+                        self._policy.on_service(r.client, r.prompt_tokens, n, now)
+                        self._apply(self._tracker.first_token(r.request_id, now), now)
+                    else:
+                        self._policy.on_service(r.client, recompute, n, now)
+                    fl.token_times.extend([now] * n)
+                    fl.last_token_mono = now + self._t0
+                if chunk.finished:
+                    break
+            now = self._now()
+            got = len(fl.token_times)
+            if got < r.output_tokens:
+                outcome, error = Outcome.FAILED, (
+                    f"stream ended after {got} of {r.output_tokens} tokens")
+            else:
+                finish_s = fl.token_times[-1]
+                assert fl.first_token_s is not None
+                met = slo_met(r.slo, r.arrival_s, fl.first_token_s, finish_s, got)
+                self._apply(self._tracker.finish(r.request_id, finish_s, got), now)
+                self._policy.on_finish(r, now, met)
+                outcome = Outcome.FINISHED if met else Outcome.VIOLATED
+        except asyncio.CancelledError:
+            if fl.timed_out:
+                outcome, error = Outcome.TIMED_OUT, (
+                    f"client timeout after {self._config.request_timeout_s:g} s")
+            else:
+                outcome, error = Outcome.ABORTED, f"run stopped: {self._stop_reason or 'cancelled'}"
+        except EngineDead as exc:
+            outcome, error = Outcome.FAILED, str(exc)
+            self.request_stop(f"engine died: {exc}")
+        except BackendTimeout as exc:
+            outcome, error = Outcome.TIMED_OUT, str(exc)
+        except BackendError as exc:
+            outcome, error = Outcome.FAILED, str(exc)
+        except Exception as exc:  # a bug in a policy or backend must not lose the record
+            _log.exception("request %d failed in the driver", r.request_id)
+            outcome, error = Outcome.FAILED, f"driver error: {type(exc).__name__}: {exc}"
+        finally:
+            if fl.timer is not None:
+                fl.timer.cancel()
+            now = self._now()
+            if outcome is None:
+                outcome, error = Outcome.ABORTED, "run stopped"
+            if not outcome.completed:
+                self._apply(self._tracker.fail(r.request_id, now), now)
+                self._policy.on_drop(r, now)
+            self._flights.pop(r.request_id, None)
+            self._served.append(fl)
+            self._finalize(self._record_from(fl, outcome, finish_s=finish_s, error=error))
+            self._pump(now)
+
+    # -- periodic work ---------------------------------------------------------------------------
+    async def _ticker(self) -> None:
+        next_sample = 0.0
+        next_progress = 0.0
+        while True:
+            now = self._now()
+            self._advance(now)
+            if now >= next_sample:
+                snap = self._policy.state_snapshot(now)
+                self._samples.append(PolicySample(
+                    time_s=now,
+                    values=tuple((k, tuple(float(x) for x in v)) for k, v in sorted(snap.items())),
+                ))
+                next_sample = now + self._config.sample_every_s
+            if self._progress is not None and now >= next_progress:
+                self._progress(self.progress())
+                next_progress = now + self._progress_every_s
+            await asyncio.sleep(self._config.advance_every_s)
+
+    def progress(self) -> Progress:
+        """Counts at this moment."""
+        return Progress(
+            now_s=self._now(), arrived=self._arrived, queued=len(self._queue),
+            inflight=len(self._flights), done=len(self._records),
+            total=len(self._workload.requests), violations=self._violations,
+        )
+
+    def request_stop(self, reason: str) -> None:
+        """End the run early (first reason wins); safe to call from signal handlers on the loop."""
+        if self._stop_reason is None:
+            self._stop_reason = reason
+        self._stop.set()
+
+    # -- the run ---------------------------------------------------------------------------------
+    async def run(self) -> LiveRunOutput:
+        """Replay the workload; returns when every request has its record."""
+        if self._used:
+            raise RuntimeError("a LiveDriver runs once; make a new one")
+        self._used = True
+        for c in self._workload.clients:
+            self._policy.add_client(c.name, c.weight)
+        wall0 = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        self._t0 = loop.time()
+        if abs(self._t0 - time.monotonic()) > 1.0:  # the loop's clock is monotonic on CPython
+            self._t0 = time.monotonic()
+        if not self._workload.requests:
+            self._all_done.set()
+        arrivals = loop.create_task(self._arrivals())
+        ticker = loop.create_task(self._ticker())
+        stop_wait = loop.create_task(self._stop.wait())
+        done_wait = loop.create_task(self._all_done.wait())
+        try:
+            await asyncio.wait({arrivals, stop_wait, done_wait},
+                               return_when=asyncio.FIRST_COMPLETED)
+            if arrivals.done() and not arrivals.cancelled() and arrivals.exception() is not None:
+                exc = arrivals.exception()
+                _log.error("arrival replay failed: %r", exc)
+                self.request_stop(f"driver error: {type(exc).__name__}: {exc}")
+            # _arrivals finished: wait for the drain, or a stop.
+            if not self._stop.is_set() and not self._all_done.is_set():
+                await asyncio.wait({stop_wait, done_wait}, timeout=self._config.drain_timeout_s,
+                                   return_when=asyncio.FIRST_COMPLETED)
+                if not self._all_done.is_set() and not self._stop.is_set():
+                    self._stop_reason = (
+                        f"drain limit: {self._config.drain_timeout_s:g} s after the last arrival")
+        except asyncio.CancelledError:
+            self.request_stop("cancelled")
+            raise
+        finally:
+            await self._shutdown(arrivals, ticker, stop_wait, done_wait)
+        end_s = self._now()
+        stopped = self._stop_reason if self._stop.is_set() else None
+        records = tuple(self._records[r.request_id] for r in self._workload.requests)
+        records = tuple(sorted(records, key=lambda x: x.request_id))
+        return LiveRunOutput(
+            records=records, policy_samples=tuple(self._samples), stopped=stopped,
+            wall_time_s=time.perf_counter() - wall0, end_s=end_s,
+            clock_check=self._clock_check(),
+        )
+
+    async def _shutdown(self, *tasks: asyncio.Task[object]) -> None:
+        if not self._all_done.is_set():
+            self._stop.set()
+        for t in tasks:
+            t.cancel()
+        pending = [fl.task for fl in list(self._flights.values()) if fl.task is not None]
+        for t in pending:
+            t.cancel()
+        for t in (*tasks, *pending):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        now = self._now()
+        reason = self._stop_reason or "run stopped"
+        for i, request in enumerate(self._workload.requests):
+            rid = request.request_id
+            if rid in self._records:
+                continue
+            if i < self._arrived:  # arrivals are replayed in order: this one waited in the gate
+                self._apply(self._tracker.fail(rid, now), now)
+                self._queue.remove(rid)
+                self._policy.on_drop(request, now)
+                self._finalize(self._unserved_record(request, f"queued when {reason}"))
+            else:
+                self._finalize(self._unserved_record(
+                    request, f"not submitted: {reason} at {now:.3f} s"))
+
+    def _clock_check(self) -> ClockCheck | None:
+        first: list[float] = []
+        last: list[float] = []
+        for fl in self._served:
+            e = fl.engine
+            if e is None:
+                continue
+            if e.first_token_mono is not None and fl.first_token_mono is not None:
+                first.append((fl.first_token_mono - e.first_token_mono) * 1e3)
+            if e.last_token_mono is not None and fl.last_token_mono is not None:
+                last.append((fl.last_token_mono - e.last_token_mono) * 1e3)
+        if not first or not last:
+            return None
+        f, la = np.asarray(first), np.asarray(last)
+        return ClockCheck(
+            n=len(first),
+            first_token_lag_p50_ms=float(np.percentile(f, 50)),
+            first_token_lag_p99_ms=float(np.percentile(f, 99)),
+            last_token_lag_p50_ms=float(np.percentile(la, 50)),
+            last_token_lag_p99_ms=float(np.percentile(la, 99)),
+            max_abs_lag_ms=float(max(np.abs(f).max(), np.abs(la).max())),
+        )

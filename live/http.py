@@ -1,0 +1,179 @@
+"""An OpenAI-compatible server (e.g. ``python -m vllm.entrypoints.openai.api_server``) by URL.
+
+Requests go to ``/v1/completions`` as token-id prompts with ``stream: true``,
+``stream_options: {include_usage, continuous_usage_stats}``, vLLM's ``ignore_eos`` and, in
+priority mode, its ``priority`` body field. Token counts come from the streamed usage where the
+server sends it (exact even when one chunk holds several tokens), else one token per chunk,
+reconciled with the final usage. aiohttp is imported only when the backend starts.
+
+Failures: HTTP errors and refused connections → `BackendError` (FAILED records), connect or read
+timeouts → `BackendTimeout` (TIMED_OUT). The API key is sent as a bearer token and appears in no
+log, message or result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import logging
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from exfairs.live.backend import BackendError, BackendTimeout, LiveDependencyError, TokenChunk
+from exfairs.live.config import HttpConfig, SamplingConfig
+from exfairs.records import Request
+
+_log = logging.getLogger(__name__)
+_BODY_EXCERPT = 300
+
+
+def import_aiohttp() -> Any:
+    """Import aiohttp, or raise `LiveDependencyError` saying how to install it."""
+    try:
+        return importlib.import_module("aiohttp")
+    except ImportError as exc:
+        raise LiveDependencyError(
+            f"HTTP mode needs aiohttp ({exc}); install the live extra: pip install 'exfairs[live]'"
+        ) from exc
+
+
+class HttpBackend:
+    """Streams completions from a server; one aiohttp session for the whole run."""
+
+    def __init__(self, config: HttpConfig, sampling: SamplingConfig | None = None,
+                 *, max_num_seqs: int | None = None) -> None:
+        self._config = config
+        self._sampling = sampling or SamplingConfig()
+        self._max_num_seqs = max_num_seqs
+        self._session: Any = None
+        self._aiohttp: Any = None
+        self._model: str | None = config.model
+
+    @property
+    def name(self) -> str:
+        return "http"
+
+    @property
+    def max_num_seqs(self) -> int | None:
+        return self._max_num_seqs
+
+    @property
+    def model(self) -> str | None:
+        """The model name sent in requests (asked from the server when not configured)."""
+        return self._model
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Content-Type": "application/json"}
+        if self._config.api_key:
+            headers["Authorization"] = f"Bearer {self._config.api_key}"
+        return headers
+
+    async def start(self) -> None:
+        """Open the session and, when no model name is configured, ask the server for it."""
+        if self._session is not None:
+            return
+        aiohttp = import_aiohttp()
+        self._aiohttp = aiohttp
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self._config.connect_timeout_s,
+                                        sock_read=self._config.read_timeout_s)
+        connector = aiohttp.TCPConnector(limit=self._config.max_connections)
+        self._session = aiohttp.ClientSession(timeout=timeout, connector=connector,
+                                              headers=self._headers())
+        if self._model is None:
+            self._model = await self._discover_model()
+
+    async def _discover_model(self) -> str:
+        url = f"{self._config.base_url}/v1/models"
+        try:
+            async with self._session.get(url) as resp:
+                body = await resp.text()
+                if resp.status != 200:
+                    raise BackendError(f"GET /v1/models: HTTP {resp.status}: "
+                                       f"{body[:_BODY_EXCERPT]}")
+                data = json.loads(body).get("data") or []
+        except (self._aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
+            raise BackendError(f"cannot list models at {url}: {type(exc).__name__}: {exc}"
+                               ) from exc
+        if not data or "id" not in data[0]:
+            raise BackendError(f"the server at {url} lists no model; pass --served-model")
+        return str(data[0]["id"])
+
+    def _body(self, request: Request, prompt_token_ids: Sequence[int], priority: int
+              ) -> dict[str, Any]:
+        s = self._sampling
+        body: dict[str, Any] = {
+            "model": self._model,
+            "prompt": list(prompt_token_ids),
+            "max_tokens": request.output_tokens,
+            "ignore_eos": True,
+            "stream": True,
+            "stream_options": {"include_usage": True, "continuous_usage_stats": True},
+            "temperature": s.temperature,
+            "top_p": s.top_p,
+            "top_k": s.top_k,
+            "repetition_penalty": s.repetition_penalty,
+        }
+        if priority != 0:  # 0 is vLLM's default; omitting it keeps non-vLLM servers happy in gate mode
+            body["priority"] = priority
+        return body
+
+    async def stream(
+        self, request: Request, prompt_token_ids: Sequence[int], priority: int
+    ) -> AsyncIterator[TokenChunk]:
+        if self._session is None:
+            raise BackendError("the HTTP backend was not started")
+        aiohttp = self._aiohttp
+        url = f"{self._config.base_url}/v1/completions"
+        body = self._body(request, prompt_token_ids, priority)
+        seen = 0
+        try:
+            async with self._session.post(url, json=body) as resp:
+                if resp.status != 200:
+                    text = await resp.text()
+                    raise BackendError(f"HTTP {resp.status}: {text[:_BODY_EXCERPT]}")
+                async for raw in resp.content:
+                    line = raw.strip()
+                    if not line.startswith(b"data:"):
+                        continue
+                    payload = line[5:].strip()
+                    if payload == b"[DONE]":
+                        break
+                    obj = json.loads(payload)
+                    if "error" in obj:
+                        raise BackendError(f"server error: {str(obj['error'])[:_BODY_EXCERPT]}")
+                    usage = obj.get("usage") or {}
+                    total = usage.get("completion_tokens")
+                    if obj.get("choices"):
+                        new = int(total) - seen if total is not None else 1
+                    elif total is not None:  # the final usage-only chunk: reconcile
+                        new = int(total) - seen
+                    else:
+                        new = 0
+                    if new > 0:
+                        seen += new
+                        yield TokenChunk(new_tokens=new)
+                yield TokenChunk(new_tokens=0, finished=True)
+        except BackendError:
+            raise
+        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            raise BackendTimeout(f"timeout talking to {url}: {type(exc).__name__}") from exc
+        except aiohttp.ClientError as exc:
+            raise BackendError(f"{type(exc).__name__}: {exc}") from exc
+        except ValueError as exc:
+            raise BackendError(f"malformed stream from {url}: {exc}") from exc
+
+    async def close(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+    def knobs(self) -> tuple[tuple[str, int | float | str | bool], ...]:
+        # The URL and model identify the server; the API key is deliberately absent.
+        out: list[tuple[str, int | float | str | bool]] = [
+            ("backend", self.name), ("url", self._config.base_url),
+            ("model", self._model or ""),
+        ]
+        if self._max_num_seqs is not None:
+            out.append(("max_num_seqs", self._max_num_seqs))
+        return tuple(out)

@@ -1,0 +1,214 @@
+"""Live runs of a scenario: the same workload, engine limits and result files as the simulator.
+
+`prepare_run` draws the workload exactly as `exfairs.sweep.compute_cell` does for the simulator
+(scenario, profile, engine knobs, capacity estimate, seed, load factor), so a live run and a
+simulated run of one (scenario, seed, load, profile) serve identical requests.
+`live_engine_config` turns the simulator's engine knobs into vLLM engine arguments (same
+`max_num_seqs`, token budget, block size, KV blocks, context length, chunked prefill), and
+`run_live_experiment` drives one experiment through a backend and packages a `RunResult`.
+
+A run that stopped early (Ctrl-C, engine death, drain limit) still yields a valid result: every
+request has a record, and the reason is recorded in the result's engine knobs as
+``("live_status", "partial: <reason>")`` (``"complete"`` otherwise).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from exfairs import __version__
+from exfairs.calibration.costmodel import CostModel
+from exfairs.calibration.profile import EngineDefaults, Profile, load_profile
+from exfairs.live.backend import Backend
+from exfairs.live.config import DriverConfig, SchedulingPolicy, VllmEngineConfig
+from exfairs.live.driver import LiveDriver, LiveRunOutput, Progress
+from exfairs.policies import Mode, make_policy, parse_experiment
+from exfairs.policies.experiments import Experiment
+from exfairs.records import Workload
+from exfairs.results import RunInfo, RunResult, git_revision, utc_now
+from exfairs.scenario import Scenario, load_scenario
+from exfairs.sim.config import EngineConfig
+
+_log = logging.getLogger(__name__)
+
+Scalar = int | float | str | bool
+Knobs = tuple[tuple[str, Scalar], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedRun:
+    """Everything shared by the experiments of one (scenario, seed, load, profile)."""
+
+    scenario: Scenario
+    profile: Profile
+    engine: EngineConfig
+    cost_model: CostModel
+    capacity_rps: float
+    load_factor: float
+    workload: Workload
+    window: tuple[float, float]
+
+
+def prepare_run(
+    scenario: str | Scenario,
+    seed: int,
+    *,
+    load_factor: float = 1.0,
+    profile: str | Profile,
+    engine_overrides: Mapping[str, Any] | None = None,
+    duration_s: float | None = None,
+) -> PreparedRun:
+    """Load the scenario and profile and draw the workload (as the simulator's sweep cells do).
+
+    `duration_s` optionally shortens the scenario's arrival horizon (keeping its warm-up and
+    cool-down), for quick live checks.
+    """
+    from exfairs.workload import draw_workload, estimate_capacity_rps, measure_window
+
+    scen = load_scenario(scenario) if not isinstance(scenario, Scenario) else scenario
+    if duration_s is not None:
+        scen = replace(scen, duration_s=float(duration_s))
+    prof = load_profile(profile) if not isinstance(profile, Profile) else profile
+    engine = EngineConfig.from_profile(prof, **dict(engine_overrides or {}))
+    cost = prof.cost_model(engine.max_num_batched_tokens)
+    defaults = EngineDefaults(
+        num_gpu_blocks=engine.num_gpu_blocks, block_size=engine.block_size,
+        max_num_seqs=engine.max_num_seqs, max_num_batched_tokens=engine.max_num_batched_tokens,
+        max_model_len=engine.max_model_len)
+    capacity = estimate_capacity_rps(scen, cost, defaults)
+    workload = draw_workload(scen, seed, cost, load_factor=load_factor, capacity_rps=capacity,
+                             max_model_len=engine.max_model_len)
+    return PreparedRun(scenario=scen, profile=prof, engine=engine, cost_model=cost,
+                       capacity_rps=capacity, load_factor=load_factor, workload=workload,
+                       window=measure_window(scen, workload))
+
+
+def scheduling_policy_for(experiments: list[Experiment]) -> SchedulingPolicy:
+    """The vLLM scheduling policy one engine needs to serve all `experiments`.
+
+    Priority-mode experiments need ``"priority"``. Gate-mode experiments submit everything with
+    priority 0, which a priority engine orders by arrival exactly as ``"fcfs"`` would, so one
+    engine serves a mixed list (the simulator is given the same policy, see `validate`).
+    """
+    return "priority" if any(e.mode is Mode.PRIORITY for e in experiments) else "fcfs"
+
+
+def live_engine_config(prepared: PreparedRun, model: str, *,
+                       scheduling_policy: SchedulingPolicy, **engine_args: Any
+                       ) -> VllmEngineConfig:
+    """vLLM engine arguments matching the simulated engine's limits; `engine_args` adds or
+    overrides vLLM arguments (e.g. ``load_format="dummy"``, ``dtype="float32"``)."""
+    e = prepared.engine
+    base: dict[str, Any] = dict(
+        model=model, max_num_seqs=e.max_num_seqs,
+        max_num_batched_tokens=e.max_num_batched_tokens, block_size=e.block_size,
+        num_gpu_blocks_override=e.num_gpu_blocks, max_model_len=e.max_model_len,
+        enable_chunked_prefill=e.enable_chunked_prefill, scheduling_policy=scheduling_policy,
+    )
+    base.update(engine_args)
+    return VllmEngineConfig(**base)
+
+
+def sim_engine_for(prepared: PreparedRun, scheduling_policy: SchedulingPolicy) -> EngineConfig:
+    """The simulator's engine with the live engine's scheduling policy."""
+    return replace(prepared.engine, scheduling_policy=scheduling_policy)
+
+
+def result_file_name(prepared: PreparedRun, experiment: str, seed: int, backend: str = "live"
+                     ) -> str:
+    """``<scenario>__<experiment>__load<L>__seed<S>__<backend>.json``."""
+    return (f"{prepared.scenario.name}__{experiment}__load{prepared.load_factor:g}"
+            f"__seed{seed}__{backend}.json")
+
+
+def warmup(backend: Backend, prepared: PreparedRun, *, max_batch: int | None = None,
+           output_tokens: int = 4) -> Callable[[], Any]:
+    """A coroutine factory that serves a few batches of the workload's prompt lengths so that
+    vLLM's per-shape set-up cost (DESIGN.md §9) is paid before measuring."""
+    from exfairs.live.driver import prompt_token_ids
+    from exfairs.records import Request
+
+    reqs = prepared.workload.requests
+    limit = max_batch or prepared.engine.max_num_seqs
+
+    async def go() -> None:
+        if not reqs:
+            return
+        sizes = sorted({1, 2, max(1, limit // 2), limit})
+        rid = 10**9
+        for size in sizes:
+            batch = [reqs[(i * 7919) % len(reqs)] for i in range(size)]
+            tasks = []
+            for r in batch:
+                rid += 1
+                req = Request(request_id=rid, client=r.client, arrival_s=0.0,
+                              prompt_tokens=r.prompt_tokens, output_tokens=output_tokens)
+                ids = prompt_token_ids(prepared.workload.seed + 1, req, 4096)
+
+                async def consume(req: Request = req, ids: list[int] = ids) -> None:
+                    async for _ in backend.stream(req, ids, 0):
+                        pass
+
+                tasks.append(asyncio.ensure_future(consume()))
+            await asyncio.gather(*tasks)
+
+    return go
+
+
+async def run_live_experiment(
+    prepared: PreparedRun,
+    experiment: str | Experiment,
+    backend: Backend,
+    *,
+    seed: int,
+    driver_config: DriverConfig | None = None,
+    policy_params: Mapping[str, Any] | None = None,
+    progress: Callable[[Progress], None] | None = None,
+    on_driver: Callable[[LiveDriver], None] | None = None,
+    engine_knobs: Knobs = (),
+) -> tuple[RunResult, LiveRunOutput]:
+    """Run one experiment live and return its result (metrics over the scenario's window) and
+    the raw driver output. `on_driver` receives the driver before it starts (e.g. so a SIGINT
+    handler can call its `request_stop`)."""
+    from exfairs.metrics import compute_metrics
+
+    exp = experiment if isinstance(experiment, Experiment) else parse_experiment(experiment)
+    params = dict(policy_params or {})
+    policy = make_policy(exp.policy, params)
+    driver = LiveDriver(prepared.workload, policy, exp.mode, backend, driver_config,
+                        progress=progress)
+    if on_driver is not None:
+        on_driver(driver)
+    t0 = time.perf_counter()
+    out = await driver.run()
+    wall = time.perf_counter() - t0
+    metrics = compute_metrics(out.records, prepared.workload.clients, window=prepared.window)
+    status = "complete" if out.stopped is None else f"partial: {out.stopped}"
+    knobs: list[tuple[str, Scalar]] = [("live_status", status),
+                                       ("max_inflight", driver.max_inflight)]
+    if out.clock_check is not None:
+        knobs += [(f"clock_{k}", v) for k, v in asdict(out.clock_check).items()]
+    knobs += list(engine_knobs) or list(backend.knobs())
+    info = RunInfo(
+        backend="live", scenario=prepared.scenario.name, experiment=exp.name, policy=exp.policy,
+        mode=exp.mode.value, seed=seed, load_factor=prepared.load_factor,
+        profile_id=prepared.profile.id, engine_knobs=tuple(knobs),
+        policy_params=tuple(sorted((k, v) for k, v in params.items()
+                                   if isinstance(v, (int, float, str, bool)))),
+        package_version=__version__, git_revision=git_revision(), created_utc=utc_now(),
+        wall_time_s=wall,
+    )
+    result = RunResult(info=info, clients=prepared.workload.clients, records=out.records,
+                       metrics=metrics, policy_samples=out.policy_samples)
+    return result, out
+
+
+def default_out_dir(prepared: PreparedRun, kind: str) -> Path:
+    """``results/live-<kind>/<scenario>``."""
+    return Path("results") / f"live-{kind}" / prepared.scenario.name

@@ -1,0 +1,142 @@
+"""ExFairS: experiential fairness (DESIGN.md §3).
+
+For client i, over a recent window:
+
+* ``v_i`` — SLO violation rate: ``V_i / R_i`` where ``V_i`` counts `on_violation` calls and
+  ``R_i`` resolved requests (`on_violation` calls plus `on_finish(..., slo_met=True)` calls);
+  ``v_i = 0`` while ``R_i = 0``. A request counts as violated the moment its deadline passes, even
+  while queued or running (`exfairs.slo.SloTracker` reports it then).
+* ``s_i`` — share of weighted service: ``S_i / Σ_j S_j`` with
+  ``S_i = (w_p · prompt tokens + w_q · output tokens) / weight_i``, charged exactly as VTC charges
+  its counters (prompt at the first `on_dispatch`, output tokens as `on_service` reports decode
+  tokens; prefill in `on_service` is not charged again); ``s_i = 0`` while ``Σ_j S_j = 0``.
+* ``FR_i = α · v_i − (1 − α) · s_i``; the backlogged client with the **highest** FR goes first
+  (``client_scores = −FR``): a client whose experience is worse, per unit of resource it got,
+  goes first. Ties fall to the queue's rule (earliest head arrival, then request id).
+
+The window is an exponential decay: every event contributes with weight ``2^(−age / window_s)``
+(``window_s`` is the half-life, in seconds). ``V``, ``R`` and ``S`` decay at the same rate, so
+the ratios above are the decay-weighted violation rate and service share.
+
+Within a client, requests that can still meet their deadline go first (``deadline_aware``; the
+`PolicyQueue` does this in gate and engine modes). In priority mode the priority is
+``round(−FR_i · 10^6)`` at submission.
+
+Unlike the original research code, the resource term is *subtracted* (the original's ``+(1−α)·s_i``
+favoured heavy users), scores are recomputed at every decision rather than adjusted pairwise once per
+100 s round, and they are bounded: ``FR_i ∈ [−(1−α), α]``.
+
+Parameters: ``alpha`` ∈ [0, 1] (default 0.7), ``window_s`` > 0 (default 60 s), ``w_p`` ≥ 0
+(default 1), ``w_q`` ≥ 0 (default 2); all finite.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from exfairs.policies.base import FloatArray, Policy
+from exfairs.policies.params import non_negative, positive, unit_interval
+from exfairs.policies.registry import register_policy
+from exfairs.records import Request
+
+# Stored sums are scaled by 2^((t − t0)/window_s) so that an update touches one entry; they are
+# rescaled (and t0 moved) before the scale can overflow.
+_RESCALE_HALF_LIVES = 64.0
+
+
+@register_policy("ExFairS")
+class ExFairS(Policy):
+    """Composite violation-rate / service-share score; see the module docstring for the formula."""
+
+    deadline_aware = True
+    priority_scale = 1e6  # FR ∈ [−1, 1] must survive vLLM's integer priorities
+
+    def __init__(
+        self, alpha: float = 0.7, window_s: float = 60.0, w_p: float = 1.0, w_q: float = 2.0
+    ) -> None:
+        super().__init__()
+        self.alpha = unit_interval("alpha", alpha)
+        self.window_s = positive("window_s", window_s)
+        self.w_p = non_negative("w_p", w_p)
+        self.w_q = non_negative("w_q", w_q)
+        self._t0 = 0.0
+        self._violations = np.zeros(0)
+        self._resolved = np.zeros(0)
+        self._service = np.zeros(0)
+        self._charged: set[int] = set()  # request ids whose prompt was charged
+
+    def _grow(self, n_clients: int) -> None:
+        extra = n_clients - self._service.shape[0]
+        if extra > 0:
+            self._violations = np.concatenate([self._violations, np.zeros(extra)])
+            self._resolved = np.concatenate([self._resolved, np.zeros(extra)])
+            self._service = np.concatenate([self._service, np.zeros(extra)])
+
+    # -- hooks -----------------------------------------------------------------------------------
+    def on_dispatch(self, request: Request, now_s: float) -> None:
+        if request.request_id in self._charged:
+            return  # re-dispatch after a preemption: the prompt was charged already
+        self._charged.add(request.request_id)
+        c = self.client_index(request.client)
+        self._service[c] += self._scale(now_s) * self.w_p * request.prompt_tokens / self._weights[c]
+
+    def on_service(self, client: str, prefill_tokens: int, decode_tokens: int, now_s: float) -> None:
+        if decode_tokens:
+            c = self.client_index(client)
+            self._service[c] += self._scale(now_s) * self.w_q * decode_tokens / self._weights[c]
+
+    def on_violation(self, request: Request, now_s: float) -> None:
+        c = self.client_index(request.client)
+        g = self._scale(now_s)
+        self._violations[c] += g
+        self._resolved[c] += g
+
+    def on_finish(self, request: Request, now_s: float, slo_met: bool) -> None:
+        self._charged.discard(request.request_id)
+        if slo_met:
+            self._resolved[self.client_index(request.client)] += self._scale(now_s)
+
+    def on_drop(self, request: Request, now_s: float) -> None:
+        self._charged.discard(request.request_id)
+
+    # -- ranking ---------------------------------------------------------------------------------
+    def violation_rates(self) -> FloatArray:
+        """``v_i`` by client index (decay-weighted violations / resolved; 0 when none resolved)."""
+        out = np.zeros_like(self._violations)
+        np.divide(self._violations, self._resolved, out=out, where=self._resolved > 0)
+        return out
+
+    def service_shares(self) -> FloatArray:
+        """``s_i`` by client index (decay-weighted share of weighted service; 0 when none)."""
+        total = float(self._service.sum())
+        return self._service / total if total > 0 else np.zeros_like(self._service)
+
+    def fairness_scores(self) -> FloatArray:
+        """``FR_i = α·v_i − (1−α)·s_i`` by client index; higher goes first."""
+        return self.alpha * self.violation_rates() - (1.0 - self.alpha) * self.service_shares()
+
+    def client_scores(self, now_s: float) -> FloatArray:
+        # Every stored sum decays by the same factor, so the ratios need no decay at `now_s`.
+        return -self.fairness_scores()
+
+    def state_snapshot(self, now_s: float) -> dict[str, list[float]]:
+        return {
+            "violation_rate": [float(x) for x in self.violation_rates()],
+            "service_share": [float(x) for x in self.service_shares()],
+            "fr": [float(x) for x in self.fairness_scores()],
+        }
+
+    # -- internals -------------------------------------------------------------------------------
+    def _scale(self, now_s: float) -> float:
+        """The weight, in stored units, of an event at `now_s` (rescales the sums when needed)."""
+        half_lives = (now_s - self._t0) / self.window_s
+        if half_lives > _RESCALE_HALF_LIVES:
+            shrink = math.pow(2.0, -half_lives)
+            self._violations *= shrink
+            self._resolved *= shrink
+            self._service *= shrink
+            self._t0 = now_s
+            half_lives = 0.0
+        return math.pow(2.0, half_lives)

@@ -1,0 +1,89 @@
+"""Engine knobs of the simulated vLLM-V1 engine, under vLLM's own names (DESIGN.md §4)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from typing import Any, Literal
+
+from exfairs.calibration.profile import Profile
+from exfairs.errors import ConfigError
+
+SchedulingPolicy = Literal["fcfs", "priority"]
+_POLICIES = ("fcfs", "priority")
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    """What the simulated engine is configured with; every knob means what it means in vLLM.
+
+    * `max_num_seqs` — most requests running at once (vLLM's ``max_num_seqs``);
+    * `max_num_batched_tokens` — token budget of one step (prefill chunks + one token per decode);
+    * `block_size` — tokens per KV block; `num_gpu_blocks` — KV cache capacity in blocks;
+    * `enable_chunked_prefill` — a prompt may be split across steps (on by default, as in V1);
+      off, a waiting prompt that does not fit the step's remaining budget stops admission;
+    * `long_prefill_token_threshold` — caps one request's prefill chunk per step (0 = off); as in
+      vLLM 0.32 it only applies while more than one request is running or waiting;
+    * `scheduling_policy` — ``"fcfs"`` (waiting queue in submission order; the most recently
+      admitted request is preempted) or ``"priority"`` (waiting queue by (priority, arrival);
+      victim = largest priority value, then latest arrival);
+    * `max_model_len` — prompt + output tokens a request may have; longer requests fail.
+    """
+
+    max_num_seqs: int
+    max_num_batched_tokens: int
+    block_size: int
+    num_gpu_blocks: int
+    max_model_len: int
+    enable_chunked_prefill: bool = True
+    long_prefill_token_threshold: int = 0
+    scheduling_policy: SchedulingPolicy = "fcfs"
+
+    def __post_init__(self) -> None:
+        for name in ("max_num_seqs", "max_num_batched_tokens", "block_size", "num_gpu_blocks",
+                     "max_model_len"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ConfigError("must be an integer ≥ 1", field=name, value=v)
+        t = self.long_prefill_token_threshold
+        if not isinstance(t, int) or isinstance(t, bool) or t < 0:
+            raise ConfigError("must be an integer ≥ 0 (0 = off)",
+                              field="long_prefill_token_threshold", value=t)
+        if not isinstance(self.enable_chunked_prefill, bool):
+            raise ConfigError("must be true or false", field="enable_chunked_prefill",
+                              value=self.enable_chunked_prefill)
+        if self.scheduling_policy not in _POLICIES:
+            raise ConfigError(f"must be one of {', '.join(_POLICIES)}", field="scheduling_policy",
+                              value=self.scheduling_policy)
+        # vLLM refuses these combinations at start-up (SchedulerConfig validation).
+        if self.max_num_batched_tokens < self.max_num_seqs:
+            raise ConfigError(
+                f"must be ≥ max_num_seqs ({self.max_num_seqs}) so every running request can "
+                "decode in one step", field="max_num_batched_tokens",
+                value=self.max_num_batched_tokens)
+        if not self.enable_chunked_prefill and self.max_num_batched_tokens < self.max_model_len:
+            raise ConfigError(
+                f"without chunked prefill it must be ≥ max_model_len ({self.max_model_len}), or "
+                "long prompts could never be scheduled", field="max_num_batched_tokens",
+                value=self.max_num_batched_tokens)
+
+    @property
+    def kv_capacity_tokens(self) -> int:
+        """KV cache capacity in tokens."""
+        return self.num_gpu_blocks * self.block_size
+
+    @classmethod
+    def from_profile(cls, profile: Profile, **overrides: Any) -> EngineConfig:
+        """The profile's engine knobs (`Profile.engine`), with `overrides` by knob name.
+
+        An unknown knob name raises ConfigError naming it.
+        """
+        names = {f.name for f in fields(cls)}
+        for key in overrides:
+            if key not in names:
+                raise ConfigError(f"unknown engine knob; known: {', '.join(sorted(names))}",
+                                  field=key, value=overrides[key])
+        e = profile.engine
+        base = cls(max_num_seqs=e.max_num_seqs, max_num_batched_tokens=e.max_num_batched_tokens,
+                   block_size=e.block_size, num_gpu_blocks=e.num_gpu_blocks,
+                   max_model_len=e.max_model_len)
+        return replace(base, **overrides) if overrides else base

@@ -1,0 +1,106 @@
+"""ExFairS: the FR score, its window, deadline awareness, and hand-built orders."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from policy_factories import arrive, policy, pop_clients, req
+
+from exfairs.policies import PolicyQueue
+from exfairs.policies.exfairs_policy import ExFairS
+
+
+def xf(clients: tuple[str, ...] = ("a", "b"), **params: float) -> ExFairS:
+    p = policy("ExFairS", clients, **params)
+    assert isinstance(p, ExFairS)
+    return p
+
+
+def resolve(p: ExFairS, client: str, violated: int, met: int, t: float = 0.0) -> None:
+    for i in range(violated):
+        p.on_violation(req(10_000 + i, client), t)
+    for i in range(met):
+        p.on_finish(req(20_000 + i, client), t, True)
+
+
+def test_formula_by_hand() -> None:
+    p = xf(alpha=0.7, window_s=1e9)
+    resolve(p, "a", violated=1, met=3)  # v_a = 0.25
+    resolve(p, "b", violated=0, met=2)  # v_b = 0
+    p.on_dispatch(req(1, "a", prompt=10), 0.0)  # a: 10
+    p.on_service("b", 999, 15, 0.0)  # b: 2·15 = 30 (prefill not charged)
+    v = [0.25, 0.0]
+    s = [10 / 40, 30 / 40]
+    fr = [0.7 * v[i] - 0.3 * s[i] for i in range(2)]
+    snap = p.state_snapshot(0.0)
+    assert snap["violation_rate"] == pytest.approx(v)
+    assert snap["service_share"] == pytest.approx(s)
+    assert snap["fr"] == pytest.approx(fr)
+    assert p.client_scores(0.0).tolist() == pytest.approx([-x for x in fr])
+    assert p.submission_priority(req(5, "a"), 0.0) == round(-fr[0] * 1e6)
+
+
+def test_empty_state_scores_zero_and_falls_back_to_arrival_order() -> None:
+    p = xf(("a", "b", "c"))
+    assert p.client_scores(0.0).tolist() == [0.0, 0.0, 0.0]
+    q = PolicyQueue(p)
+    arrive(q, req(1, "c", 0.0))
+    arrive(q, req(2, "a", 0.1))
+    assert pop_clients(q, 1.0) == ["c", "a"]
+
+
+def test_violated_client_goes_first_at_equal_service() -> None:
+    p = xf()
+    resolve(p, "b", violated=2, met=2)
+    resolve(p, "a", violated=0, met=4)
+    q = PolicyQueue(p)
+    arrive(q, req(1, "a", 0.0))
+    arrive(q, req(2, "b", 0.5))
+    assert pop_clients(q, 1.0, 1) == ["b"]
+
+
+def test_window_decay_halves_old_events() -> None:
+    p = xf(window_s=10.0)
+    resolve(p, "a", violated=1, met=0, t=0.0)
+    resolve(p, "a", violated=0, met=1, t=10.0)  # one half-life later: weight 2 vs 1
+    assert p.violation_rates()[0] == pytest.approx(1 / 3)
+    p.on_dispatch(req(1, "a", prompt=100), 0.0)
+    p.on_dispatch(req(2, "b", prompt=100), 20.0)  # weight 4 vs 1
+    assert p.service_shares().tolist() == pytest.approx([0.2, 0.8])
+
+
+def test_window_rescale_keeps_ratios_over_long_runs() -> None:
+    p = xf(window_s=1.0)
+    for k in range(400):  # 400 half-lives: far beyond float range without rescaling
+        t = float(k)
+        p.on_dispatch(req(k, "a" if k % 2 else "b", prompt=10), t)
+        resolve(p, "a", violated=k % 3 == 0, met=k % 3 != 0, t=t)
+    fr = p.fairness_scores()
+    assert all(math.isfinite(x) for x in fr)
+    assert 0.0 < p.violation_rates()[0] < 1.0
+    assert p.service_shares().sum() == pytest.approx(1.0)
+
+
+def test_deadline_aware_within_client() -> None:
+    p = xf(("a",))
+    q = PolicyQueue(p)
+    arrive(q, req(1, "a", 0.0, e2e_s=1.0, unloaded_e2e_s=0.5))
+    arrive(q, req(2, "a", 0.2, e2e_s=30.0, unloaded_e2e_s=0.5))
+    assert [q.pop(2.0).request_id for _ in range(2)] == [2, 1]  # type: ignore[union-attr]
+
+
+def test_prompt_charged_once_across_preemption() -> None:
+    p = xf(alpha=0.0)
+    r = req(1, "a", prompt=50)
+    p.on_dispatch(r, 0.0)
+    p.on_preempt(r, 1.0)
+    p.on_dispatch(r, 2.0)
+    p.on_dispatch(req(2, "b", prompt=50), 0.0)
+    assert p.service_shares().tolist() == pytest.approx([0.5, 0.5])
+
+
+def test_alpha_one_ignores_service() -> None:
+    p = xf(alpha=1.0)
+    p.on_dispatch(req(1, "a", prompt=1000), 0.0)
+    assert p.client_scores(0.0).tolist() == [0.0, 0.0]
