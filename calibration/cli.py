@@ -1,6 +1,7 @@
 """`exfairs-calibrate`: profile engine steps, fit the cost model, show profiles.
 
-    exfairs-calibrate profile --backend vllm  --model validation --out steps.json [--profile-out p.json]
+    exfairs-calibrate profile --backend vllm --model validation --out steps.json \
+        [--profile-out profile.json]
     exfairs-calibrate profile --backend torch --hidden-size 4096 ... --out steps.json
     exfairs-calibrate fit steps.json --out profile.json [--id ID]
     exfairs-calibrate show PROFILE            # a path or a bundled id; no argument lists them
@@ -36,7 +37,8 @@ def _ints(text: str) -> tuple[int, ...]:
     try:
         vals = tuple(int(v) for v in text.split(",") if v.strip())
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}") from None
     if any(v < 1 for v in vals):
         raise argparse.ArgumentTypeError(f"values must be ≥ 1, got {text!r}")
     return vals

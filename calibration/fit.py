@@ -16,17 +16,20 @@ model fitted without it. The returned coefficients are fitted on all steps.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import nnls
-
-from exfairs.calibration.costmodel import COEFFICIENT_NAMES, CostCoefficients, CostModel, StepFeatures
+from exfairs.calibration.costmodel import (
+    COEFFICIENT_NAMES,
+    CostCoefficients,
+    CostModel,
+    StepFeatures,
+)
 from exfairs.calibration.profile import FitError, Measurement
 from exfairs.errors import InputError
 from exfairs.rng import stream
+from scipy.optimize import nnls
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,7 @@ Schema (version 1)::
 
     {
       "schema": "exfairs.measurements", "schema_version": 1,
-      "metadata": {ProfileMetadata fields},       # hardware, model, engine + version, dtype, TP, date
+      "metadata": {ProfileMetadata fields},       # hardware, model, engine, dtype, TP, date
       "engine": {EngineDefaults fields},          # knobs the steps were measured with
       "wall_time_s": float,                       # wall time of the profiling run
       "steps": [{"prefill_tokens", "prefill_attn", "decode_seqs", "decode_ctx", "duration_ms",

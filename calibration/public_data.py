@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
 from exfairs.calibration.fit import fit_cost_model
 from exfairs.calibration.measurements import features_of
 from exfairs.calibration.profile import (
@@ -99,8 +98,8 @@ def load_vidur(data_dir: Path, gpu: str = "a100") -> VidurTables:
         n = int(_num(row, "num_tokens", mlp_path))
         by_tokens[n] = sum(_num(row, f"time_stats.{op}.median", mlp_path) for op in VIDUR_OPS)
     if len(by_tokens) < 2:
-        raise InputError("no TP-1 rows in the operator profile", field="num_tensor_parallel_workers",
-                         value=None, source=str(mlp_path))
+        raise InputError("no TP-1 rows in the operator profile",
+                         field="num_tensor_parallel_workers", value=None, source=str(mlp_path))
     counts = np.array(sorted(by_tokens), dtype=np.float64)
     lin = np.array([by_tokens[int(n)] for n in counts], dtype=np.float64)
     pp = root / f"{gpu}_llama2_7b_attention_prefill_partial.csv"

@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from exfairs.calibration.measurements import MeasurementSet, StepRecord, features_of
 from exfairs.calibration.profile import EngineDefaults, ProfileMetadata
 from exfairs.errors import InputError
@@ -164,6 +163,7 @@ class _OperatorProfiler:
         self.w_head = self._w(shape.vocab_size, h)
         self.norm_w = self._w(h)
         self._linear_cache: dict[int, float] = {}
+        self._attn_cache: dict[tuple[str, int, int], float] = {}
 
     def _w(self, *size: int) -> Any:
         t = self.torch.randn(*size, generator=self.gen) * 0.02
@@ -225,6 +225,12 @@ class _OperatorProfiler:
 
     def prefill_attn_ms(self, n: int, c: int) -> float:
         """One layer's causal attention of an n-token chunk over c cached tokens."""
+        key = ("prefill", n, c)
+        if key not in self._attn_cache:
+            self._attn_cache[key] = self._prefill_attn_ms(n, c)
+        return self._attn_cache[key]
+
+    def _prefill_attn_ms(self, n: int, c: int) -> float:
         s, torch = self.shape, self.torch
         q = self._x(1, s.num_heads, n, s.head_dim)
         k = self._x(1, s.num_kv_heads, c + n, s.head_dim)
@@ -239,6 +245,12 @@ class _OperatorProfiler:
 
     def decode_attn_ms(self, batch: int, ctx: int) -> float:
         """One layer's attention of `batch` single-token queries over `ctx` tokens each."""
+        key = ("decode", batch, ctx)
+        if key not in self._attn_cache:
+            self._attn_cache[key] = self._decode_attn_ms(batch, ctx)
+        return self._attn_cache[key]
+
+    def _decode_attn_ms(self, batch: int, ctx: int) -> float:
         s = self.shape
         q = self._x(batch, s.num_heads, 1, s.head_dim)
         k = self._x(batch, s.num_kv_heads, ctx, s.head_dim)

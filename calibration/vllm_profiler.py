@@ -30,7 +30,6 @@ from functools import partial
 from typing import Any
 
 import numpy as np
-
 from exfairs.calibration.measurements import MeasurementSet, StepRecord, features_of
 from exfairs.calibration.profile import EngineDefaults, ProfileMetadata
 from exfairs.errors import InputError
@@ -225,7 +224,7 @@ class _Driver:
                 emitted[rid] = len(o.outputs[0].token_ids)
                 if o.finished:
                     by_id[rid].done = True
-        for rid, n in plan.items():
+        for rid in plan:
             r = by_id[rid]
             expect = (r.computed >= r.prompt_len)
             got = emitted.get(rid, r.generated)
@@ -376,7 +375,8 @@ def profile_vllm(cfg: VllmProfileConfig,
     kwargs: dict[str, Any] = dict(
         model=cfg.model, tensor_parallel_size=cfg.tensor_parallel_size, dtype=cfg.dtype,
         max_num_seqs=cfg.max_num_seqs, max_num_batched_tokens=cfg.max_num_batched_tokens,
-        max_model_len=cfg.max_model_len, load_format=cfg.load_format, enforce_eager=cfg.enforce_eager,
+        max_model_len=cfg.max_model_len, load_format=cfg.load_format,
+        enforce_eager=cfg.enforce_eager,
         skip_tokenizer_init=cfg.skip_tokenizer_init, enable_prefix_caching=False,
         enable_chunked_prefill=True, seed=cfg.seed, async_scheduling=False,
         disable_log_stats=True,

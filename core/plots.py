@@ -130,7 +130,7 @@ def _save(fig: Figure, out_dir: Path, stem: str) -> list[Path]:
     for ext in ("png", "svg"):
         dest = out_dir / f"{stem}.{ext}"
         with atomic_temp_path(dest) as tmp:
-            fig.savefig(tmp, format=ext, dpi=110, bbox_inches="tight")
+            fig.savefig(tmp, format=ext, dpi=110)
         paths.append(dest)
     return paths
 

@@ -241,10 +241,11 @@ StepObserver = Callable[[StepInfo], None]
 class Plan:
     """The schedule of the next step (built by `EngineModel.plan`)."""
 
-    __slots__ = ("admitted", "preempted", "sched", "stop")
+    __slots__ = ("admitted", "busy", "preempted", "sched", "stop")
 
     def __init__(self) -> None:
-        self.sched: list[Seq] = []  # in schedule order; tokens in Seq.sched_n
+        self.busy = False  # the step schedules at least one token
+        self.sched: list[Seq] = []  # in schedule order; tokens in Seq.sched_n (scalar model)
         self.preempted: list[Seq] = []
         self.admitted: list[Seq] = []
         # Why admission stopped: "empty", "seqs", "budget", "kv", "chunk" or "preempted".
@@ -338,6 +339,7 @@ class EngineModel:
             i += 1
         if plan.preempted:
             plan.stop = "preempted"
+            plan.busy = bool(sched)
             return plan
         max_seqs = cfg.max_num_seqs
         while True:
@@ -371,6 +373,7 @@ class EngineModel:
             sched.append(s)
             plan.admitted.append(s)
             budget -= n
+        plan.busy = bool(sched)
         return plan
 
     def _preempt(self, s: Seq, now_s: float) -> None:

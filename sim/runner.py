@@ -63,6 +63,7 @@ from exfairs.sim.engine import (
     priority_victim,
 )
 from exfairs.sim.engine import Outcome as StepOutcome
+from exfairs.sim.vecengine import VectorEngineModel
 from exfairs.slo import SloTracker
 
 
@@ -174,9 +175,14 @@ class _Run:
             waiting, victim = PolicyWaiting(policy, self.by_id), policy_victim(policy)
         self.max_inflight = max_inflight if max_inflight is not None else cfg.max_num_seqs
         self.inflight = 0
-        self.engine = EngineModel(cfg, profile.cost_model(cfg.max_num_batched_tokens), waiting,
-                                  victim, observer)
+        cost = profile.cost_model(cfg.max_num_batched_tokens)
         self.fast = not step_by_step
+        self.engine: EngineModel
+        if self.fast:
+            self.engine = VectorEngineModel(cfg, cost, waiting, victim, len(self.client_names),
+                                            observer)
+        else:
+            self.engine = EngineModel(cfg, cost, waiting, victim, observer)
         self.tracker = SloTracker()
         self.deadlines: list[tuple[float, int, int]] = []  # (time, request id, 0 ttft / 1 e2e)
         self.next_arrival = 0  # index into seqs
@@ -212,7 +218,7 @@ class _Run:
             plan = eng.plan(now)
             for s in plan.preempted:
                 self.policy.on_preempt(s.req, now)
-            if not plan.sched:
+            if not plan.busy:
                 if plan.preempted:
                     continue  # the next step, at the same time
                 # Idle: nothing is running or waiting (a lone request always fits the cache).
@@ -245,7 +251,8 @@ class _Run:
         tracker = self.tracker
         while dl:
             t, rid, kind = dl[0]
-            if not tracker.is_pending(rid) or (kind == 0 and self.by_id[rid].gen > 0):
+            if not tracker.is_pending(rid) or (
+                    kind == 0 and self.by_id[rid].first_token_s is not None):
                 heapq.heappop(dl)
                 continue
             h = min(h, t)

@@ -6,12 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-
+from calib_synthetic import TRUE, synthetic_steps
 from exfairs.calibration.cli import main
 from exfairs.calibration.measurements import MeasurementSet, StepRecord, save_measurements
 from exfairs.calibration.profile import load_profile
-
-from .test_fit import TRUE, synthetic_steps
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
@@ -59,7 +57,7 @@ def test_bad_input_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     bad.write_text(json.dumps({"schema": "exfairs.measurements", "schema_version": 1}))
     assert main(["fit", str(bad), "--out", str(tmp_path / "o.json")]) == 2
     err = capsys.readouterr().err
-    assert "field 'metadata'" in err and "\n" == err[-1] and err.count("\n") == 1
+    assert "field 'metadata'" in err and err[-1] == "\n" and err.count("\n") == 1
     assert main(["fit", str(tmp_path / "missing.json"), "--out", str(tmp_path / "o.json")]) == 2
     steps = _measurements_file(tmp_path)
     assert main(["fit", str(steps), "--out", str(tmp_path / "o.json"), "--test-share",
