@@ -20,6 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.optimize import nnls
+
 from exfairs.calibration.costmodel import (
     COEFFICIENT_NAMES,
     CostCoefficients,
@@ -29,7 +31,6 @@ from exfairs.calibration.costmodel import (
 from exfairs.calibration.profile import FitError, Measurement
 from exfairs.errors import InputError
 from exfairs.rng import stream
-from scipy.optimize import nnls
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +94,8 @@ def fit_coefficients(measurements: Sequence[Measurement], *,
         if above.sum() < 2:
             continue
         beta = _nnls_relative(x[above], y[above])
-        coeffs = CostCoefficients(*(float(b) for b in beta), floor_ms=float(floor))
+        coeffs = CostCoefficients(**dict(zip(COEFFICIENT_NAMES, (float(b) for b in beta),
+                                               strict=True)), floor_ms=float(floor))
         pred = predict_ms(coeffs, measurements)
         score = float(np.mean(((pred - y) / y) ** 2))
         if best is None or score < best[0] - 1e-12:

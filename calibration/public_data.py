@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from exfairs.calibration.fit import fit_cost_model
 from exfairs.calibration.measurements import features_of
 from exfairs.calibration.profile import (

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from exfairs.calibration.measurements import MeasurementSet, StepRecord, features_of
 from exfairs.calibration.profile import EngineDefaults, ProfileMetadata
 from exfairs.errors import InputError

@@ -20,6 +20,7 @@ shape runs once unrecorded first (the first step of a new batch shape pays kerne
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -30,6 +31,7 @@ from functools import partial
 from typing import Any
 
 import numpy as np
+
 from exfairs.calibration.measurements import MeasurementSet, StepRecord, features_of
 from exfairs.calibration.profile import EngineDefaults, ProfileMetadata
 from exfairs.errors import InputError
@@ -219,11 +221,11 @@ class _Driver:
             r.computed += n
         emitted: dict[str, int] = {}
         for o in outputs:
-            rid = getattr(o, "request_id", None)
-            if rid in by_id:
-                emitted[rid] = len(o.outputs[0].token_ids)
+            out_id = str(getattr(o, "request_id", ""))
+            if out_id in by_id:
+                emitted[out_id] = len(o.outputs[0].token_ids)
                 if o.finished:
-                    by_id[rid].done = True
+                    by_id[out_id].done = True
         for rid in plan:
             r = by_id[rid]
             expect = (r.computed >= r.prompt_len)
@@ -385,7 +387,14 @@ def profile_vllm(cfg: VllmProfileConfig,
         kwargs["block_size"] = cfg.block_size
     if cfg.gpu_memory_utilization is not None:
         kwargs["gpu_memory_utilization"] = cfg.gpu_memory_utilization
-    engine = LLMEngine.from_engine_args(EngineArgs(**kwargs))
+    # Knobs this vLLM version does not know (e.g. async_scheduling in older releases) are dropped
+    # rather than failing: they only pin defaults.
+    known = {f.name for f in dataclasses.fields(EngineArgs)}
+    dropped = sorted(set(kwargs) - known)
+    if dropped:
+        log.warning("this vLLM has no engine args %s; left at its defaults", dropped)
+    engine = LLMEngine.from_engine_args(
+        EngineArgs(**{k: v for k, v in kwargs.items() if k in known}))
     vocab = int(engine.model_config.get_vocab_size())
     num_blocks = int(engine.vllm_config.cache_config.num_gpu_blocks or 0)
     block_size = int(engine.vllm_config.cache_config.block_size)

@@ -61,6 +61,7 @@ from statistics import NormalDist
 from typing import Any, Literal, TypeVar
 
 import numpy as np
+
 from exfairs.errors import ConfigError, InputError
 from exfairs.records import SLO, ClientInfo, LatencyModel
 from exfairs.traces import Trace, TraceColumns, read_trace

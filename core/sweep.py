@@ -223,6 +223,9 @@ class CellOutcome:
     path: Path
     skipped: bool
     wall_time_s: float = 0.0
+    #: The result without its per-request records and policy samples (None for reused cells):
+    #: enough for summaries, cheap to send between processes.
+    light: RunResult | None = None
 
 
 def run_cell(cell: Cell, out_dir: Path) -> CellOutcome:
@@ -232,7 +235,8 @@ def run_cell(cell: Cell, out_dir: Path) -> CellOutcome:
     result = compute_cell(cell)
     path = out_dir / cell.file_name()
     write_result(result, path)
-    return CellOutcome(cell, path, skipped=False, wall_time_s=result.info.wall_time_s)
+    return CellOutcome(cell, path, skipped=False, wall_time_s=result.info.wall_time_s,
+                       light=replace(result, records=(), policy_samples=()))
 
 
 def compute_cell(cell: Cell) -> RunResult:
@@ -260,7 +264,7 @@ def compute_cell(cell: Cell) -> RunResult:
         max_model_len=engine.max_model_len)
     capacity = estimate_capacity_rps(scenario, cost, defaults)
     workload = draw_workload(scenario, cell.seed, cost, load_factor=cell.load_factor,
-                             capacity_rps=capacity)
+                             capacity_rps=capacity, max_model_len=engine.max_model_len)
     experiment = parse_experiment(cell.experiment)
     sim = simulate(workload, experiment, profile, engine=engine,
                    policy_params=dict(cell.policy_params))
@@ -314,6 +318,18 @@ class SweepRun:
     config: SweepConfig
     out_dir: Path
     outcomes: tuple[CellOutcome, ...] = field(default=())
+
+    def light_results(self) -> list[RunResult]:
+        """Every cell's result without records (read from disk for reused cells)."""
+        from exfairs.results import read_result
+
+        out: list[RunResult] = []
+        for o in self.outcomes:
+            light = o.light
+            if light is None:
+                light = replace(read_result(o.path), records=(), policy_samples=())
+            out.append(light)
+        return out
 
 
 def run_sweep(
@@ -410,7 +426,8 @@ def _execute_dask(cells: Sequence[Cell], out_dir: Path, jobs: int,
                 cell = futures[fut]
                 path = out_dir / cell.file_name()
                 write_result(result, path)
-                yield CellOutcome(cell, path, skipped=False, wall_time_s=result.info.wall_time_s)
+                yield CellOutcome(cell, path, skipped=False, wall_time_s=result.info.wall_time_s,
+                                  light=replace(result, records=(), policy_samples=()))
     finally:
         if cluster is not None:
             cluster.close()

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+
 from exfairs.errors import ConfigError, InputError
 from exfairs.records import ClientInfo, LatencyModel, Workload
 from exfairs.rng import stream

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
+
 from exfairs.calibration.costmodel import CostModel
 from exfairs.errors import InputError
 from exfairs.records import LatencyModel, Request, Workload

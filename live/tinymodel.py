@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+
 from exfairs.errors import InputError
 from exfairs.rng import stream
 

@@ -1,4 +1,5 @@
-"""Scheduling policies behind one interface, driven identically by the simulator and the live backend.
+"""Scheduling policies behind one interface, driven identically by the simulator and the live
+backend.
 
 A policy keeps per-client accounting (fed by hooks as requests arrive and tokens are served) and
 ranks clients; `PolicyQueue` turns that ranking into "which queued request goes next". Nothing here

@@ -23,8 +23,8 @@ Within a client, requests that can still meet their deadline go first (``deadlin
 ``round(−FR_i · 10^6)`` at submission.
 
 Unlike the original research code, the resource term is *subtracted* (the original's ``+(1−α)·s_i``
-favoured heavy users), scores are recomputed at every decision rather than adjusted pairwise once per
-100 s round, and they are bounded: ``FR_i ∈ [−(1−α), α]``.
+favoured heavy users), scores are recomputed at every decision rather than adjusted pairwise once
+per 100 s round, and they are bounded: ``FR_i ∈ [−(1−α), α]``.
 
 Parameters: ``alpha`` ∈ [0, 1] (default 0.7), ``window_s`` > 0 (default 60 s), ``w_p`` ≥ 0
 (default 1), ``w_q`` ≥ 0 (default 2); all finite.
@@ -82,7 +82,9 @@ class ExFairS(Policy):
         c = self.client_index(request.client)
         self._service[c] += self._scale(now_s) * self.w_p * request.prompt_tokens / self._weights[c]
 
-    def on_service(self, client: str, prefill_tokens: int, decode_tokens: int, now_s: float) -> None:
+    def on_service(
+        self, client: str, prefill_tokens: int, decode_tokens: int, now_s: float
+    ) -> None:
         if decode_tokens:
             c = self.client_index(client)
             self._service[c] += self._scale(now_s) * self.w_q * decode_tokens / self._weights[c]

@@ -55,8 +55,8 @@ class PolicyQueue:
         self._members: dict[int, int] = {}  # request id → client index, for queued requests
         self._token: dict[int, int] = {}  # request id → token of its one live heap entry
         self._next_token = 0
-        # (time it turns late, request id, token, request): (id, token) is unique, so the request itself
-        # is never compared.
+        # (time it turns late, request id, token, request): (id, token) is unique, so the request
+        # itself is never compared.
         self._expiry: list[tuple[float, int, int, Request]] = []
         self._len = 0
 

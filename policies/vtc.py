@@ -88,7 +88,9 @@ class VTC(Policy):
         if self._waiting[c] == 0:
             self._last_left = float(self._counter[c])
 
-    def on_service(self, client: str, prefill_tokens: int, decode_tokens: int, now_s: float) -> None:
+    def on_service(
+        self, client: str, prefill_tokens: int, decode_tokens: int, now_s: float
+    ) -> None:
         c = self.client_index(client)
         self._counter[c] += self.w_q * decode_tokens / self._weights[c]
 
@@ -134,7 +136,8 @@ class VTC(Policy):
         self._unwait(rid)
         if c is not None and self._waiting[c] == 0:
             self._last_left = float(self._counter[c])
-        if self._tags.pop(rid, None) is not None and len(self._tag_heap) > 2 * len(self._tags) + 1024:
+        had_tag = self._tags.pop(rid, None) is not None
+        if had_tag and len(self._tag_heap) > 2 * len(self._tags) + 1024:
             # Bound the lazily cleaned heap by the live tags.
             self._tag_heap = [(t, r) for r, t in self._tags.items()]
             heapq.heapify(self._tag_heap)

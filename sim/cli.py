@@ -175,8 +175,7 @@ def _finish(config: Any, run: Any, out_dir: Path, plots: bool) -> None:
     from exfairs.results import read_result
     from exfairs.summary import format_table, summarize, write_summary_csv
 
-    results = [read_result(o.path) for o in run.outcomes]
-    rows = summarize(results)
+    rows = summarize(run.light_results())
     write_summary_csv(rows, out_dir / "summary.csv")
     sys.stdout.write(format_table(rows) + "\n")
     made: list[Path] = []
@@ -186,15 +185,16 @@ def _finish(config: Any, run: Any, out_dir: Path, plots: bool) -> None:
         # Per-run plots for the first seed at each (scenario, load): all experiments side by side.
         first_seed = min(config.seeds)
         groups: dict[tuple[str, float], list[Any]] = {}
-        for r in results:
-            if r.info.seed == first_seed:
+        for o in run.outcomes:
+            if o.cell.seed == first_seed:
+                r = read_result(o.path)
                 groups.setdefault((r.info.scenario, r.info.load_factor), []).append(r)
         for (scen, load), group in sorted(groups.items()):
             sub_dir = plot_dir / f"{scen}__load{load:g}"
             made += plot_performance(group, sub_dir)
             made += plot_fairness(group, sub_dir)
     sys.stdout.write(
-        f"\n{len(results)} results in {out_dir}/, summary in {out_dir / 'summary.csv'}"
+        f"\n{len(run.outcomes)} results in {out_dir}/, summary in {out_dir / 'summary.csv'}"
         + (f", {len(made)} plot files in {out_dir / 'plots'}/" if plots else "") + "\n")
 
 

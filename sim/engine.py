@@ -222,7 +222,8 @@ def policy_victim(policy: Policy) -> VictimChooser:
 class StepInfo:
     """What one engine step (or a skipped run of `n_steps` identical decode steps) did, for test
     observers. `scheduled` lists (request id, tokens, computed before) of the first step; in a run
-    every later step schedules the same requests one token each."""
+    every later step schedules the same requests one token each. ``n_steps == 0``: the scheduler
+    only preempted (every running request it reached lacked KV blocks); no time passed."""
 
     start_s: float
     end_s: float
@@ -382,6 +383,14 @@ class EngineModel:
         s.computed = 0
         s.preemptions += 1
         self.waiting.prepend(s, now_s)
+
+    def report_idle_plan(self, plan: Plan, now_s: float) -> None:
+        """Tell the observer about a plan that scheduled nothing but preempted (vLLM then runs an
+        empty step and schedules again at once): a `StepInfo` with ``n_steps == 0``."""
+        if self.observer is not None and plan.preempted:
+            self.observer(StepInfo(now_s, now_s, 0, (), len(self.running),
+                                   self.cfg.num_gpu_blocks - self.free_blocks,
+                                   tuple(s.rid for s in plan.preempted), (), ()))
 
     # -- execution -------------------------------------------------------------------------------
     def execute(self, plan: Plan, now_s: float, horizon_s: float, fast: bool) -> Outcome:

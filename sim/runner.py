@@ -220,6 +220,7 @@ class _Run:
                 self.policy.on_preempt(s.req, now)
             if not plan.busy:
                 if plan.preempted:
+                    eng.report_idle_plan(plan, now)
                     continue  # the next step, at the same time
                 # Idle: nothing is running or waiting (a lone request always fits the cache).
                 if self.next_arrival >= n:

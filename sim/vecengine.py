@@ -42,18 +42,19 @@ class VectorEngineModel(EngineModel):
         super().__init__(config, cost, waiting, victim, observer)
         cap = config.max_num_seqs
         self._n_clients = n_clients
-        self._b = 0  # running requests; their state is in the first _b entries
-        self._tok = np.zeros(cap, dtype=np.int64)  # prompt + generated
-        self._out = np.zeros(cap, dtype=np.int64)
-        self._gen = np.zeros(cap, dtype=np.int64)
-        self._comp = np.zeros(cap, dtype=np.int64)
-        self._blk = np.zeros(cap, dtype=np.int64)
-        self._cli = np.zeros(cap, dtype=np.int64)
-        self._last = np.zeros(cap, dtype=np.int64)
-        self._segst = np.zeros(cap, dtype=np.int64)
-        self._n = np.zeros(cap, dtype=np.int64)  # tokens scheduled in the planned step
-        self._arrays = (self._tok, self._out, self._gen, self._comp, self._blk, self._cli,
-                        self._last, self._segst, self._n)
+        self._b = 0  # running requests; their state is in the first _b columns
+        # One 2-D array so that removing finished requests is one fancy-indexing operation.
+        self._state = np.zeros((9, cap), dtype=np.int64)
+        st = self._state
+        self._tok = st[0]  # prompt + generated
+        self._out = st[1]
+        self._gen = st[2]
+        self._comp = st[3]  # computed tokens
+        self._blk = st[4]  # KV blocks held
+        self._cli = st[5]  # client index
+        self._last = st[6]  # step index of the last emission
+        self._segst = st[7]  # start of the open emission range
+        self._n = st[8]  # tokens scheduled in the planned step
 
     # -- synchronisation with the Seq objects -----------------------------------------------------
     def _sync_out(self) -> None:
@@ -113,10 +114,10 @@ class VectorEngineModel(EngineModel):
             np.subtract(self._tok[:b], self._comp[:b], out=n)
             if threshold:
                 np.minimum(n, threshold, out=n)
-            cum = np.cumsum(n)
-            total = int(cum[-1])
+            total = int(n.sum())
             if total > budget:
                 # The walk stops at the request that exhausts the budget (partial chunk).
+                cum = np.cumsum(n)
                 j = int(np.searchsorted(cum, budget, side="left"))
                 n[j] = budget - (int(cum[j - 1]) if j else 0)
                 n[j + 1:] = 0
@@ -174,19 +175,19 @@ class VectorEngineModel(EngineModel):
         tok = self._tok[:b]
         comp = self._comp[:b]
         gen = self._gen[:b]
-        is_dec = (n == 1) & (gen >= 1) & (comp == tok - 1)
+        # Decode sequences: one token on top of a caught-up cache, after the first token.
+        is_dec = (n == 1) & (tok - comp == 1) & (gen > 0)
         n_dec = int(np.count_nonzero(is_dec))
         if (fast and n_dec == b and not plan.admitted and not plan.preempted
                 and (plan.stop not in ("kv", "chunk") or self.waiting.static)):
             k, ends = self._run_length(now_s, horizon_s)
             if k > 1:
                 return self._run(now_s, k, ends)
-        # One step.
-        d_ctx = int(comp[is_dec].sum()) + n_dec
-        pre = ~is_dec & (n > 0)
-        npre = n[pre]
-        p_tok = int(npre.sum())
-        p_attn = int((npre * (comp[pre] + npre)).sum())
+        # One step. Features as the scalar model sums them: decode context = computed + 1;
+        # prefill attention Σ n·(c + n) over the other scheduled requests.
+        d_ctx = int(np.dot(is_dec, comp)) + n_dec
+        p_tok = int(n.sum()) - n_dec
+        p_attn = int(np.dot(n, comp + n)) - d_ctx if p_tok else 0
         end = now_s + self.cost.step_ms(p_tok, p_attn, n_dec, d_ctx) / 1000.0
         kstep = len(self.step_end_s)
         self.step_end_s.append(end)
@@ -197,26 +198,30 @@ class VectorEngineModel(EngineModel):
                               zip(self.running, n.tolist(), comp.tolist(), strict=True) if x)
             blocks_in_use = self.cfg.num_gpu_blocks - self.free_blocks
         comp += n
-        emit = (n > 0) & (comp == tok)
+        emit = comp == tok  # running requests always have a token left to compute
         gen += emit
         tok += emit
         cli = self._cli[:b]
-        nc = self._n_clients
-        prefill = np.bincount(cli, weights=np.where(pre, n, 0), minlength=nc)
-        decode = np.bincount(cli, weights=emit, minlength=nc)
+        decode = np.bincount(cli, weights=emit, minlength=self._n_clients)
         service = out.service
-        for c in np.flatnonzero(prefill + decode).tolist():
-            service[c] = [int(prefill[c]), int(decode[c])]
+        if p_tok:
+            prefill = np.bincount(cli, weights=n - is_dec, minlength=self._n_clients)
+            for c in np.flatnonzero(prefill + decode).tolist():
+                service[c] = [int(prefill[c]), int(decode[c])]
+        else:
+            for c in np.flatnonzero(decode).tolist():
+                service[c] = [0, int(decode[c])]
         last = self._last[:b]
         brk = emit & (last != kstep - 1)
         if brk.any():
             self._break_segments(np.flatnonzero(brk), kstep)
         last[emit] = kstep
         run = self.running
-        firsts = np.flatnonzero(emit & (gen == 1))
-        if firsts.shape[0]:
-            out.first_tokens = [run[i] for i in firsts.tolist()]
-        done = emit & (gen >= self._out[:b])
+        if p_tok:
+            firsts = np.flatnonzero(emit & (gen == 1))
+            if firsts.shape[0]:
+                out.first_tokens = [run[i] for i in firsts.tolist()]
+        done = gen >= self._out[:b]
         if done.any():
             self._finish(done, out)
         n[:] = 0
@@ -243,22 +248,23 @@ class VectorEngineModel(EngineModel):
         idx = np.flatnonzero(done).tolist()
         run = self.running
         finished = out.finished
-        for i in idx:
+        st = self._state
+        cols = st[:, idx].tolist()  # rows: tok, out, gen, comp, blk, cli, last, segst, n
+        gen, comp, last, segst = cols[2], cols[3], cols[6], cols[7]
+        for j, i in enumerate(idx):
             s = run[i]
-            s.gen = int(self._gen[i])
-            s.computed = int(self._comp[i])
-            s.last_emit = int(self._last[i])
-            s.seg_start = int(self._segst[i])
+            s.gen, s.computed, s.last_emit, s.seg_start = gen[j], comp[j], last[j], segst[j]
             s.blocks = 0
             s.sched_n = 0
             finished.append(s)
-        self.free_blocks += int(self._blk[:b][done].sum())
-        keep = np.flatnonzero(~done)
-        m = keep.shape[0]
-        for a in self._arrays:
-            a[:m] = a[:b][keep]
+        self.free_blocks += sum(cols[4])
+        for i in reversed(idx):
+            del run[i]
+        m = b - len(idx)
+        if idx[0] < m:  # close the gaps, keeping the running order
+            keep = np.flatnonzero(~done)
+            st[:, :m] = st[:, keep]
         self._b = m
-        self.running = [run[i] for i in keep.tolist()]
 
     def _run_length(self, now_s: float, horizon_s: float) -> tuple[int, list[float]]:
         b = self._b
@@ -276,7 +282,10 @@ class VectorEngineModel(EngineModel):
             if k <= 1:
                 return 1, []
         fixed, dfix, dseq, dctx, floor = self._coef
-        ctx = float(int(comp.sum()) + b) + b * np.arange(k, dtype=np.float64)
+        c0 = int(comp.sum()) + b
+        if now_s + max(floor, fixed + (dfix + dseq * b + dctx * c0)) / 1000.0 >= horizon_s:
+            return 1, []  # the next decision point comes after this step anyway
+        ctx = float(c0) + b * np.arange(k, dtype=np.float64)
         dur_ms = np.maximum(floor, fixed + (dfix + dseq * b + dctx * ctx))
         seq = np.empty(k + 1)
         seq[0] = now_s

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 from exfairs.calibration.costmodel import CostCoefficients, CostModel
 from exfairs.calibration.measurements import features_of
 from exfairs.calibration.profile import Measurement

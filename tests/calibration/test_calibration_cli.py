@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from calib_synthetic import TRUE, synthetic_steps
+
 from exfairs.calibration.cli import main
 from exfairs.calibration.measurements import MeasurementSet, StepRecord, save_measurements
 from exfairs.calibration.profile import load_profile

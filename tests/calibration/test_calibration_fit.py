@@ -5,6 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from calib_synthetic import TRUE, synthetic_steps
+from hypothesis import given
+from hypothesis import strategies as st
+
 from exfairs.calibration.costmodel import COEFFICIENT_NAMES, CostCoefficients
 from exfairs.calibration.fit import (
     ape,
@@ -15,8 +18,6 @@ from exfairs.calibration.fit import (
 )
 from exfairs.errors import InputError
 from exfairs.rng import stream  # noqa: F401
-from hypothesis import given
-from hypothesis import strategies as st
 
 
 def test_recovers_known_coefficients_from_noisy_steps() -> None:

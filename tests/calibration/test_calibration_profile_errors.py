@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from exfairs.calibration.measurements import load_measurements
 from exfairs.calibration.profile import load_profile
 from exfairs.errors import InputError

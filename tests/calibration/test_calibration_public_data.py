@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from exfairs.calibration.profile import load_profile
 from exfairs.calibration.public_data import (
     VIDUR_CHECK_DECODE_MS,

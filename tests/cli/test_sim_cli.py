@@ -22,7 +22,9 @@ def _comparable(path: Path) -> dict[str, object]:
     return doc
 
 
-def test_run_writes_results_plots_and_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_run_writes_results_plots_and_table(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     code = main(["run", "default", "-e", "FCFS", "-e", "QUEUE_VTC", "--seed", "3", "--load", "0.5",
                  "--out", str(tmp_path)])
     assert code == 0

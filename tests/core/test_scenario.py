@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 from _workload_factories import LinearLatency, make_client, make_scenario
+from hypothesis import given
+from hypothesis import strategies as st
+
 from exfairs.calibration.profile import load_profile
 from exfairs.errors import ConfigError, InputError
 from exfairs.scenario import (
@@ -26,8 +29,6 @@ from exfairs.scenario import (
     scenario_from_toml,
 )
 from exfairs.workload import draw_workload, estimate_capacity_rps
-from hypothesis import given
-from hypothesis import strategies as st
 
 # The five scenarios of the original ExFairS study (issue 3): client -> (class, rate/min, e2e s).
 STUDY = {

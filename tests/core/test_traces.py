@@ -8,6 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from _workload_factories import LinearLatency
+from hypothesis import given
+from hypothesis import strategies as st
+
 from exfairs.errors import InputError
 from exfairs.records import ClientInfo
 from exfairs.rng import stream
@@ -22,8 +25,6 @@ from exfairs.traces import (
     read_trace,
     workload_from_trace,
 )
-from hypothesis import given
-from hypothesis import strategies as st
 
 GENERIC = TraceColumns(timestamp="ts", input="in", output="out", time_unit="ms")
 

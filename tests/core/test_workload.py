@@ -9,6 +9,10 @@ import math
 import numpy as np
 import pytest
 from _workload_factories import LinearLatency, make_client, make_scenario
+from hypothesis import given
+from hypothesis import strategies as st
+from scipy import stats
+
 from exfairs.calibration.costmodel import CostCoefficients, CostModel
 from exfairs.calibration.profile import EngineDefaults, load_profile
 from exfairs.errors import InputError
@@ -33,9 +37,6 @@ from exfairs.workload import (
     estimate_capacity_rps,
     measure_window,
 )
-from hypothesis import given
-from hypothesis import strategies as st
-from scipy import stats
 
 LAT = LinearLatency()
 

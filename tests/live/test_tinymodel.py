@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from exfairs.errors import InputError
 from exfairs.live.tinymodel import make_tiny_model
 

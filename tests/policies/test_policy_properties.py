@@ -16,7 +16,7 @@ from exfairs.policies import Policy, PolicyQueue
 from exfairs.policies.vtc import VTC
 from exfairs.records import Request
 
-POLICIES = ["FCFS", "ROUND_ROBIN", "VTC", "ExFairS"]
+POLICIES = ["FCFS", "ROUND_ROBIN", "VTC", "ExFairS", "EDF"]
 CLIENTS = ("a", "b", "c", "d")
 
 # -- random event sequences -----------------------------------------------------------------------
@@ -97,7 +97,7 @@ def _run(name: str, ops: list[tuple[str, int, int, float, bool]]) -> _Trace:
             pending = sorted(set(queued) | {r.request_id for r in running} - resolved)
             if pending:
                 rid = pending[sel % len(pending)]
-                r = queued[rid] if rid in queued else next(x for x in running if x.request_id == rid)
+                r = queued.get(rid) or next(x for x in running if x.request_id == rid)
                 p.on_violation(r, now)
                 resolved.add(rid)
         assert len(q) == len(queued)
@@ -230,7 +230,7 @@ def test_vtc_keeps_backlogged_service_gap_within_bound(
     per_client: list[list[tuple[int, int]]], w: tuple[float, float], capacity: int, steps: int
 ) -> None:
     clients = CLIENTS[: len(per_client)]
-    lengths = dict(zip(clients, per_client))
+    lengths = dict(zip(clients, per_client, strict=True))
     w_p, w_q = w
     sim = _Fluid(policy("VTC", clients, w_p=w_p, w_q=w_q), lengths, capacity, w_p, w_q)
     for c in clients:
@@ -261,7 +261,8 @@ class _NoLiftVTC(VTC):
         return -np.inf
 
 
-def _returning_gap(make: Callable[[tuple[str, ...]], Policy], lengths: dict[str, list[tuple[int, int]]], capacity: int,
+def _returning_gap(make: Callable[[tuple[str, ...]], Policy],
+                   lengths: dict[str, list[tuple[int, int]]], capacity: int,
                    w_p: float, w_q: float, idle_steps: int, after_steps: int) -> float:
     """Client "a" is idle while the others are served `idle_steps` steps, then returns; the
     largest lead of a's service since its return over any other client's, during `after_steps`."""
@@ -293,7 +294,7 @@ def test_vtc_lift_stops_returning_client_cashing_in_idle_time(
     idle_steps: int, after_steps: int,
 ) -> None:
     clients = CLIENTS[: len(per_client)]
-    lengths = dict(zip(clients, per_client))
+    lengths = dict(zip(clients, per_client, strict=True))
     w_p, w_q = w
     gap = _returning_gap(lambda cs: policy("VTC", cs, w_p=w_p, w_q=w_q), lengths, capacity, w_p,
                          w_q, idle_steps, after_steps)

@@ -61,7 +61,8 @@ def test_engine_invariants(case: tuple) -> None:
         assert 0 <= s.blocks_in_use <= eng.num_gpu_blocks
         assert s.num_running <= eng.max_num_seqs
         assert sum(n for _, n, _ in s.scheduled) <= eng.max_num_batched_tokens
-        assert s.n_steps >= 1 and s.end_s > s.start_s
+        assert (s.n_steps >= 1 and s.end_s > s.start_s) or (
+            s.n_steps == 0 and s.end_s == s.start_s and s.preempted and not s.scheduled)
         if eng.long_prefill_token_threshold and len(s.scheduled) > 1:
             assert all(n <= eng.long_prefill_token_threshold for _, n, _ in s.scheduled)
 
