@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
             f"n={n}: {med[n]:.2f}/{p99[n]:.2f} us" for n in SIZES
         ) + f"  growth {med[1000] / med[10]:.2f}x", flush=True)
 
-    cmd = "python benchmarks/policy_decision.py " + " ".join(argv if argv is not None
+    cmd = ".venv/bin/python benchmarks/policy_decision.py " + " ".join(argv if argv is not None
                                                                else sys.argv[1:])
     lines = [
         "# Policy decision cost",
@@ -142,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
         f"- machine: {platform.platform()}, {platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} logical CPUs (shared with other jobs: absolute numbers are noisy, "
         "ratios within a row are the measurement)",
+        f"- load average at the end (1/5/15 min): "
+        f"{', '.join(f'{x:.1f}' for x in os.getloadavg())}",
         f"- python {platform.python_version()}, numpy {np.__version__}",
         f"- command: `{cmd.strip()}` ({args.reps} timed decisions per cell, {args.rounds} rounds)",
         "",

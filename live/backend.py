@@ -9,7 +9,7 @@ record outcomes: `BackendTimeout` → TIMED_OUT, `EngineDead` → the run stops,
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -78,7 +78,7 @@ class Backend(Protocol):
 
     def stream(
         self, request: Request, prompt_token_ids: Sequence[int], priority: int
-    ) -> AsyncIterator[TokenChunk]:
+    ) -> AsyncGenerator[TokenChunk, None]:
         """Submit `request` with these prompt token ids and `priority` (lower runs first; ignored
         unless the engine schedules by priority) and yield its tokens as they come, with exactly
         ``request.output_tokens`` tokens in total when it completes. Cancelling the consumer

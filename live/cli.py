@@ -261,8 +261,14 @@ async def _run_live(plan: _Plan, session: _Session) -> list[Any]:
     loop = asyncio.get_running_loop()
 
     def on_signal(signame: str) -> None:
-        if session.interrupted:  # a second Ctrl-C: stop waiting for anything
-            raise KeyboardInterrupt
+        if session.interrupted:
+            # Already stopping: hand the signals back to Python so that a further Ctrl-C ends
+            # the process even if the engine hangs.
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+            sys.stderr.write(f"\nexfairs-live: {signame} again: still writing results; "
+                             "one more ends the process at once\n")
+            return
         session.interrupted = True
         sys.stderr.write(f"\nexfairs-live: {signame}: stopping, writing partial results...\n")
         if session.driver is not None:

@@ -263,31 +263,34 @@ class LiveDriver:
         try:
             ids = prompt_token_ids(self._prompt_seed, r, self._config.vocab_size,
                                    self._config.min_token_id)
-            async for chunk in self._backend.stream(r, ids, fl.priority):
-                now = self._now()
-                if chunk.engine is not None:
-                    fl.engine = chunk.engine
-                if chunk.preemptions > fl.preemptions:
-                    # Seen only when the next output comes; vLLM recomputes prompt + output so far.
-                    for _ in range(chunk.preemptions - fl.preemptions):
-                        self._policy.on_preempt(r, now)
-                    fl.preemptions = chunk.preemptions
-                    recompute = r.prompt_tokens + len(fl.token_times)
-                else:
-                    recompute = 0
-                n = chunk.new_tokens
-                if n > 0:
-                    if fl.first_token_s is None:
-                        fl.first_token_s = now
-                        fl.first_token_mono = now + self._t0
-                        self._policy.on_service(r.client, r.prompt_tokens, n, now)
-                        self._apply(self._tracker.first_token(r.request_id, now), now)
+            # aclosing: a stream left early (timeout, stop) is closed at once, releasing the
+            # engine slot or HTTP connection.
+            async with contextlib.aclosing(self._backend.stream(r, ids, fl.priority)) as chunks:
+                async for chunk in chunks:
+                    now = self._now()
+                    if chunk.engine is not None:
+                        fl.engine = chunk.engine
+                    if chunk.preemptions > fl.preemptions:
+                        # Seen at the next output; vLLM recomputes prompt + output so far.
+                        for _ in range(chunk.preemptions - fl.preemptions):
+                            self._policy.on_preempt(r, now)
+                        fl.preemptions = chunk.preemptions
+                        recompute = r.prompt_tokens + len(fl.token_times)
                     else:
-                        self._policy.on_service(r.client, recompute, n, now)
-                    fl.token_times.extend([now] * n)
-                    fl.last_token_mono = now + self._t0
-                if chunk.finished:
-                    break
+                        recompute = 0
+                    n = chunk.new_tokens
+                    if n > 0:
+                        if fl.first_token_s is None:
+                            fl.first_token_s = now
+                            fl.first_token_mono = now + self._t0
+                            self._policy.on_service(r.client, r.prompt_tokens, n, now)
+                            self._apply(self._tracker.first_token(r.request_id, now), now)
+                        else:
+                            self._policy.on_service(r.client, recompute, n, now)
+                        fl.token_times.extend([now] * n)
+                        fl.last_token_mono = now + self._t0
+                    # No break on `finished`: the stream then ends by itself, so the engine sees
+                    # a completed request rather than a client that went away.
             now = self._now()
             got = len(fl.token_times)
             if got < r.output_tokens:

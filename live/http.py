@@ -17,7 +17,7 @@ import asyncio
 import importlib
 import json
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 from exfairs.live.backend import BackendError, BackendTimeout, LiveDependencyError, TokenChunk
@@ -120,7 +120,7 @@ class HttpBackend:
 
     async def stream(
         self, request: Request, prompt_token_ids: Sequence[int], priority: int
-    ) -> AsyncIterator[TokenChunk]:
+    ) -> AsyncGenerator[TokenChunk, None]:
         if self._session is None:
             raise BackendError("the HTTP backend was not started")
         aiohttp = self._aiohttp

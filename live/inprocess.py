@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 from exfairs.errors import ConfigError
@@ -134,7 +134,7 @@ class InProcessBackend:
 
     async def stream(
         self, request: Request, prompt_token_ids: Sequence[int], priority: int
-    ) -> AsyncIterator[TokenChunk]:
+    ) -> AsyncGenerator[TokenChunk, None]:
         if self._engine is None:
             raise BackendError("the engine was not started")
         engine = self._engine

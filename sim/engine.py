@@ -242,10 +242,11 @@ StepObserver = Callable[[StepInfo], None]
 class Plan:
     """The schedule of the next step (built by `EngineModel.plan`)."""
 
-    __slots__ = ("admitted", "busy", "preempted", "sched", "stop")
+    __slots__ = ("admitted", "busy", "general", "preempted", "sched", "stop")
 
     def __init__(self) -> None:
         self.busy = False  # the step schedules at least one token
+        self.general = False  # vector model: the budget cut the running walk short, or preempted
         self.sched: list[Seq] = []  # in schedule order; tokens in Seq.sched_n (scalar model)
         self.preempted: list[Seq] = []
         self.admitted: list[Seq] = []

@@ -12,6 +12,7 @@ has one. Tests check that both models give identical records.
 
 from __future__ import annotations
 
+import bisect
 import math
 
 import numpy as np
@@ -55,6 +56,8 @@ class VectorEngineModel(EngineModel):
         self._last = st[6]  # step index of the last emission
         self._segst = st[7]  # start of the open emission range
         self._n = st[8]  # tokens scheduled in the planned step
+        # Running requests not decoding (prefill or recompute under way), by index: usually few.
+        self._pre: list[int] = []
 
     # -- synchronisation with the Seq objects -----------------------------------------------------
     def _sync_out(self) -> None:
@@ -84,6 +87,7 @@ class VectorEngineModel(EngineModel):
         self._last[:b] = [s.last_emit for s in run]
         self._segst[:b] = [s.seg_start for s in run]
         self._n[:b] = [s.sched_n for s in run]
+        self._pre = [i for i, s in enumerate(run) if s.gen == 0 or s.prompt + s.gen - s.computed != 1]
 
     def _append(self, s: Seq, n: int) -> None:
         i = self._b
@@ -109,32 +113,44 @@ class VectorEngineModel(EngineModel):
         if b + len(waiting) <= 1:
             threshold = 0
         budget = cfg.max_num_batched_tokens
+        general = False
         if b:
             n = self._n[:b]
-            np.subtract(self._tok[:b], self._comp[:b], out=n)
-            if threshold:
-                np.minimum(n, threshold, out=n)
-            total = int(n.sum())
-            if total > budget:
-                # The walk stops at the request that exhausts the budget (partial chunk).
-                cum = np.cumsum(n)
-                j = int(np.searchsorted(cum, budget, side="left"))
-                n[j] = budget - (int(cum[j - 1]) if j else 0)
-                n[j + 1:] = 0
-                total = budget
             comp = self._comp[:b]
-            need = (comp + n + (bs - 1)) // bs - self._blk[:b]
-            need_total = int(need.sum())
+            if not self._pre:
+                # Every running request decodes: one token each (b ≤ max_num_seqs ≤ budget),
+                # a new block where the cache is block-aligned.
+                n[:] = 1
+                need = comp % bs == 0
+                total = b
+            else:
+                np.subtract(self._tok[:b], comp, out=n)
+                if threshold:
+                    np.minimum(n, threshold, out=n)
+                total = int(n.sum())
+                if total > budget:
+                    # The walk stops at the request that exhausts the budget (partial chunk).
+                    cum = np.cumsum(n)
+                    j = int(np.searchsorted(cum, budget, side="left"))
+                    n[j] = budget - (int(cum[j - 1]) if j else 0)
+                    n[j + 1:] = 0
+                    total = budget
+                    general = True
+                need = (comp + n + (bs - 1)) // bs - self._blk[:b]
+            need_total = int(np.count_nonzero(need)) if need.dtype == np.bool_ else int(need.sum())
             if need_total > self.free_blocks:
                 # Some request lacks KV blocks: preemption. The scalar model plans this step.
                 self._sync_out()
                 plan = EngineModel.plan(self, now_s)
                 self._load()
+                plan.general = True
                 return plan
-            self._blk[:b] += need
-            self.free_blocks -= need_total
+            if need_total:
+                self._blk[:b] += need
+                self.free_blocks -= need_total
             budget -= total
         plan = Plan()
+        plan.general = general
         max_seqs = cfg.max_num_seqs
         while True:
             if len(waiting) == 0:
@@ -162,6 +178,7 @@ class VectorEngineModel(EngineModel):
             waiting.pop(now_s)
             self.free_blocks -= need_s
             s.blocks += need_s
+            self._pre.append(self._b)  # admitted requests start with a prefill
             self._append(s, k)
             plan.admitted.append(s)
             budget -= k
@@ -170,6 +187,103 @@ class VectorEngineModel(EngineModel):
 
     # -- execution --------------------------------------------------------------------------------
     def execute(self, plan: Plan, now_s: float, horizon_s: float, fast: bool) -> Outcome:
+        if plan.general:
+            return self._general_step(plan, now_s)
+        if self._pre:
+            return self._mixed_step(plan, now_s)
+        # Decode only: every running request emits one token per step.
+        k, ends = 1, []
+        if fast and (plan.stop not in ("kv", "chunk") or self.waiting.static):
+            k, ends = self._run_length(now_s, horizon_s)
+        if k <= 1:
+            b = self._b
+            c = int(self._comp[:b].sum()) + b
+            ends = [now_s + self.cost.step_ms(0, 0, b, c) / 1000.0]
+            k = 1
+        return self._run(now_s, k, ends)
+
+    def _mixed_step(self, plan: Plan, now_s: float) -> Outcome:
+        """One step of decodes plus a few prefill chunks (indices `_pre`); every running request
+        is scheduled (the budget did not run out)."""
+        b = self._b
+        pre = self._pre
+        n = self._n[:b]
+        tok = self._tok[:b]
+        comp = self._comp[:b]
+        gen = self._gen[:b]
+        last = self._last[:b]
+        cli = self._cli[:b]
+        pn = n[pre].tolist()
+        pc = comp[pre].tolist()
+        pt = tok[pre].tolist()
+        pg = gen[pre].tolist()
+        pl = last[pre].tolist()
+        pcl = cli[pre].tolist()
+        p_tok = 0
+        p_attn = 0
+        pre_c = 0
+        for x, c in zip(pn, pc, strict=True):
+            p_tok += x
+            p_attn += x * (c + x)
+            pre_c += c
+        n_dec = b - len(pre)
+        d_ctx = int(comp.sum()) - pre_c + n_dec
+        end = now_s + self.cost.step_ms(p_tok, p_attn, n_dec, d_ctx) / 1000.0
+        kstep = len(self.step_end_s)
+        self.step_end_s.append(end)
+        out = Outcome(end, 1)
+        observer = self.observer
+        if observer is not None:
+            scheduled = tuple((s.rid, int(x), int(c)) for s, x, c in
+                              zip(self.running, n.tolist(), comp.tolist(), strict=True))
+            blocks_in_use = self.cfg.num_gpu_blocks - self.free_blocks
+        comp += n
+        gen += 1
+        tok += 1
+        dec = np.bincount(cli, minlength=self._n_clients).tolist()
+        brk = last != kstep - 1
+        service = out.service
+        still: list[int] = []
+        run = self.running
+        for j, i in enumerate(pre):
+            c = pcl[j]
+            acc = service.get(c)
+            if acc is None:
+                acc = service[c] = [0, 0]
+            acc[0] += pn[j]
+            if pc[j] + pn[j] == pt[j]:  # caught up: emits (brk handles its emission range)
+                if pg[j] == 0:
+                    out.first_tokens.append(run[i])
+            else:  # prefill continues: undo the emission
+                gen[i] -= 1
+                tok[i] -= 1
+                brk[i] = False
+                dec[c] -= 1
+                still.append(i)
+        if brk.any():
+            self._break_segments(np.flatnonzero(brk), kstep)
+        last[:] = kstep
+        for i in still:
+            last[i] = pl[pre.index(i)]
+        self._pre = still
+        for c, d in enumerate(dec):
+            if d:
+                acc = service.get(c)
+                if acc is None:
+                    service[c] = [0, d]
+                else:
+                    acc[1] = d
+        done = gen >= self._out[:b]
+        if done.any():
+            self._finish(done, out)
+        if observer is not None:
+            observer(StepInfo(now_s, end, 1, scheduled, b, blocks_in_use, (),
+                              tuple(s.rid for s in plan.admitted),
+                              tuple(s.rid for s in out.finished)))
+        return out
+
+    def _general_step(self, plan: Plan, now_s: float) -> Outcome:
+        """One step in full generality (budget cut the walk short, or after preemptions)."""
         b = self._b
         n = self._n[:b]
         tok = self._tok[:b]
@@ -178,13 +292,6 @@ class VectorEngineModel(EngineModel):
         # Decode sequences: one token on top of a caught-up cache, after the first token.
         is_dec = (n == 1) & (tok - comp == 1) & (gen > 0)
         n_dec = int(np.count_nonzero(is_dec))
-        if (fast and n_dec == b and not plan.admitted and not plan.preempted
-                and (plan.stop not in ("kv", "chunk") or self.waiting.static)):
-            k, ends = self._run_length(now_s, horizon_s)
-            if k > 1:
-                return self._run(now_s, k, ends)
-        # One step. Features as the scalar model sums them: decode context = computed + 1;
-        # prefill attention Σ n·(c + n) over the other scheduled requests.
         d_ctx = int(np.dot(is_dec, comp)) + n_dec
         p_tok = int(n.sum()) - n_dec
         p_attn = int(np.dot(n, comp + n)) - d_ctx if p_tok else 0
@@ -198,36 +305,36 @@ class VectorEngineModel(EngineModel):
                               zip(self.running, n.tolist(), comp.tolist(), strict=True) if x)
             blocks_in_use = self.cfg.num_gpu_blocks - self.free_blocks
         comp += n
-        emit = comp == tok  # running requests always have a token left to compute
+        emit = (n > 0) & (comp == tok)
         gen += emit
         tok += emit
         cli = self._cli[:b]
-        decode = np.bincount(cli, weights=emit, minlength=self._n_clients)
+        nc = self._n_clients
+        decode = np.bincount(cli, weights=emit, minlength=nc)
+        prefill = np.bincount(cli, weights=n - is_dec, minlength=nc)
         service = out.service
-        if p_tok:
-            prefill = np.bincount(cli, weights=n - is_dec, minlength=self._n_clients)
-            for c in np.flatnonzero(prefill + decode).tolist():
-                service[c] = [int(prefill[c]), int(decode[c])]
-        else:
-            for c in np.flatnonzero(decode).tolist():
-                service[c] = [0, int(decode[c])]
+        for c in np.flatnonzero(prefill + decode).tolist():
+            service[c] = [int(prefill[c]), int(decode[c])]
         last = self._last[:b]
         brk = emit & (last != kstep - 1)
         if brk.any():
             self._break_segments(np.flatnonzero(brk), kstep)
         last[emit] = kstep
         run = self.running
-        if p_tok:
-            firsts = np.flatnonzero(emit & (gen == 1))
-            if firsts.shape[0]:
-                out.first_tokens = [run[i] for i in firsts.tolist()]
+        firsts = np.flatnonzero(emit & (gen == 1))
+        if firsts.shape[0]:
+            out.first_tokens = [run[i] for i in firsts.tolist()]
         done = gen >= self._out[:b]
+        self._pre = []
         if done.any():
             self._finish(done, out)
-        n[:] = 0
+        b = self._b
+        self._n[:b] = 0
+        self._pre = np.flatnonzero((self._tok[:b] - self._comp[:b] != 1)
+                                   | (self._gen[:b] == 0)).tolist()
         if observer is not None:
-            observer(StepInfo(now_s, end, 1, scheduled, b, blocks_in_use,
-                              tuple(s.rid for s in plan.preempted),
+            observer(StepInfo(now_s, end, 1, scheduled, len(run) + len(out.finished),
+                              blocks_in_use, tuple(s.rid for s in plan.preempted),
                               tuple(s.rid for s in plan.admitted),
                               tuple(s.rid for s in out.finished)))
         return out
@@ -236,11 +343,13 @@ class VectorEngineModel(EngineModel):
         """Requests in `idx` emit at `kstep` after a gap: close their previous emission range."""
         last = self._last
         segst = self._segst
+        run = self.running
         for i in idx.tolist():
-            s = self.running[i]
-            if last[i] >= 0:
+            end = int(last[i])
+            if end >= 0:
+                s = run[i]
                 s.segs.append(int(segst[i]))
-                s.segs.append(int(last[i]) + 1)
+                s.segs.append(end + 1)
             segst[i] = kstep
 
     def _finish(self, done: npt.NDArray[np.bool_], out: Outcome) -> None:
@@ -264,6 +373,8 @@ class VectorEngineModel(EngineModel):
         if idx[0] < m:  # close the gaps, keeping the running order
             keep = np.flatnonzero(~done)
             st[:, :m] = st[:, keep]
+            if self._pre:
+                self._pre = [i - bisect.bisect_left(idx, i) for i in self._pre]
         self._b = m
 
     def _run_length(self, now_s: float, horizon_s: float) -> tuple[int, list[float]]:
@@ -273,32 +384,35 @@ class VectorEngineModel(EngineModel):
         k = int((self._out[:b] - self._gen[:b]).min())
         if k <= 1:
             return 1, []
-        free = self.free_blocks
-        q, r = divmod(free, b)
-        if q * bs < k:
-            j0 = (-(comp + 1)) % bs
-            first_short = 1 + int(np.partition(j0, r)[r]) + q * bs
-            k = min(k, first_short)
-            if k <= 1:
-                return 1, []
         fixed, dfix, dseq, dctx, floor = self._coef
         c0 = int(comp.sum()) + b
         if now_s + max(floor, fixed + (dfix + dseq * b + dctx * c0)) / 1000.0 >= horizon_s:
             return 1, []  # the next decision point comes after this step anyway
+        # KV blocks: after step 0 request i has c_i + 1 tokens cached and needs a new block at the
+        # later steps u with (c_i + u) % bs == 0, i.e. first at u = 1 + ((-(c_i+1)) % bs), then
+        # every bs steps; with F free blocks the (F+1)-th such request cannot be served.
+        q, r = divmod(self.free_blocks, b)
+        if 1 + q * bs < k:
+            j0 = (-(comp + 1)) % bs
+            k = min(k, 1 + int(np.partition(j0, r)[r]) + q * bs)
+            if k <= 1:
+                return 1, []
         ctx = float(c0) + b * np.arange(k, dtype=np.float64)
+        # Same operation order as CostModel.step_ms with no prefill: identical floats.
         dur_ms = np.maximum(floor, fixed + (dfix + dseq * b + dctx * ctx))
         seq = np.empty(k + 1)
         seq[0] = now_s
         seq[1:] = dur_ms / 1000.0
-        ends = np.cumsum(seq)[1:]
+        ends = np.cumsum(seq)[1:]  # sequential sums: the step-by-step clock, bit for bit
         if math.isfinite(horizon_s):
             j = int(np.searchsorted(ends, horizon_s, side="left"))
             if j + 1 < k:
-                k = max(1, j + 1)
+                k = j + 1
                 ends = ends[:k]
         return k, ends.tolist()
 
     def _run(self, now_s: float, k: int, ends: list[float]) -> Outcome:
+        """`k` decode-only steps of the whole running batch, ending at `ends`."""
         b = self._b
         bs = self._bs
         k0 = len(self.step_end_s)
@@ -313,6 +427,7 @@ class VectorEngineModel(EngineModel):
         self._gen[:b] += k
         self._tok[:b] += k
         blk = self._blk[:b]
+        # Step 0's blocks were allocated by plan(); the later steps' here.
         nb = (comp + (bs - 1)) // bs
         self.free_blocks -= int(nb.sum()) - int(blk.sum())
         blk[:] = nb
@@ -321,16 +436,16 @@ class VectorEngineModel(EngineModel):
         if brk.any():
             self._break_segments(np.flatnonzero(brk), k0)
         last[:] = k0 + k - 1
-        dec = np.bincount(self._cli[:b], minlength=self._n_clients)
+        dec = np.bincount(self._cli[:b], minlength=self._n_clients).tolist()
         service = out.service
-        for c in np.flatnonzero(dec).tolist():
-            service[c] = [0, int(dec[c]) * k]
+        for c, d in enumerate(dec):
+            if d:
+                service[c] = [0, d * k]
         if observer is not None:
             blocks_in_use = self.cfg.num_gpu_blocks - self.free_blocks
         done = self._gen[:b] >= self._out[:b]
         if done.any():
             self._finish(done, out)
-        self._n[:b] = 0
         if observer is not None:
             observer(StepInfo(now_s, out.end_s, k, scheduled, b, blocks_in_use, (), (),
                               tuple(s.rid for s in out.finished)))
