@@ -62,8 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--requests", type=int, default=10_000)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("-e", "--experiment", action="append",
-                    help="experiments (default: FCFS QUEUE_FCFS ENGINE_FCFS QUEUE_VTC VTC ENGINE_VTC "
-                         "ExFairS QUEUE_ExFairS)")
+                    help="experiments (default: FCFS QUEUE_FCFS ENGINE_FCFS VTC QUEUE_VTC "
+                         "ENGINE_VTC ExFairS QUEUE_ExFairS)")
     ap.add_argument("--step-by-step", action="store_true", help="disable the fast path")
     ap.add_argument("--profile-run", metavar="EXPERIMENT",
                     help="run EXPERIMENT once under pyinstrument and print the profile")

@@ -33,6 +33,11 @@ from exfairs.calibration.costmodel import CostCoefficients, CostModel
 from exfairs.errors import ConfigError, InputError
 
 SCHEMA = "exfairs.profile"
+#: Largest number a profile field may hold: far above any real count or duration, it rejects
+#: corrupted files before they reach float arithmetic.
+MAX_PROFILE_NUMBER = 1e15
+_TOP_LEVEL_KEYS = ("schema", "schema_version", "metadata", "engine", "coefficients", "fit",
+                   "measurements")
 SCHEMA_VERSION = 1
 DEFAULT_PROFILE_ID = "a100-llama2-7b"
 
@@ -128,7 +133,8 @@ class Profile:
         }
 
 
-def _section(doc: dict[str, Any], name: str, cls: type, source: str, required: bool = True) -> Any:
+def _section(doc: dict[str, Any], name: str, cls: type, source: str, required: bool = True,
+             non_negative: bool = False) -> Any:
     raw = doc.get(name)
     if raw is None and not required:
         return None
@@ -143,10 +149,13 @@ def _section(doc: dict[str, Any], name: str, cls: type, source: str, required: b
         if f.name not in raw:
             continue
         v = raw[f.name]
+        low = 0.0 if non_negative else -MAX_PROFILE_NUMBER
         if f.type in ("float", "int") and (isinstance(v, bool) or not isinstance(v, (int, float))
-                                           or (isinstance(v, float) and not math.isfinite(v))):
-            raise InputError("must be a finite number", field=f"{name}.{f.name}", value=v,
-                             source=source)
+                                           or not low <= v <= MAX_PROFILE_NUMBER
+                                           or not math.isfinite(v)):
+            # Range before isfinite: math.isfinite raises OverflowError on a huge int.
+            raise InputError(f"must be a finite number in [{low:g}, {MAX_PROFILE_NUMBER:g}]",
+                             field=f"{name}.{f.name}", value=v, source=source)
         if f.type == "int" and isinstance(v, float):
             if not v.is_integer():
                 raise InputError("must be an integer", field=f"{name}.{f.name}", value=v,
@@ -172,20 +181,27 @@ def profile_from_json(doc: Any, source: str = "<profile>") -> Profile:
     if doc.get("schema") != SCHEMA:
         raise InputError(f"not an ExFairS profile (expected {SCHEMA!r})", field="schema",
                          value=doc.get("schema"), source=source)
-    if doc.get("schema_version") != SCHEMA_VERSION:
+    unknown = sorted(set(doc) - set(_TOP_LEVEL_KEYS))
+    if unknown:
+        raise InputError(f"unknown key; expected some of {list(_TOP_LEVEL_KEYS)}",
+                         field=str(unknown[0]), value=doc[unknown[0]], source=source)
+    version = doc.get("schema_version")
+    if isinstance(version, bool) or version != SCHEMA_VERSION:
         raise InputError(f"unsupported schema version (this ExFairS reads {SCHEMA_VERSION})",
                          field="schema_version", value=doc.get("schema_version"), source=source)
-    meta = _section(doc, "metadata", ProfileMetadata, source)
-    engine = _section(doc, "engine", EngineDefaults, source)
-    coeffs = _section(doc, "coefficients", CostCoefficients, source)
-    fit = _section(doc, "fit", FitError, source, required=False)
+    # Every number of a profile is a count, a duration or an error rate: none is negative.
+    meta = _section(doc, "metadata", ProfileMetadata, source, non_negative=True)
+    engine = _section(doc, "engine", EngineDefaults, source, non_negative=True)
+    coeffs = _section(doc, "coefficients", CostCoefficients, source, non_negative=True)
+    fit = _section(doc, "fit", FitError, source, required=False, non_negative=True)
     raw_meas = doc.get("measurements", [])
     if not isinstance(raw_meas, list):
         raise InputError("must be a list", field="measurements", value=type(raw_meas).__name__,
                          source=source)
     meas: list[Measurement] = []
     for i, m in enumerate(raw_meas):
-        meas.append(_section({f"measurements[{i}]": m}, f"measurements[{i}]", Measurement, source))
+        meas.append(_section({f"measurements[{i}]": m}, f"measurements[{i}]", Measurement, source,
+                             non_negative=True))
     return Profile(meta, engine, coeffs, fit, tuple(meas))
 
 
@@ -216,7 +232,8 @@ def load_profile(path_or_id: str | os.PathLike[str]) -> Profile:
         text = res.read_text(encoding="utf-8")
     try:
         doc = json.loads(text)
-    except json.JSONDecodeError as exc:
+    except (ValueError, RecursionError) as exc:
+        # JSONDecodeError is a ValueError; so is an integer literal too long to convert.
         raise InputError(f"not valid JSON: {exc}", field="(file)", value=source,
                          source=source) from None
     return profile_from_json(doc, source)

@@ -334,6 +334,15 @@ def _engine_version() -> str:
     return "vllm (unknown version)"
 
 
+def _torch_threads() -> int:
+    try:
+        import torch
+
+        return int(torch.get_num_threads())
+    except ImportError:  # pragma: no cover
+        return 0
+
+
 def _hardware() -> str:
     try:
         import torch
@@ -440,8 +449,9 @@ def profile_vllm(cfg: VllmProfileConfig,
              f"load_format={cfg.load_format}, enforce_eager={cfg.enforce_eager}, "
              f"prefix caching off, chunked prefill on",
              *[f"{k}={os.environ[k]}" for k in ("VLLM_CPU_KVCACHE_SPACE",
-                                                 "VLLM_CPU_OMP_THREADS_BIND")
+                                                 "VLLM_CPU_OMP_THREADS_BIND", "OMP_NUM_THREADS")
                if k in os.environ],
+             f"torch threads {_torch_threads()}",
              *cfg.extra_notes]
     meta = ProfileMetadata(
         id=cfg.profile_id or "measured",

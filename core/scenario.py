@@ -92,8 +92,12 @@ _STD_NORMAL = NormalDist()
 
 
 def _finite(value: Any) -> bool:
-    return (isinstance(value, (int, float)) and not isinstance(value, bool)
-            and math.isfinite(value))
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond float range (TOML integers are unbounded here)
+        return False
 
 
 def _check_range(name: str, value: Any, low: float, high: float, *, low_open: bool = False) -> None:
@@ -627,7 +631,7 @@ class _Table:
             return v
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise self.error(key, f"must be a number, got {_type_name(v)}", v)
-        if not math.isfinite(v):
+        if not _finite(v):
             raise self.error(key, "must be a finite number", v)
         return v
 
@@ -864,10 +868,16 @@ def scenario_from_toml(text: str, *, source: str = "<scenario>", default_name: s
         raise InputError("empty scenario file", field="(file)", value=source, source=source)
     try:
         doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise InputError(f"not valid TOML: {exc}", field="(file)", value=source,
+    except (ValueError, RecursionError) as exc:
+        # TOMLDecodeError is a ValueError; so is an integer literal too long to convert, and
+        # absurdly deep nesting exhausts the parser's recursion.
+        raise InputError(f"not valid TOML: {_one_line(exc)}", field="(file)", value=source,
                          source=source) from None
     return scenario_from_dict(doc, source=source, default_name=default_name, base_dir=base_dir)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _bundled_root() -> Any:

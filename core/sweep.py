@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -36,6 +37,11 @@ _log = logging.getLogger(__name__)
 
 Scalar = int | float | str | bool
 Knobs = tuple[tuple[str, Scalar], ...]
+
+#: Seeds fit a signed 64-bit integer (results files and numpy both take them as such).
+MAX_SEED = 2**63 - 1
+# A sweep's name becomes a directory name (results/<name>): no separators, no leading dot.
+_SWEEP_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,11 +116,13 @@ class SweepConfig:
             if not getattr(self, fname):
                 raise InputError("must list at least one value", field=fname, value=[])
         for s in self.seeds:
-            if isinstance(s, bool) or not isinstance(s, int) or s < 0:
-                raise InputError("seeds must be non-negative integers", field="seeds", value=s)
+            if isinstance(s, bool) or not isinstance(s, int) or not 0 <= s <= MAX_SEED:
+                raise InputError(f"seeds must be integers in [0, {MAX_SEED}]", field="seeds",
+                                 value=s)
         for lf in self.load_factors:
-            if isinstance(lf, bool) or not isinstance(lf, (int, float)) or not math.isfinite(lf) \
-                    or not 0 < lf <= 100:
+            # Range first: math.isfinite raises OverflowError on an int beyond float range.
+            if isinstance(lf, bool) or not isinstance(lf, (int, float)) or not 0 < lf <= 100 \
+                    or not math.isfinite(lf):
                 raise InputError("load factors must be numbers in (0, 100]", field="load_factors",
                                  value=lf)
 
@@ -159,9 +167,15 @@ def sweep_from_toml(text: str, source: str) -> SweepConfig:
     """Parse a sweep file (TOML); InputError names the file, field and value."""
     try:
         doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise InputError(f"not valid TOML: {exc}", field="(file)", value=source,
-                         source=source) from None
+    except (ValueError, RecursionError) as exc:
+        # TOMLDecodeError is a ValueError; so is an integer literal too long to convert, and
+        # absurdly deep nesting exhausts the parser's recursion.
+        raise InputError(f"not valid TOML: {' '.join(str(exc).split())}", field="(file)",
+                         value=source, source=source) from None
+    if not doc:
+        # An empty file would silently run the built-in defaults.
+        raise InputError("empty sweep file: set at least scenarios and experiments",
+                         field="(file)", value=source, source=source)
     known = {"name", "scenarios", "experiments", "seeds", "load_factors", "profile", "engine",
              "policy_params", "description"}
     unknown = sorted(set(doc) - known)
@@ -170,7 +184,14 @@ def sweep_from_toml(text: str, source: str) -> SweepConfig:
                          value=doc[unknown[0]], source=source)
     kw: dict[str, Any] = {}
     if "name" in doc:
-        kw["name"] = str(doc["name"])
+        if not isinstance(doc["name"], str) or not _SWEEP_NAME_RE.match(doc["name"]):
+            raise InputError("must be 1-64 letters, digits, '_', '-' or '.', starting with a "
+                             "letter or digit (it names the output directory)", field="name",
+                             value=doc["name"], source=source)
+        kw["name"] = doc["name"]
+    if "description" in doc and not isinstance(doc["description"], str):
+        raise InputError("must be a string", field="description", value=doc["description"],
+                         source=source)
     for fname, kind in (("scenarios", str), ("experiments", str), ("seeds", int),
                         ("load_factors", (int, float))):
         if fname in doc:
@@ -190,9 +211,11 @@ def sweep_from_toml(text: str, source: str) -> SweepConfig:
         kw["policy_params"] = tuple(sorted((k, _knobs(v, f"policy_params.{k}", source))
                                            for k, v in pp.items()))
     try:
-        return SweepConfig(**kw)
+        config = SweepConfig(**kw)
+        config.cells()  # experiment names are checked here, where the file can be named
     except InputError as exc:
         raise exc.with_source(source) from None
+    return config
 
 
 def load_sweep(path_or_name: str | os.PathLike[str]) -> SweepConfig:
@@ -208,10 +231,12 @@ def load_sweep(path_or_name: str | os.PathLike[str]) -> SweepConfig:
         except (OSError, UnicodeDecodeError) as exc:
             raise InputError(f"cannot read sweep file: {exc}", field="sweep",
                              value=str(p)) from None
-    res = resources.files("exfairs").joinpath("data", "sweeps", f"{path_or_name}.toml")
+    folder = resources.files("exfairs").joinpath("data", "sweeps")
+    res = folder.joinpath(f"{path_or_name}.toml")
     if not res.is_file():
-        raise InputError("no such sweep file or bundled sweep (bundled: default)", field="sweep",
-                         value=str(path_or_name))
+        bundled = sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".toml"))
+        raise InputError(f"no such sweep file or bundled sweep (bundled: {', '.join(bundled)})",
+                         field="sweep", value=str(path_or_name))
     return sweep_from_toml(res.read_text(encoding="utf-8"), f"<bundled sweep {path_or_name}>")
 
 
@@ -352,8 +377,17 @@ def run_sweep(
     Interrupting (Ctrl-C) keeps every cell finished so far: each is its own file, written
     atomically.
     """
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if executor not in ("process", "dask"):
+        raise InputError("must be 'process' or 'dask'", field="executor", value=executor)
     cells = config.cells()
+    # Every input is checked before the output directory is touched, so bad input leaves nothing
+    # behind and fails at once, not in a worker after other cells were written.
+    validate_inputs(config)
+    if executor == "dask":
+        _dask_api()
+        if scheduler is not None:
+            _probe_scheduler(scheduler)
+    out_dir.mkdir(parents=True, exist_ok=True)
     results: dict[Cell, CellOutcome] = {}
     todo: list[Cell] = []
     for cell in cells:
@@ -365,8 +399,6 @@ def run_sweep(
     if progress:
         for outcome in results.values():
             progress(done, len(cells), outcome)
-    if executor not in ("process", "dask"):
-        raise InputError("must be 'process' or 'dask'", field="executor", value=executor)
     runner = (_execute_dask(todo, out_dir, jobs, scheduler) if executor == "dask"
               else _execute(todo, out_dir, jobs))
     for outcome in runner:
@@ -400,11 +432,7 @@ def _execute(cells: Sequence[Cell], out_dir: Path, jobs: int) -> Iterator[CellOu
 
 def _execute_dask(cells: Sequence[Cell], out_dir: Path, jobs: int,
                   scheduler: str | None) -> Iterator[CellOutcome]:
-    try:
-        from distributed import Client, LocalCluster, as_completed
-    except ImportError:
-        raise InputError("the Dask executor needs the 'dist' extra: pip install 'exfairs[dist]'",
-                         field="executor", value="dask") from None
+    Client, LocalCluster, as_completed = _dask_api()
     from exfairs.results import write_result
 
     if not cells:
@@ -416,7 +444,7 @@ def _execute_dask(cells: Sequence[Cell], out_dir: Path, jobs: int,
     try:
         try:
             client = Client(scheduler if scheduler is not None else cluster, timeout="30s")
-        except OSError as exc:
+        except (OSError, ValueError) as exc:
             raise InputError(f"cannot reach the Dask scheduler: {exc}", field="--scheduler",
                              value=scheduler) from None
         with client:
@@ -431,6 +459,65 @@ def _execute_dask(cells: Sequence[Cell], out_dir: Path, jobs: int,
     finally:
         if cluster is not None:
             cluster.close()
+
+
+def validate_inputs(config: SweepConfig) -> None:
+    """Load every scenario and the profile, build the engine configuration and each policy of
+    the sweep once, so that bad input raises InputError (naming the file, field and value)
+    before any cell runs."""
+    from exfairs.calibration.profile import load_profile
+    from exfairs.errors import ConfigError
+    from exfairs.policies import make_policy, parse_experiment
+    from exfairs.scenario import load_scenario
+    from exfairs.sim.config import EngineConfig
+
+    for scen in config.scenarios:
+        load_scenario(scen)
+    profile = load_profile(config.profile)
+    try:
+        EngineConfig.from_profile(profile, **dict(config.engine))
+    except ConfigError as exc:
+        raise InputError(exc.detail, field=f"engine.{exc.field}", value=exc.value,
+                         source=exc.source) from None
+    params = {k.upper(): dict(v) for k, v in config.policy_params}
+    for policy in sorted({parse_experiment(e).policy for e in config.experiments}):
+        make_policy(policy, params.get(policy.upper()))
+
+
+def _dask_api() -> tuple[Any, Any, Any]:
+    """(Client, LocalCluster, as_completed) from `distributed`; InputError when the 'dist'
+    extra is not installed."""
+    try:
+        from distributed import Client, LocalCluster, as_completed
+    except ImportError:
+        raise InputError("the Dask executor needs the 'dist' extra: pip install 'exfairs[dist]'",
+                         field="--executor", value="dask") from None
+    return Client, LocalCluster, as_completed
+
+
+def _probe_scheduler(address: str, timeout_s: float = 5.0) -> None:
+    """InputError unless `address` is a Dask scheduler address accepting TCP connections.
+
+    A plain socket fails fast and cleanly where `distributed.Client` would retry for its whole
+    timeout and then print an ignored exception from its finaliser."""
+    import socket
+
+    from distributed.comm import parse_address, parse_host_port
+
+    try:
+        scheme, location = parse_address(address)
+        host, port = parse_host_port(location)
+    except (ValueError, TypeError) as exc:
+        raise InputError(f"not a Dask scheduler address ({exc}); expected tcp://HOST:PORT",
+                         field="--scheduler", value=address) from None
+    if scheme not in ("tcp", "tls"):
+        return
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
+            pass
+    except (OSError, ValueError, OverflowError) as exc:
+        raise InputError(f"cannot reach the Dask scheduler: {exc}", field="--scheduler",
+                         value=address) from None
 
 
 def override(config: SweepConfig, changes: Mapping[str, Any]) -> SweepConfig:

@@ -214,7 +214,7 @@ def _parse_tokens(raw: list[Any], rows: list[int], col: str, source: str) -> np.
     for i, x in enumerate(raw):
         try:
             v = float(x) if not isinstance(x, bool) else math.nan
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # OverflowError: an int beyond float range
             v = math.nan
         if not math.isfinite(v) or v < 0 or not float(v).is_integer() or v > 1e9:
             raise InputError("must be a whole number of tokens in [0, 1e9]",
@@ -276,7 +276,8 @@ def _jsonl_rows(text: str, columns: TraceColumns | None,
             continue
         try:
             obj = json.loads(line)
-        except json.JSONDecodeError as exc:
+        except (ValueError, RecursionError) as exc:
+            # JSONDecodeError is a ValueError; so is an integer literal too long to convert.
             raise InputError(f"not valid JSON: {exc}", field=f"line {n}", value=line[:80],
                              source=source) from None
         if not isinstance(obj, dict):

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from exfairs.errors import InputError
+from exfairs.live.config import SchedulingPolicy
 
 _log = logging.getLogger("exfairs.live.cli")
 
@@ -241,14 +242,15 @@ class _Session:
     engine_dead: bool = False
 
 
-def _groups(experiments: list[Any], http: bool) -> list[tuple[str, list[Any]]]:
+def _groups(experiments: list[Any], http: bool) -> list[tuple[SchedulingPolicy, list[Any]]]:
     from exfairs.policies import Mode
 
-    if http:
-        return [("server", experiments)]
+    if http:  # the server's scheduling policy is whatever it was started with
+        return [("priority", experiments)]
     fcfs = [e for e in experiments if e.mode is not Mode.PRIORITY]
     prio = [e for e in experiments if e.mode is Mode.PRIORITY]
-    return [(name, g) for name, g in (("fcfs", fcfs), ("priority", prio)) if g]
+    groups: list[tuple[SchedulingPolicy, list[Any]]] = [("fcfs", fcfs), ("priority", prio)]
+    return [(name, g) for name, g in groups if g]
 
 
 async def _run_live(plan: _Plan, session: _Session) -> list[Any]:
@@ -342,7 +344,8 @@ def _sim_results(plan: _Plan) -> list[Any]:
                        policy_params=plan.policy_params.get(exp.policy.upper(), {}),
                        max_inflight=plan.driver.max_inflight)
         metrics = compute_metrics(sim.records, prepared.workload.clients, window=prepared.window)
-        knobs = tuple(sorted((k, v) for k, v in dataclasses.asdict(sim.engine).items()
+        used = sim.engine if sim.engine is not None else prepared.engine
+        knobs = tuple(sorted((k, v) for k, v in dataclasses.asdict(used).items()
                              if isinstance(v, (int, float, str, bool))))
         params = plan.policy_params.get(exp.policy.upper(), {})
         info = RunInfo(

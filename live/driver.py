@@ -166,6 +166,11 @@ class LiveDriver:
         """The gate's in-flight limit (gate mode)."""
         return self._max_inflight
 
+    @property
+    def start_monotonic(self) -> float:
+        """`time.monotonic()` at the run clock's zero (valid once `run` has started)."""
+        return self._t0
+
     # -- clock and bookkeeping -------------------------------------------------------------------
     def _now(self) -> float:
         return time.monotonic() - self._t0

@@ -81,7 +81,11 @@ class HttpBackend:
         self._session = aiohttp.ClientSession(timeout=timeout, connector=connector,
                                               headers=self._headers())
         if self._model is None:
-            self._model = await self._discover_model()
+            try:
+                self._model = await self._discover_model()
+            except BaseException:
+                await self.close()
+                raise
 
     async def _discover_model(self) -> str:
         url = f"{self._config.base_url}/v1/models"
@@ -114,7 +118,8 @@ class HttpBackend:
             "top_k": s.top_k,
             "repetition_penalty": s.repetition_penalty,
         }
-        if priority != 0:  # 0 is vLLM's default; omitting it keeps non-vLLM servers happy in gate mode
+        # 0 is vLLM's default; omitting it keeps non-vLLM servers happy in gate mode.
+        if priority != 0:
             body["priority"] = priority
         return body
 

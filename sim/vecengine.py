@@ -87,7 +87,8 @@ class VectorEngineModel(EngineModel):
         self._last[:b] = [s.last_emit for s in run]
         self._segst[:b] = [s.seg_start for s in run]
         self._n[:b] = [s.sched_n for s in run]
-        self._pre = [i for i, s in enumerate(run) if s.gen == 0 or s.prompt + s.gen - s.computed != 1]
+        self._pre = [i for i, s in enumerate(run)
+                     if s.gen == 0 or s.prompt + s.gen - s.computed != 1]
 
     def _append(self, s: Seq, n: int) -> None:
         i = self._b
@@ -192,7 +193,7 @@ class VectorEngineModel(EngineModel):
         if self._pre:
             return self._mixed_step(plan, now_s)
         # Decode only: every running request emits one token per step.
-        k, ends = 1, []
+        k, ends = 1, list[float]()
         if fast and (plan.stop not in ("kv", "chunk") or self.waiting.static):
             k, ends = self._run_length(now_s, horizon_s)
         if k <= 1:
@@ -259,12 +260,16 @@ class VectorEngineModel(EngineModel):
                 tok[i] -= 1
                 brk[i] = False
                 dec[c] -= 1
-                still.append(i)
+                if pg[j] == 0 or pt[j] - pc[j] - pn[j] != 1:
+                    still.append(i)
+                # else: one token left after a recompute: from now on a decode, as the scalar
+                # model classifies it (n == 1 on a caught-up cache, after the first token).
         if brk.any():
             self._break_segments(np.flatnonzero(brk), kstep)
         last[:] = kstep
-        for i in still:
-            last[i] = pl[pre.index(i)]
+        for j, i in enumerate(pre):
+            if pc[j] + pn[j] != pt[j]:
+                last[i] = pl[j]
         self._pre = still
         for c, d in enumerate(dec):
             if d:

@@ -38,7 +38,14 @@ def test_formula_by_hand() -> None:
     assert snap["service_share"] == pytest.approx(s)
     assert snap["fr"] == pytest.approx(fr)
     assert p.client_scores(0.0).tolist() == pytest.approx([-x for x in fr])
-    assert p.submission_priority(req(5, "a"), 0.0) == round(-fr[0] * 1e6)
+    # Default priority mode: the arrival time moved earlier by priority_horizon_s · FR, in ms.
+    assert p.submission_priority(req(5, "a", 2.0), 0.0) == round((2.0 - 10.0 * fr[0]) * 1e3)
+    old = xf(alpha=0.7, window_s=1e9, priority_base="score")  # type: ignore[arg-type]
+    resolve(old, "a", violated=1, met=3)
+    resolve(old, "b", violated=0, met=2)
+    old.on_dispatch(req(1, "a", prompt=10), 0.0)
+    old.on_service("b", 999, 15, 0.0)
+    assert old.submission_priority(req(5, "a"), 0.0) == round(-fr[0] * 1e6)
 
 
 def test_empty_state_scores_zero_and_falls_back_to_arrival_order() -> None:
@@ -104,3 +111,60 @@ def test_alpha_one_ignores_service() -> None:
     p = xf(alpha=1.0)
     p.on_dispatch(req(1, "a", prompt=1000), 0.0)
     assert p.client_scores(0.0).tolist() == [0.0, 0.0]
+
+
+def test_early_violation_counts_hopeless_pending_requests() -> None:
+    p = xf(window_s=1e9)
+    resolve(p, "a", violated=0, met=1)
+    r = req(1, "a", 0.0, e2e_s=10.0, unloaded_e2e_s=2.0)  # can no longer make it from t = 8
+    p.on_arrival(r, 0.0)
+    assert p.violation_rates(7.9)[0] == 0.0
+    assert p.violation_rates(8.0)[0] == pytest.approx(0.5)  # 1 hopeless / (1 met + 1 hopeless)
+    assert p.client_scores(8.0)[0] == pytest.approx(-0.7 * 0.5)
+    p.on_violation(r, 10.0)  # resolved: counted once, as a real violation
+    p.on_finish(r, 12.0, False)
+    assert p.violation_rates(20.0)[0] == pytest.approx(0.5)
+    assert p.violation_rates()[0] == pytest.approx(0.5)
+
+
+def test_early_violation_respects_decay_and_can_be_disabled() -> None:
+    p = xf(window_s=10.0)
+    resolve(p, "a", violated=0, met=1, t=0.0)  # weight 1/2 at t = 10
+    p.on_arrival(req(1, "a", 0.0, e2e_s=5.0), 0.0)
+    assert p.violation_rates(10.0)[0] == pytest.approx(1 / 1.5)
+    off = xf(window_s=10.0, early_violations=False)  # type: ignore[arg-type]
+    resolve(off, "a", violated=0, met=1, t=0.0)
+    off.on_arrival(req(1, "a", 0.0, e2e_s=5.0), 0.0)
+    assert off.violation_rates(10.0)[0] == 0.0
+
+
+def test_early_violation_forgets_finished_and_dropped_requests() -> None:
+    p = xf(window_s=1e9)
+    ok, gone = req(1, "a", 0.0, e2e_s=1.0), req(2, "a", 0.0, e2e_s=1.0)
+    p.on_arrival(ok, 0.0)
+    p.on_arrival(gone, 0.0)
+    p.on_finish(ok, 0.5, True)
+    p.on_drop(gone, 0.6)  # a drop without a violation is not counted as one
+    assert p.violation_rates(5.0)[0] == 0.0
+    assert p.violation_rates(5.0)[1] == 0.0
+
+
+def test_priority_mode_keys_age_so_no_request_starves() -> None:
+    p = xf(window_s=1e9, priority_horizon_s=10.0)
+    resolve(p, "b", violated=4, met=0)  # FR_b = 0.7, FR_a = 0: b jumps 7 s ahead
+    assert p.submission_priority(req(1, "b", 7.5), 7.5) > p.submission_priority(
+        req(2, "a", 0.0), 7.5)
+    assert p.submission_priority(req(3, "b", 6.5), 6.5) < p.submission_priority(
+        req(2, "a", 0.0), 6.5)
+    d = xf(window_s=1e9, priority_base="deadline", priority_horizon_s=0.0)  # type: ignore[arg-type]
+    assert d.submission_priority(req(4, "a", 1.0, e2e_s=3.0), 1.0) == 4000
+    assert d.submission_priority(req(5, "a", 1.0), 1.0) == 1000  # no deadline: arrival
+
+
+@pytest.mark.parametrize("params", [{"priority_base": "fifo"}, {"priority_horizon_s": -1.0},
+                                    {"early_violations": "yes"}])
+def test_bad_parameters_are_config_errors(params: dict[str, object]) -> None:
+    from exfairs.errors import ConfigError
+
+    with pytest.raises(ConfigError):
+        xf(**params)  # type: ignore[arg-type]

