@@ -8,6 +8,10 @@
     exfairs-calibrate public --data ../shared/data --out-dir calibration/profiles
 
 Bad input gives a one-paragraph message and exit code 2.
+
+On a CPU machine shared with other work, run the vllm backend with OMP_NUM_THREADS=1: with
+several OpenMP threads a step stalls whenever another process holds one of the cores, and step
+times scatter by 10x (measured on the 2-core development box, 2026-11-25).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shlex
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
@@ -176,7 +181,8 @@ def _cmd_profile(args: argparse.Namespace) -> int:
             decode_contexts=args.decode_contexts, mixed_batches=args.mixed_batches,
             mixed_prefills=args.mixed_prefills, decode_steps=args.decode_steps,
             repeats=args.repeats, seed=args.seed, hardware=args.hardware,
-            model_label=str(over.get("model_label", args.model_label)), profile_id=args.id)
+            model_label=str(over.get("model_label", args.model_label)), profile_id=args.id,
+            extra_notes=(f"command: {args.command_line}",))
         ms = profile_vllm(cfg, progress=_out)
     else:
         from exfairs.calibration.torch_profiler import profile_torch, shape_from_args
@@ -188,7 +194,7 @@ def _cmd_profile(args: argparse.Namespace) -> int:
                            max_num_seqs=args.max_num_seqs,
                            max_num_batched_tokens=args.max_num_batched_tokens,
                            block_size=args.block_size or 16, max_model_len=args.max_model_len,
-                           progress=_out)
+                           progress=_out, command=args.command_line)
     save_measurements(ms, args.out)
     _out(f"wrote {len(ms.steps)} steps to {args.out} (wall time {ms.wall_time_s:.1f} s)")
     if args.profile_out:
@@ -268,7 +274,9 @@ def _cmd_public(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
+    args.command_line = "exfairs-calibrate " + shlex.join(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:

@@ -191,6 +191,9 @@ def profile_from_json(doc: Any, source: str = "<profile>") -> Profile:
                          field="schema_version", value=doc.get("schema_version"), source=source)
     # Every number of a profile is a count, a duration or an error rate: none is negative.
     meta = _section(doc, "metadata", ProfileMetadata, source, non_negative=True)
+    if meta.tensor_parallel_size < 1:
+        raise InputError("must be an integer ≥ 1", field="metadata.tensor_parallel_size",
+                         value=meta.tensor_parallel_size, source=source)
     engine = _section(doc, "engine", EngineDefaults, source, non_negative=True)
     coeffs = _section(doc, "coefficients", CostCoefficients, source, non_negative=True)
     fit = _section(doc, "fit", FitError, source, required=False, non_negative=True)

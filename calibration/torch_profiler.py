@@ -290,7 +290,8 @@ def profile_torch(shape: ModelShape, *, device: str = "auto", repeats: int = 5, 
                   max_num_seqs: int = 256, max_num_batched_tokens: int = 8192,
                   block_size: int = 16, max_model_len: int = 4096,
                   kv_cache_bytes_cpu: int = 1 << 30,
-                  progress: Callable[[str], None] | None = None) -> MeasurementSet:
+                  progress: Callable[[str], None] | None = None,
+                  command: str = "") -> MeasurementSet:
     """Time the operators for `shape` and compose them into step measurements.
 
     `repeats` timings per operator (median kept). KV capacity: `num_gpu_blocks` if given; on
@@ -351,7 +352,8 @@ def profile_torch(shape: ModelShape, *, device: str = "auto", repeats: int = 5, 
         source="exfairs-calibrate profile --backend torch: Vidur-style operator timings composed "
                f"into steps (layers x operators + attention + LM head); wall time {wall:.1f} s",
         notes=f"{repeats} timings per operator (median); excludes scheduler/CPU overhead and "
-              "sampling; KV blocks estimated, not read from an engine",
+              "sampling; KV blocks estimated, not read from an engine"
+              + (f"; command: {command}" if command else ""),
     )
     eng = EngineDefaults(num_gpu_blocks=num_gpu_blocks, block_size=block_size,
                          max_num_seqs=max_num_seqs, max_num_batched_tokens=max_num_batched_tokens,

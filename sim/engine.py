@@ -24,28 +24,27 @@ The model follows ``vllm/v1/core/sched/scheduler.py`` of vLLM 0.32 (the pinned l
   caught-up cache is a decode sequence with context ``prompt + generated``; anything else is a
   prefill chunk of n tokens on c cached ones (P += n, A += n·(c + n)).
 
-Fast path: when a step is decode-only, schedules every running request, preempts and admits
-nothing, and the waiting queue's verdict cannot change (it is empty, the sequence limit or the
-token budget is reached, or the queue's order is static and its head is blocked — blocks only get
-scarcer while a batch decodes), the following steps repeat the same batch with every context one
-token longer. `execute` then runs them as one block: up to the first finish, the first step whose
-new KV blocks would not be free (closed form: the (F+1)-th block request of a batch whose members
-each need a block every `block_size` steps), and the first step ending at or after the driver's
-`horizon_s` (the next arrival, sample or deadline). Step durations use the same arithmetic as
-`CostModel.step_ms`, and the clock is the same running sum, so the fast path produces bit-identical
-token times to the step-by-step one.
+This module is the scalar reference model (one Python loop per step, used with
+``step_by_step=True``); `exfairs.sim.vecengine.VectorEngineModel` makes the same decisions with
+numpy arrays and adds the fast path: when a step is decode-only, schedules every running request,
+preempts and admits nothing, and the waiting queue's verdict cannot change (it is empty, the
+sequence limit is reached, or the queue's order is static and its head is blocked — blocks only
+get scarcer while a batch decodes), the following steps repeat the same batch with every context
+one token longer, and run as one block: up to the first finish, the first step whose new KV blocks
+would not be free (closed form: the (F+1)-th block request of a batch whose members each need a
+block every `block_size` steps), and the first step ending at or after the driver's `horizon_s`
+(the next arrival, sample or deadline). Step durations use the same arithmetic as
+`CostModel.step_ms`, and the clock is the same running sum, so both models produce bit-identical
+token times.
 """
 
 from __future__ import annotations
 
 import heapq
-import math
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
-
-import numpy as np
 
 from exfairs.calibration.costmodel import CostModel
 from exfairs.policies.base import Policy
@@ -257,9 +256,12 @@ class Plan:
 class Outcome:
     """What `EngineModel.execute` produced; the driver turns it into hooks."""
 
-    __slots__ = ("end_s", "finished", "first_tokens", "n_steps", "service")
+    __slots__ = ("before", "end_s", "finished", "first_tokens", "n_steps", "service")
 
     def __init__(self, end_s: float, n_steps: int) -> None:
+        # An earlier step executed in the same event, whose end was a decision point at which
+        # nothing could happen (vector model); the driver delivers it first.
+        self.before: Outcome | None = None
         self.end_s = end_s
         self.n_steps = n_steps
         self.service: dict[int, list[int]] = {}  # client index → [prefill, decode] tokens
@@ -281,8 +283,6 @@ class EngineModel:
         self.free_blocks = config.num_gpu_blocks
         self.step_end_s: list[float] = []  # end time of every step, by step index
         self._bs = config.block_size
-        c = cost.coefficients
-        self._coef = (c.fixed_ms, c.decode_fixed_ms, c.decode_seq_ms, c.decode_ctx_ms, c.floor_ms)
 
     @property
     def steps(self) -> int:
@@ -395,99 +395,11 @@ class EngineModel:
 
     # -- execution -------------------------------------------------------------------------------
     def execute(self, plan: Plan, now_s: float, horizon_s: float, fast: bool) -> Outcome:
-        """Run the planned step starting at `now_s` — and, when `fast` and the batch allows it,
-        the identical decode steps after it that end before `horizon_s` (the first one ending at
-        or after it included). Returns the end time and what was emitted."""
-        if fast and self._fast_eligible(plan):
-            k, ends = self._fast_run_length(now_s, horizon_s)
-            if k > 1:
-                return self._apply_run(plan, now_s, k, ends)
+        """Run the planned step starting at `now_s`; returns its end time and what it emitted.
+
+        The scalar model always runs one step (it is the reference); `VectorEngineModel`
+        overrides this to also run the identical decode steps after it, up to `horizon_s`."""
         return self._apply_step(plan, now_s)
-
-    def _fast_eligible(self, plan: Plan) -> bool:
-        if plan.preempted or plan.admitted or len(plan.sched) != len(self.running):
-            return False
-        if plan.stop in ("kv", "chunk") and not self.waiting.static:
-            return False  # a re-ranked queue may bring a smaller head forward
-        for s in plan.sched:
-            if s.sched_n != 1 or s.gen < 1 or s.computed != s.prompt + s.gen - 1:
-                return False
-        return True
-
-    def _fast_run_length(self, now_s: float, horizon_s: float) -> tuple[int, list[float]]:
-        """How many identical decode steps to run from `now_s` (≥ 1), and their end times."""
-        running = self.running
-        b = len(running)
-        bs = self._bs
-        comp = np.fromiter((s.computed for s in running), dtype=np.int64, count=b)
-        k = min(s.out - s.gen for s in running)  # the step of the first finish, 1-based
-        if k <= 1:
-            return 1, []
-        # KV blocks: after step 0 request i has c_i + 1 tokens cached and needs a new block at the
-        # later steps u = 1, 2, ... with (c_i + u) % bs == 0, i.e. first at u0_i = (-(c_i+1)) % bs
-        # + 1, then every bs steps. The (F+1)-th such request, F free blocks, cannot be served.
-        free = self.free_blocks
-        q, r = divmod(free, b)
-        if q * bs < k:
-            j0 = (-(comp + 1)) % bs
-            first_short = 1 + int(np.partition(j0, r)[r]) + q * bs
-            k = min(k, first_short)
-            if k <= 1:
-                return 1, []
-        fixed, dfix, dseq, dctx, floor = self._coef
-        ctx = float(int(comp.sum()) + b) + b * np.arange(k, dtype=np.float64)
-        # Same operation order as CostModel.step_ms with no prefill: identical floats.
-        dur_ms = np.maximum(floor, fixed + (dfix + dseq * b + dctx * ctx))
-        seq = np.empty(k + 1)
-        seq[0] = now_s
-        seq[1:] = dur_ms / 1000.0
-        ends = np.cumsum(seq)[1:]  # sequential sums: the step-by-step clock, bit for bit
-        if math.isfinite(horizon_s):
-            j = int(np.searchsorted(ends, horizon_s, side="left"))
-            if j + 1 < k:
-                k = max(1, j + 1)
-                ends = ends[:k]
-        return k, ends.tolist()
-
-    def _apply_run(self, plan: Plan, now_s: float, k: int, ends: list[float]) -> Outcome:
-        bs = self._bs
-        k0 = len(self.step_end_s)
-        last = k0 + k - 1
-        self.step_end_s.extend(ends)
-        out = Outcome(ends[-1], k)
-        service = out.service
-        finished = out.finished
-        freed = 0
-        scheduled = tuple((s.rid, 1, s.computed) for s in plan.sched) if self.observer else ()
-        for s in self.running:
-            s.sched_n = 0
-            s.computed += k
-            s.gen += k
-            nb = (s.computed + bs - 1) // bs
-            freed -= nb - s.blocks
-            s.blocks = nb
-            if s.last_emit != k0 - 1:
-                if s.last_emit >= 0:
-                    s.segs.append(s.seg_start)
-                    s.segs.append(s.last_emit + 1)
-                s.seg_start = k0
-            s.last_emit = last
-            acc = service.get(s.client)
-            if acc is None:
-                service[s.client] = [0, k]
-            else:
-                acc[1] += k
-            if s.gen >= s.out:
-                finished.append(s)
-        self.free_blocks += freed
-        if self.observer is not None:
-            blocks_in_use = self.cfg.num_gpu_blocks - self.free_blocks
-        if finished:
-            self._remove_finished(finished)
-        if self.observer is not None:
-            self.observer(StepInfo(now_s, out.end_s, k, scheduled, len(plan.sched),
-                                   blocks_in_use, (), (), tuple(s.rid for s in finished)))
-        return out
 
     def _apply_step(self, plan: Plan, now_s: float) -> Outcome:
         p_tok = 0

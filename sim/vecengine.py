@@ -7,7 +7,12 @@ costs a fixed number of numpy operations instead of a Python loop over up to `ma
 requests. Rare situations fall back to the scalar code on synchronised `Seq` objects: a step in
 which some running request lacks KV blocks (preemption) is planned by `EngineModel.plan` itself.
 Admissions are per request (a few per step) and finishes update a Python list once per step that
-has one. Tests check that both models give identical records.
+has one. Three step kinds: decode-only (`_run`, also for runs of k > 1 identical steps — the fast
+path described in `exfairs.sim.engine`), decodes plus a few prefill chunks whose indices are kept
+in `_pre` (`_mixed_step`: vector work for the batch, Python for the chunks), and anything else —
+the budget cut the running walk short, or a preemption happened (`_general_step`). Tests check that
+this model and the scalar one give identical records (tests/sim/test_invariants.py,
+tests/sim/test_engine.py).
 """
 
 from __future__ import annotations
@@ -41,6 +46,8 @@ class VectorEngineModel(EngineModel):
                  victim: VictimChooser, n_clients: int,
                  observer: StepObserver | None = None) -> None:
         super().__init__(config, cost, waiting, victim, observer)
+        c = cost.coefficients
+        self._coef = (c.fixed_ms, c.decode_fixed_ms, c.decode_seq_ms, c.decode_ctx_ms, c.floor_ms)
         cap = config.max_num_seqs
         self._n_clients = n_clients
         self._b = 0  # running requests; their state is in the first _b columns
@@ -191,10 +198,40 @@ class VectorEngineModel(EngineModel):
         if plan.general:
             return self._general_step(plan, now_s)
         if self._pre:
-            return self._mixed_step(plan, now_s)
-        # Decode only: every running request emits one token per step.
+            out = self._mixed_step(plan, now_s)
+            # When the prefills are done and nothing can happen at the step's end (no finish,
+            # no arrival, sample or deadline by then, and an admission verdict that still holds),
+            # the decode steps that follow run in the same event.
+            if (fast and not self._pre and self._b and not out.finished and out.end_s < horizon_s
+                    and (plan.stop in ("empty", "seqs")
+                         or (plan.stop == "kv" and self.waiting.static))
+                    and self._alloc_decode_step()):
+                nxt = self._decode(out.end_s, horizon_s, plan.stop)
+                nxt.before = out
+                return nxt
+            return out
+        if not fast:
+            return self._decode(now_s, math.inf, "empty")
+        return self._decode(now_s, horizon_s, plan.stop)
+
+    def _alloc_decode_step(self) -> bool:
+        """Allocate the blocks of a decode step of the whole batch, as `plan` would; False (and
+        nothing changed) when they are not free."""
+        b = self._b
+        need = self._comp[:b] % self._bs == 0
+        total = int(np.count_nonzero(need))
+        if total > self.free_blocks:
+            return False
+        if total:
+            self._blk[:b] += need
+            self.free_blocks -= total
+        self._n[:b] = 1
+        return True
+
+    def _decode(self, now_s: float, horizon_s: float, stop: str) -> Outcome:
+        """Decode-only step(s) from `now_s` (blocks of the first step already allocated)."""
         k, ends = 1, list[float]()
-        if fast and (plan.stop not in ("kv", "chunk") or self.waiting.static):
+        if stop not in ("kv", "chunk") or self.waiting.static:
             k, ends = self._run_length(now_s, horizon_s)
         if k <= 1:
             b = self._b

@@ -42,6 +42,7 @@ _log = logging.getLogger("exfairs.study")
 ROOT = Path(__file__).resolve().parent.parent
 STUDY_SWEEP = ROOT / "studies" / "exfairs-study.toml"
 BEFORE_SWEEP = ROOT / "studies" / "exfairs-before.toml"
+ABLATION_SWEEP = ROOT / "studies" / "exfairs-ablation.toml"
 
 #: The experiments that are ExFairS (one per mode); every other experiment is a baseline.
 EXFAIRS_POLICY = "ExFairS"
@@ -124,7 +125,7 @@ def run_study_sweep(config: SweepConfig, out_dir: Path, *, jobs: int, force: boo
 
     sys.stderr.write(f"sweep {config.name!r}: {total} cells, {jobs} process(es) → {out_dir}/\n")
     run = run_sweep(config, out_dir, jobs=jobs, force=force, progress=progress)
-    light = run.light_results()
+    light = [_light(o.path, o.light) for o in run.outcomes]
     runs: dict[tuple[str, float, str], dict[int, RunResult]] = {}
     files: dict[tuple[str, float, str, int], Path] = {}
     for outcome, res in zip(run.outcomes, light, strict=True):
@@ -134,6 +135,21 @@ def run_study_sweep(config: SweepConfig, out_dir: Path, *, jobs: int, force: boo
     rows = tuple(summarize(light))
     write_summary_csv(rows, out_dir / "summary.csv")
     return StudyData(config, out_dir, rows, runs, files)
+
+
+def _light(path: Path, light: RunResult | None) -> RunResult:
+    """A cell's result without records, cached beside the full file (OUT/light/NAME): reading a
+    full results file costs far more than the summary needs."""
+    from exfairs.results import write_result
+
+    cache = path.parent / "light" / path.name
+    if light is None:
+        if cache.is_file() and cache.stat().st_mtime >= path.stat().st_mtime:
+            return read_result(cache)
+        light = replace(read_result(path), records=(), policy_samples=())
+    cache.parent.mkdir(exist_ok=True)
+    write_result(light, cache)
+    return light
 
 
 def metric(res: RunResult, key: str) -> float:
@@ -466,6 +482,60 @@ def identical_modes(data: StudyData) -> str:
     return "\n".join(lines) + "\n" if lines else ""
 
 
+def throughput_decomposition(data: StudyData, load: float = TARGET_LOAD) -> str:
+    """Throughput = completed requests / span (DESIGN.md §7; the span runs from the window start
+    to the last token of a counted request). Per scenario at `load`: both factors for FCFS and
+    ExFairS in each mode and VTC, means over seeds — so a throughput gap can be traced to
+    unfinished requests or to a longer tail."""
+    if load not in data.loads:
+        return ""
+    exps = [e for e in data.experiments()
+            if data.policy_of(e) in (EXFAIRS_POLICY, REFERENCE_POLICY, "VTC")]
+    body = []
+    all_done = total = 0
+    for scen in data.scenarios:
+        for e in exps:
+            runs = data.runs.get((scen, load, e), {})
+            if not runs:
+                continue
+            done = [r.metrics.overall.completed / max(1, r.metrics.overall.requests)
+                    for r in runs.values()]
+            span = [r.metrics.overall.duration_s for r in runs.values()]
+            thr = [r.metrics.overall.request_throughput for r in runs.values()]
+            all_done += sum(d == 1.0 for d in done)
+            total += len(done)
+            body.append([scen, _exp_label(e), fmt(float(np.mean(done)), 4),
+                         fmt(float(np.mean(span)), 1), fmt(float(np.mean(thr)), 3)])
+    head = ["scenario", "experiment", "completed / arrived", "span (s)", "throughput (req/s)"]
+    return (f"Throughput at load {load:g}, decomposed (means over seeds): every counted request "
+            f"completed in {all_done} of these {total} runs, so a throughput gap between them is "
+            "a difference in span: how late the last counted request finished.\n\n"
+            + md_table(head, body, "llrrr"))
+
+
+def worst_clients(data: StudyData) -> str:
+    """Which client is the worst off (lowest attainment), per scenario, load and experiment: the
+    most frequent over seeds, with how many seeds it was."""
+    loads = [x for x in data.loads if x >= TARGET_LOAD]
+    exps = [e for e in data.experiments() if data.mode_of(e) != "engine"]
+    body = []
+    for scen in data.scenarios:
+        for load in loads:
+            row = [scen, f"{load:g}"]
+            for e in exps:
+                runs = data.runs.get((scen, load, e), {})
+                names = [r.metrics.fairness.worst_client for r in runs.values()]
+                if not names:
+                    row.append("–")
+                    continue
+                top = max(sorted(set(names)), key=names.count)
+                row.append(f"{top} ({names.count(top)}/{len(names)})")
+            body.append(row)
+    return ("The worst-off client (lowest attainment; the most frequent over seeds):\n\n"
+            + md_table(["scenario", "load", *[_exp_label(e) for e in exps]], body,
+                       "lr" + "l" * len(exps)))
+
+
 def preemption_sentence(data: StudyData) -> str:
     """Preemptions per run, over the whole study (a fact the explanations rely on)."""
     vals = [float(r.metrics.overall.preemptions) for by_seed in data.runs.values()
@@ -481,7 +551,8 @@ def preemption_sentence(data: StudyData) -> str:
 # Before / after
 
 
-def before_after(after: StudyData, before: StudyData) -> str:
+def before_after(after: StudyData, before: StudyData, old: str = "the old rule",
+                 new: str = "the new rule") -> str:
     """The ExFairS experiments of the study against the same experiments of the before sweep."""
     exps = [e for e in exfairs_experiments(after) if e in before.experiments()]
     if not exps:
@@ -495,7 +566,7 @@ def before_after(after: StudyData, before: StudyData) -> str:
             row.append(f"{w} / {t} / {lo}")
         body_sum.append(row)
     n_cells = len(after.scenarios) * len(after.loads)
-    out.append(f"Wins / ties / losses of the new rule against the old one over the {n_cells} "
+    out.append(f"Wins / ties / losses of {new} against {old} over the {n_cells} "
                "(scenario, load) cells (paired by seed; a win or a loss needs the 95% interval "
                "to exclude zero):\n\n")
     out.append(md_table(["experiment", *[lbl for _, lbl in _WTL_METRICS]], body_sum))
@@ -525,7 +596,7 @@ def before_after(after: StudyData, before: StudyData) -> str:
     out.append(md_table(head, body, "lrlrrrrr"))
     before_checks = target_checks(before)
     if before_checks:
-        out.append("\nThe target check with the old rule (against the study's baselines):\n\n")
+        out.append(f"\nThe target check with {old} (against the study's baselines):\n\n")
         merged = StudyData(before.config, before.out_dir,
                            tuple(r for r in after.rows if r.policy != EXFAIRS_POLICY)
                            + before.rows, before.runs, before.files)
@@ -546,6 +617,7 @@ def _save_png(fig: Figure, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_temp_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=80)
+    path.chmod(0o644)  # the temp file's private mode would survive the rename
     return path
 
 
@@ -601,9 +673,9 @@ def make_figures(data: StudyData, before: StudyData | None, fig_dir: Path) -> li
         load = TARGET_LOAD if TARGET_LOAD in data.loads else data.loads[0]
         fair_exps = [e for e in data.experiments() if data.mode_of(e) != "engine"]
         for scen in data.scenarios:
-            p = policy_state_figure(data, scen, load, seed, state_panels, fig_dir)
-            if p is not None:
-                made.append(p)
+            state_png = policy_state_figure(data, scen, load, seed, state_panels, fig_dir)
+            if state_png is not None:
+                made.append(state_png)
             full = [read_result(data.files[(scen, load, e, s)])
                     for e in fair_exps for s in sorted(data.runs.get((scen, load, e), {}))]
             full = [replace(r, policy_samples=()) for r in full]
@@ -613,9 +685,9 @@ def make_figures(data: StudyData, before: StudyData | None, fig_dir: Path) -> li
                     shutil.copyfile(p, dest)
                     made.append(dest)
         if before is not None:
-            p = before_after_figure(data, before, fig_dir)
-            if p is not None:
-                made.append(p)
+            ba_png = before_after_figure(data, before, fig_dir)
+            if ba_png is not None:
+                made.append(ba_png)
     return sorted(made)
 
 
@@ -709,6 +781,7 @@ class Prose:
 
 
 def build_document(data: StudyData, before: StudyData | None, *, doc_path: Path,
+                   ablation: StudyData | None = None,
                    fig_paths: Sequence[Path], live_dir: Path, prose: Prose,
                    command: str) -> str:
     """The whole markdown document, from the data (deterministic)."""
@@ -717,15 +790,15 @@ def build_document(data: StudyData, before: StudyData | None, *, doc_path: Path,
     cfg = data.config
     fig_rel = {p.name: relpath(p, doc_path.parent) for p in fig_paths}
     checks = target_checks(data)
-    n_cells = len(cfg.cells()) + (len(before.config.cells()) if before else 0)
+    n_cells = len(cfg.cells()) + sum(len(x.config.cells()) for x in (before, ablation) if x)
     engine = ", ".join(f"`{k} = {v}`" for k, v in cfg.engine) or "the profile's defaults"
     parts: list[str] = []
     parts.append("# ExFairS study: results\n\n")
     parts.append("<!-- Generated by studies/run_study.py from the results files; do not edit by "
                  "hand: rerun the command below. -->\n\n")
     parts.append(f"Reproduce (about {n_cells} simulations):\n\n```\n{command}\n```\n\n")
-    parts.append(f"Package version {__version__}; sweep file `studies/{STUDY_SWEEP.name}` "
-                 f"(name `{cfg.name}`); profile `{cfg.profile}`; engine knobs {engine}; "
+    parts.append(f"Package version {__version__}; sweep `{cfg.name}`; profile `{cfg.profile}`; "
+                 f"engine knobs {engine}; "
                  f"scenarios {', '.join(data.scenarios)}; experiments "
                  f"{', '.join(_exp_label(e) for e in data.experiments())}; seeds "
                  f"{', '.join(str(s) for s in cfg.seeds)}; load factors "
@@ -746,6 +819,8 @@ def build_document(data: StudyData, before: StudyData | None, *, doc_path: Path,
     parts.append("Facts the explanation below relies on:\n\n")
     parts.append(identical_modes(data))
     parts.append(preemption_sentence(data) + "\n")
+    parts.append(throughput_decomposition(data) + "\n")
+    parts.append(worst_clients(data) + "\n")
     parts.append("### Why\n\n" + prose.explanation.strip() + "\n\n")
     state = sorted(n for n in fig_rel if n.startswith("policy-state_"))
     if state:
@@ -762,6 +837,13 @@ def build_document(data: StudyData, before: StudyData | None, *, doc_path: Path,
         parts.append(before_after(data, before) + "\n")
         if "exfairs-before-after.png" in fig_rel:
             parts.append(f"![before and after]({fig_rel['exfairs-before-after.png']})\n\n")
+    if ablation is not None:
+        parts.append("### A candidate change on its own: early violations\n\n")
+        kv = ", ".join(f"`{k} = {v}`" for _, p in ablation.config.policy_params for k, v in p)
+        parts.append(f"The adopted rule (\"new\") against the same rule with {kv or 'its defaults'}"
+                     f" (\"old\" below; `studies/{ABLATION_SWEEP.name}`).\n\n")
+        parts.append(before_after(data, ablation, old="the variant", new="the adopted rule")
+                     + "\n")
     parts.append("## Results per scenario and load\n\n")
     parts.append("Columns: SLO violation rate (violations / requests arrived in the measured "
                  "window), the worst client's SLO attainment, Jain's index over per-client "
@@ -804,6 +886,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--sweep", type=Path, default=STUDY_SWEEP, help="the study sweep file")
     p.add_argument("--before", type=Path, default=BEFORE_SWEEP,
                    help="the before sweep file ('none' to skip)")
+    p.add_argument("--ablation", type=Path, default=ABLATION_SWEEP,
+                   help="the ablation sweep file ('none' to skip)")
     p.add_argument("--doc", type=Path, default=ROOT / "docs" / "results.md",
                    help="the document to write (default docs/results.md)")
     p.add_argument("--figures", type=Path, default=ROOT / "docs" / "figures",
@@ -846,9 +930,13 @@ def main(argv: Sequence[str] | None = None,
         if str(ns.before).lower() != "none":
             bconf = override(load_sweep(ns.before), _overrides(ns))
             before = run_study_sweep(bconf, ns.out / "before", jobs=ns.jobs, force=ns.force)
+        ablation = None
+        if str(ns.ablation).lower() != "none":
+            aconf = override(load_sweep(ns.ablation), _overrides(ns))
+            ablation = run_study_sweep(aconf, ns.out / "ablation", jobs=ns.jobs, force=ns.force)
         figs = [] if ns.no_figures else make_figures(data, before, ns.figures)
         prose = (prose_loader or _default_prose)()
-        doc = build_document(data, before, doc_path=ns.doc, fig_paths=figs,
+        doc = build_document(data, before, ablation=ablation, doc_path=ns.doc, fig_paths=figs,
                              live_dir=ns.live_dir, prose=prose, command=_command(ns))
         ns.doc.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(ns.doc, doc)

@@ -95,10 +95,11 @@ def delete_at(doc: Any, path: Path_) -> Any:
 #: JSON integers are unbounded when parsed by Python).
 BAD_NUMBERS: list[Any] = [-1, -0.5, -1e-9, math.nan, math.inf, -math.inf, 1e300, 10**30,
                           2**64, 10**400]
-NOT_NUMBERS = st.one_of(st.text(max_size=8), st.booleans(), st.just([]), st.just({}),
-                        st.lists(st.integers(), min_size=1, max_size=2))
-NOT_STRINGS = st.one_of(st.integers(), st.floats(allow_nan=True), st.booleans(), st.just([]),
-                        st.just({}))
+NOT_NUMBERS: st.SearchStrategy[Any] = st.one_of(
+    st.text(max_size=8), st.booleans(), st.just([]), st.just({}),
+    st.lists(st.integers(), min_size=1, max_size=2))
+NOT_STRINGS: st.SearchStrategy[Any] = st.one_of(
+    st.integers(), st.floats(allow_nan=True), st.booleans(), st.just([]), st.just({}))
 NOT_TABLES = st.one_of(st.text(max_size=8), st.integers(), st.booleans(),
                        st.lists(st.integers(), max_size=2))
 #: Bytes that are never valid UTF-8.
@@ -124,7 +125,7 @@ def truncate_toml(text: str, pick: float, cut: float) -> str:
             spots.append((offset + m.end(), offset + len(body) - 1))
         offset += len(line)
     lo, hi = spots[int(pick * len(spots)) % len(spots)]
-    return text[: lo + int(cut * (hi - lo + 1)) if hi > lo else lo]
+    return text[: min(hi, lo + int(cut * (hi - lo + 1)))]  # text[hi] closes the value
 
 
 # -- the checks --------------------------------------------------------------------------------
@@ -148,7 +149,7 @@ def assert_rejected(argv: list[str], out_dir: Path, names: list[str]) -> str:
     assert "exfairs-sim: error:" in err, err
     msg = err[err.index("exfairs-sim: error:"):].strip()
     assert "\n\n" not in msg, f"not one paragraph:\n{msg}"
-    assert re.search(r"field '[^']*' = ", msg), f"no field and value named:\n{msg}"
+    assert re.search(r"field '.*?' = ", msg), f"no field and value named:\n{msg}"
     assert any(n in msg for n in names), f"none of {names} named:\n{msg}"
     leftover = sorted(out_dir.rglob("*")) if out_dir.exists() else []
     assert leftover == [], f"output left behind: {leftover}"

@@ -21,6 +21,9 @@ T = TypeVar("T")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
+# One OpenMP thread: on a small shared CPU box, OpenMP barriers stall whenever another process
+# holds a core, making step times chaotic (measured by the calibration work, issue 5).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 #: Engine arguments of the session engine (the tiny model: fast, overhead-bound steps).
 TINY_ENGINE_ARGS: dict[str, Any] = dict(

@@ -35,6 +35,8 @@ def test_bad_experiment_and_scenario_exit_2(capsys: pytest.CaptureFixture[str]) 
     assert main(["run", SCENARIO, "-e", "NOPE", "--model", "m"]) == 2
     assert "unknown experiment" in capsys.readouterr().err
     assert main(["run", str(DATA / "missing.toml"), "--model", "m"]) == 2
+    assert main(["run", SCENARIO, "-e", "ENGINE_VTC", "--model", "m"]) == 2
+    assert "engine mode" in capsys.readouterr().err
 
 
 def test_unsupported_engine_argument_is_named() -> None:

@@ -318,6 +318,8 @@ def test_without_lift_the_returning_client_cashes_in() -> None:
 
 
 # -- ExFairS ranking ------------------------------------------------------------------------------
+# The FR score's ranking, on its own (order="score"); the default order adds each request's
+# deadline key (tests/policies/test_exfairs_policy.py).
 
 def _feed(p: Policy, client: str, violated: int, met: int, service_tokens: int, rid0: int) -> None:
     for i in range(violated):
@@ -348,7 +350,7 @@ def test_exfairs_higher_violation_first_at_equal_service(
     alpha: float, va: int, ra: int, vb: int, rb: int, service: int
 ) -> None:
     assume(va / (va + ra) > vb / (vb + rb))
-    p = policy("ExFairS", ("b", "a"), alpha=alpha)
+    p = policy("ExFairS", ("b", "a"), alpha=alpha, order="score")
     _feed(p, "a", va, ra, service, 0)
     _feed(p, "b", vb, rb, service, 10_000)
     assert _first_of(p, ("b", "a")) == "a"
@@ -363,7 +365,7 @@ def test_exfairs_lower_service_first_at_equal_violation_rate(
     alpha: float, v: int, r: int, sa: int, sb: int
 ) -> None:
     assume(sa < sb)
-    p = policy("ExFairS", ("b", "a"), alpha=alpha)
+    p = policy("ExFairS", ("b", "a"), alpha=alpha, order="score")
     _feed(p, "a", v, r, sa, 0)
     _feed(p, "b", v, r, sb, 10_000)
     assert _first_of(p, ("b", "a")) == "a"
@@ -377,7 +379,7 @@ def test_exfairs_lower_service_first_at_equal_violation_rate(
 )
 def test_exfairs_alpha_zero_orders_by_service_alone(clients: list[tuple[int, int, int]]) -> None:
     names = CLIENTS[: len(clients)]
-    p = policy("ExFairS", names, alpha=0.0)
+    p = policy("ExFairS", names, alpha=0.0, order="score")
     for i, (viol, met, service) in enumerate(clients):
         _feed(p, names[i], viol, met, service, 10_000 * i)
     q = PolicyQueue(p)

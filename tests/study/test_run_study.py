@@ -24,7 +24,7 @@ pytestmark = pytest.mark.slow
 
 def _tiny_scenario(tmp: Path) -> Path:
     text = (ROOT / "core" / "data" / "scenarios" / "exfairs-1.toml").read_text()
-    text = re.sub(r"(?m)^name = .*$", 'name = "tiny-1"', text)
+    text = re.sub(r"(?m)^name = .*$", 'name = "tiny-1"', text, count=1)
     text = re.sub(r"(?m)^duration_s = .*$", "duration_s = 40", text)
     text = re.sub(r"(?m)^warmup_s = .*$", "warmup_s = 5", text)
     text = re.sub(r"(?m)^cooldown_s = .*$", "cooldown_s = 5", text)
@@ -56,7 +56,7 @@ profile = "a100-llama2-7b"
 max_num_seqs = 48
 [policy_params.ExFairS]
 early_violations = false
-priority_base = "score"
+order = "score"
 ''')
     return study, before
 
@@ -72,7 +72,8 @@ def _run(tmp: Path, out: str, doc: str, *extra: str) -> str:
     live.mkdir(exist_ok=True)
     rc = run_study.main(["--sweep", str(study), "--before", str(before), "--out", str(tmp / out),
                          "--doc", str(tmp / doc), "--figures", str(tmp / "figs"),
-                         "--live-dir", str(live), "--jobs", "1", *extra], prose_loader=_prose)
+                         "--live-dir", str(live), "--ablation", "none", "--jobs", "1", *extra],
+                        prose_loader=_prose)
     assert rc == 0
     return (tmp / doc).read_text()
 

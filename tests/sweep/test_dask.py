@@ -96,8 +96,9 @@ def scheduler() -> Iterator[str]:
     from distributed import LocalCluster
 
     port = _free_port()
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                           host="127.0.0.1", scheduler_port=port, dashboard_address=None)
+    cluster = LocalCluster(  # type: ignore[no-untyped-call]
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+        scheduler_port=port, dashboard_address=None)
     try:
         yield f"tcp://127.0.0.1:{port}"
     finally:
