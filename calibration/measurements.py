@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from exfairs.atomic import atomic_writer
 from exfairs.calibration.profile import EngineDefaults, Measurement, ProfileMetadata, _section
 from exfairs.errors import InputError
 
@@ -123,17 +123,9 @@ def load_measurements(path: str | os.PathLike[str]) -> MeasurementSet:
 
 def write_json_atomic(doc: Any, path: str | os.PathLike[str]) -> None:
     """Write `doc` as JSON atomically (temp file in the same folder, then rename)."""
-    dest = Path(path)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(doc, fh, indent=1)
-            fh.write("\n")
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_writer(path) as fh:
+        json.dump(doc, fh, indent=1)
+        fh.write("\n")
 
 
 def save_measurements(ms: MeasurementSet, path: str | os.PathLike[str]) -> None:

@@ -1,4 +1,4 @@
-"""Profile files: versioned JSON holding a fitted step-cost model with its provenance (DESIGN.md §5).
+"""Profile files: versioned JSON holding a fitted step-cost model and its provenance (DESIGN §5).
 
 Schema (version 1)::
 
@@ -15,7 +15,7 @@ Schema (version 1)::
                         "duration_ms"}, ...]
     }
 
-`load_profile` accepts a path or the id of a bundled profile (``exfairs-calibrate show`` lists them).
+`load_profile` accepts a path or the id of a bundled profile (``exfairs-sim list`` lists them).
 """
 
 from __future__ import annotations
@@ -23,12 +23,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from exfairs.atomic import atomic_writer
 from exfairs.calibration.costmodel import CostCoefficients, CostModel
 from exfairs.errors import ConfigError, InputError
 
@@ -176,7 +176,8 @@ def _section(doc: dict[str, Any], name: str, cls: type, source: str, required: b
 def profile_from_json(doc: Any, source: str = "<profile>") -> Profile:
     """Validate and build a `Profile` from a parsed JSON document; InputError names the field."""
     if not isinstance(doc, dict):
-        raise InputError("a profile must be a JSON object", field="(top level)", value=type(doc).__name__,
+        raise InputError("a profile must be a JSON object", field="(top level)",
+                         value=type(doc).__name__,
                          source=source)
     if doc.get("schema") != SCHEMA:
         raise InputError(f"not an ExFairS profile (expected {SCHEMA!r})", field="schema",
@@ -229,7 +230,8 @@ def load_profile(path_or_id: str | os.PathLike[str]) -> Profile:
     else:
         if source not in bundled_profile_ids():
             raise InputError(
-                f"no such profile file or bundled profile; bundled: {', '.join(bundled_profile_ids())}",
+                "no such profile file or bundled profile; bundled: "
+                + ", ".join(bundled_profile_ids()),
                 field="profile", value=source)
         res = resources.files("exfairs.calibration").joinpath("profiles", f"{source}.json")
         text = res.read_text(encoding="utf-8")
@@ -244,14 +246,6 @@ def load_profile(path_or_id: str | os.PathLike[str]) -> Profile:
 
 def save_profile(profile: Profile, path: str | os.PathLike[str]) -> None:
     """Write `profile` atomically (temp file in the same folder, then rename)."""
-    dest = Path(path)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(profile.to_json(), fh, indent=1)
-            fh.write("\n")
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_writer(path) as fh:
+        json.dump(profile.to_json(), fh, indent=1)
+        fh.write("\n")

@@ -113,7 +113,7 @@ class RequestRecord:
 
     @property
     def tpot_s(self) -> float | None:
-        """(e2e − ttft) / (output tokens − 1), seconds; None for single-token or unfinished requests."""
+        """(e2e − ttft) / (output tokens − 1), seconds; None if single-token or unfinished."""
         e2e, ttft = self.e2e_s, self.ttft_s
         if e2e is None or ttft is None or self.generated_tokens < 2:
             return None

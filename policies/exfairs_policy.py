@@ -118,6 +118,9 @@ class ExFairS(Policy):
         self._resolved = np.zeros(0)
         self._service = np.zeros(0)
         self._charged: set[int] = set()  # request ids whose prompt was charged
+        # keys[c][0] per client (inf when none waits), kept in step with `_keys` so a decision
+        # is one vector operation, not a Python loop over every client.
+        self._head_key = np.zeros(0)
 
     def _grow(self, n_clients: int) -> None:
         extra = n_clients - self._service.shape[0]
@@ -127,6 +130,7 @@ class ExFairS(Policy):
             self._service = np.concatenate([self._service, np.zeros(extra)])
             self._late_at.extend([] for _ in range(extra))
             self._keys.extend([] for _ in range(extra))
+            self._head_key = np.concatenate([self._head_key, np.full(extra, math.inf)])
 
     # -- hooks -----------------------------------------------------------------------------------
     def on_arrival(self, request: Request, now_s: float) -> None:
@@ -213,9 +217,7 @@ class ExFairS(Policy):
             return -fr
         # The head's key (arrival or deadline, s) moved earlier by horizon_s · FR_i; a client with
         # nothing waiting (as far as the hooks tell) goes last.
-        heads = np.asarray([keys[0] if keys else math.inf for keys in self._keys],
-                           dtype=np.float64)
-        return heads - self.horizon_s * fr
+        return self._head_key - self.horizon_s * fr
 
     def submission_priority(self, request: Request, now_s: float) -> int:
         """Priority mode (lower runs first), fixed at submission: ``order = "score"``:
@@ -245,19 +247,23 @@ class ExFairS(Policy):
         c = self.client_index(request.client)
         key = self._key(request)
         self._waiting[request.request_id] = (c, key)
-        bisect.insort(self._keys[c], key)
+        keys = self._keys[c]
+        bisect.insort(keys, key)
+        self._head_key[c] = keys[0]
 
     def _unwait(self, rid: int) -> None:
         entry = self._waiting.pop(rid, None)
         if entry is not None:
             keys = self._keys[entry[0]]
             del keys[bisect.bisect_left(keys, entry[1])]
+            self._head_key[entry[0]] = keys[0] if keys else math.inf
 
     def _resolve(self, rid: int) -> None:
         entry = self._pending.pop(rid, None)
         if entry is not None:
             times = self._late_at[entry[0]]
             del times[bisect.bisect_left(times, entry[1])]
+
     def _scale(self, now_s: float) -> float:
         """The weight, in stored units, of an event at `now_s` (rescales the sums when needed)."""
         half_lives = (now_s - self._t0) / self.window_s

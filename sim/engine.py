@@ -22,7 +22,9 @@ The model follows ``vllm/v1/core/sched/scheduler.py`` of vLLM 0.32 (the pinned l
   engine (freeing its blocks) when it has emitted `Request.output_tokens` tokens.
 * Step duration: `CostModel.step_ms` of the batch. A request whose step is one token on top of a
   caught-up cache is a decode sequence with context ``prompt + generated``; anything else is a
-  prefill chunk of n tokens on c cached ones (P += n, A += n·(c + n)).
+  prefill chunk of n tokens on c cached ones (P += n, A += n·(c + n)). The same rule decides
+  what `Policy.on_service` hears: the last 1-token piece of a recomputation after preemption is
+  exactly such a decode step, so it is reported as a decode token, not a prefill token.
 
 This module is the scalar reference model (one Python loop per step, used with
 ``step_by_step=True``); `exfairs.sim.vecengine.VectorEngineModel` makes the same decisions with

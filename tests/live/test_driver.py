@@ -111,7 +111,7 @@ def test_priority_mode_submits_at_arrival_with_policy_priority() -> None:
     assert dict(eng.submissions) == {0: 5, 1: 1, 2: 5, 3: 1, 4: 5, 5: 1}
     # Everything is in the engine at once; the engine's priority order decides.
     assert eng.started_order == [0, 1, 3, 5, 2, 4]
-    assert all(r.dispatch_s is not None and r.dispatch_s - r.arrival_s < 0.05
+    assert all(r.dispatch_s is not None and r.dispatch_s - r.arrival_s < 0.1
                for r in out.records)
 
 
@@ -234,7 +234,7 @@ def test_arrivals_follow_the_run_clock() -> None:
     out = run(LiveDriver(wl, Recording(), Mode.PRIORITY, eng), eng)
     for r in out.records:
         assert r.dispatch_s is not None
-        assert 0.0 <= r.dispatch_s - r.arrival_s < 0.03
+        assert 0.0 <= r.dispatch_s - r.arrival_s < 0.1
 
 
 def test_policy_samples_and_empty_workload() -> None:
