@@ -147,7 +147,10 @@ def _write_tiny(out: Path, cfg: dict[str, Any]) -> None:
     # fork_rng: seed the init without disturbing the caller's global torch RNG.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(_SEED)
-        model = LlamaForCausalLM(LlamaConfig(**conf_args))
+        # Any: transformers' constructors are untyped, which strict mypy rejects when it is
+        # installed (and cannot see when it is not).
+        model_cls: Any = LlamaForCausalLM
+        model = model_cls(LlamaConfig(**conf_args))
     model.save_pretrained(str(out), safe_serialization=True)
     # Make config.json exactly ours (save_pretrained writes its own, with library defaults added).
     saved = json.loads((out / "config.json").read_text(encoding="utf-8"))
