@@ -148,21 +148,9 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _policy_params(items: Sequence[str]) -> dict[str, dict[str, Any]]:
-    by_policy: dict[str, dict[str, Any]] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        policy, dot, param = key.partition(".")
-        if not sep or not dot or not policy or not param:
-            raise InputError("expected POLICY.PARAM=VALUE, e.g. ExFairS.alpha=0.5",
-                             field="--policy-param", value=item)
-        value: Any
-        try:
-            value = float(raw) if any(c in raw for c in ".eE") or raw.lower() in ("inf", "nan") \
-                else int(raw)
-        except ValueError:
-            value = raw
-        by_policy.setdefault(policy.upper(), {})[param] = value
-    return by_policy
+    from exfairs.policies.params import parse_param_args
+
+    return parse_param_args(items)
 
 
 @dataclasses.dataclass(slots=True)

@@ -71,21 +71,10 @@ def _engine_overrides(ns: argparse.Namespace) -> tuple[tuple[str, Any], ...]:
 
 
 def _policy_params(items: Sequence[str]) -> tuple[tuple[str, tuple[tuple[str, Any], ...]], ...]:
-    by_policy: dict[str, dict[str, Any]] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        policy, dot, param = key.partition(".")
-        if not sep or not dot or not policy or not param:
-            raise InputError("expected POLICY.PARAM=VALUE, e.g. ExFairS.alpha=0.5",
-                             field="--policy-param", value=item)
-        value: Any
-        try:
-            value = float(raw) if any(c in raw for c in ".eE") or raw.lower() in ("inf", "nan") \
-                else int(raw)
-        except ValueError:
-            value = raw
-        by_policy.setdefault(policy.upper(), {})[param] = value
-    return tuple(sorted((k, tuple(sorted(v.items()))) for k, v in by_policy.items()))
+    from exfairs.policies.params import parse_param_args
+
+    return tuple(sorted((k, tuple(sorted(v.items())))
+                        for k, v in parse_param_args(items).items()))
 
 
 def _build_parser() -> argparse.ArgumentParser:
