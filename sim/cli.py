@@ -254,12 +254,6 @@ def _cmd_list() -> int:
     return 0
 
 
-def _printable(text: str) -> str:
-    # Field names come from user files and may hold newlines or control characters; escaped,
-    # the message stays one paragraph on one line.
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `exfairs-sim`; returns the exit code (0 ok, 2 bad input, 130 interrupted)."""
     parser = _build_parser()
@@ -273,7 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_sweep(ns)
         return _cmd_list()
     except InputError as exc:
-        sys.stderr.write(f"exfairs-sim: error: {_printable(str(exc))}\n")
+        sys.stderr.write(f"exfairs-sim: error: {exc}\n")
         return 2
     except KeyboardInterrupt:
         sys.stderr.write("\nexfairs-sim: interrupted; every finished cell's results file is kept\n")
