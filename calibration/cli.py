@@ -5,7 +5,7 @@
     exfairs-calibrate profile --backend torch --hidden-size 4096 ... --out steps.json
     exfairs-calibrate fit steps.json --out profile.json [--id ID]
     exfairs-calibrate show PROFILE            # a path or a bundled id; no argument lists them
-    exfairs-calibrate public --data ../shared/data --out-dir calibration/profiles
+    exfairs-calibrate public --out-dir calibration/profiles   # bundled data (or --data DIR)
 
 Bad input gives a one-paragraph message and exit code 2.
 
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import shlex
 import sys
@@ -33,7 +34,11 @@ from exfairs.calibration.profile import (
     load_profile,
     save_profile,
 )
+from exfairs.cliargs import add_version_flag
+from exfairs.cliutil import run_command
 from exfairs.errors import InputError
+from exfairs.paths import check_input_file, check_output_dir, check_output_file
+from exfairs.sweep import MAX_SEED
 
 log = logging.getLogger("exfairs.calibrate")
 
@@ -58,6 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="exfairs-calibrate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-v", "--verbose", action="store_true")
+    add_version_flag(p)
     sub = p.add_subparsers(dest="command", required=True)
 
     pr = sub.add_parser("profile", help="measure engine steps (raw measurements file)")
@@ -117,7 +123,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("profile", nargs="?", help="path or bundled id (omit to list bundled ids)")
 
     pub = sub.add_parser("public", help="build the public-data profiles (Vidur, Splitwise)")
-    pub.add_argument("--data", required=True, help="the shared data folder (holds calibration/)")
+    pub.add_argument("--data", default=None,
+                     help="folder holding splitwise/ and vidur/ (default: the bundled copy, "
+                          "calibration/data)")
     pub.add_argument("--out-dir", required=True)
     pub.add_argument("--seed", type=int, default=0)
     return p
@@ -162,6 +170,7 @@ def _resolve_model(args: argparse.Namespace) -> tuple[str, dict[str, object]]:
 
 
 def _cmd_profile(args: argparse.Namespace) -> int:
+    _check_profile_args(args)
     ms: MeasurementSet
     if args.backend == "vllm":
         from exfairs.calibration.vllm_profiler import VllmProfileConfig, profile_vllm
@@ -206,9 +215,13 @@ def _cmd_profile(args: argparse.Namespace) -> int:
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
-    ms = load_measurements(args.measurements)
+    check_input_file(args.measurements, field="measurements", what="measurements file")
+    check_output_file(args.out, field="--out")
     if args.keep_measurements < 0:
         raise InputError("must be ≥ 0", field="--keep-measurements", value=args.keep_measurements)
+    if not (math.isfinite(args.test_share) and 0 < args.test_share < 1):
+        raise InputError("must be in (0, 1)", field="--test-share", value=args.test_share)
+    ms = load_measurements(args.measurements)
     prof = build_profile(ms, profile_id=args.id, hardware=args.hardware, model=args.model_label,
                          seed=args.seed, test_share=args.test_share, fit_floor=not args.no_floor,
                          keep_measurements=args.keep_measurements)
@@ -260,14 +273,20 @@ def _cmd_show(args: argparse.Namespace) -> int:
     if not args.profile:
         _out("bundled profiles: " + ", ".join(bundled_profile_ids()))
         return 0
+    if args.profile.endswith(".json") or os.path.lexists(args.profile):
+        check_input_file(args.profile, field="profile", what="profile file")
     _out(format_profile(load_profile(args.profile)))
     return 0
 
 
 def _cmd_public(args: argparse.Namespace) -> int:
-    from exfairs.calibration.public_data import build_public_profiles
+    from exfairs.calibration.public_data import build_public_profiles, bundled_data_dir
 
-    for path, prof in build_public_profiles(Path(args.data), Path(args.out_dir), seed=args.seed):
+    data = Path(args.data) if args.data else bundled_data_dir()
+    if not data.is_dir():
+        raise InputError("no such directory", field="--data", value=str(data))
+    check_output_dir(args.out_dir, field="--out-dir")
+    for path, prof in build_public_profiles(data, Path(args.out_dir), seed=args.seed):
         _out(f"wrote {path}")
         _out(format_profile(prof))
     return 0
@@ -279,17 +298,50 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.command_line = "exfairs-calibrate " + shlex.join(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    try:
-        if args.command == "profile":
-            return _cmd_profile(args)
-        if args.command == "fit":
-            return _cmd_fit(args)
-        if args.command == "show":
-            return _cmd_show(args)
-        return _cmd_public(args)
-    except InputError as exc:
-        sys.stderr.write(f"exfairs-calibrate {args.command}: {exc}\n")
-        return 2
+    commands = {"profile": _cmd_profile, "fit": _cmd_fit, "show": _cmd_show,
+                "public": _cmd_public}
+
+    def body() -> int:
+        seed = getattr(args, "seed", None)
+        if seed is not None and not 0 <= seed <= MAX_SEED:  # numpy seeds are non-negative
+            raise InputError(f"must be in [0, {MAX_SEED}]", field="--seed", value=seed)
+        return commands[args.command](args)
+
+    return run_command("exfairs-calibrate", body)
+
+
+# Integer options of `profile` that count something (≥ 1), and the limit on each: beyond it a
+# profile run would take days or the engine could not be built.
+_PROFILE_COUNTS = {"repeats": 1000, "decode_steps": 10_000, "tensor_parallel_size": 1024,
+                   "max_num_seqs": 2**20, "max_num_batched_tokens": 2**24,
+                   "max_model_len": 2**24, "block_size": 2**16, "num_gpu_blocks": 2**32,
+                   "hidden_size": 2**20, "num_layers": 2**12, "num_heads": 2**14,
+                   "num_kv_heads": 2**14, "intermediate_size": 2**22}
+
+
+def _check_profile_args(args: argparse.Namespace) -> None:
+    """Everything `profile` is given, checked before a model is built or an engine started."""
+    for name, limit in _PROFILE_COUNTS.items():
+        v = getattr(args, name)
+        if v is not None and not 1 <= v <= limit:
+            raise InputError(f"must be in [1, {limit}]", field="--" + name.replace("_", "-"),
+                             value=v)
+    for name in ("prefill_sizes", "decode_batches", "decode_contexts", "mixed_batches",
+                 "mixed_prefills"):
+        for v in getattr(args, name):
+            if v > 2**24:
+                raise InputError(f"values must be ≤ {2**24}",
+                                 field="--" + name.replace("_", "-"), value=v)
+    g = args.gpu_memory_utilization
+    if g is not None and not (math.isfinite(g) and 0 < g <= 1):
+        raise InputError("must be in (0, 1]", field="--gpu-memory-utilization", value=g)
+    check_output_file(args.out, field="--out")
+    if args.profile_out:
+        check_output_file(args.profile_out, field="--profile-out")
+    if args.config:
+        check_input_file(args.config, field="--config", what="model config (config.json)")
+    if args.model in ("tiny", "validation"):
+        check_output_dir(Path(args.model_dir), field="--model-dir")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,4 +1,4 @@
-"""GPU-class profiles derived from public profiling data (the shared data folder's calibration/).
+"""GPU-class profiles derived from public profiling data (bundled in ``calibration/data``).
 
 Sources (see the data folder's README; licenses MIT):
 
@@ -88,9 +88,21 @@ class VidurTables:
         return VIDUR_LAYERS * layer
 
 
+def bundled_data_dir() -> Path:
+    """The public profiling data shipped with the package (``calibration/data``; see SOURCE.md)."""
+    return Path(__file__).resolve().parent / "data"
+
+
+def _source_dir(data_dir: Path, name: str) -> Path:
+    # Accept both layouts: the bundled one (``data/<name>``) and a data folder that keeps the
+    # sources under ``calibration/<name>``.
+    nested = data_dir / "calibration" / name
+    return nested if nested.is_dir() else data_dir / name
+
+
 def load_vidur(data_dir: Path, gpu: str = "a100") -> VidurTables:
-    """Read the Vidur tables from ``<data_dir>/calibration/vidur``."""
-    root = data_dir / "calibration" / "vidur"
+    """Read the Vidur tables from ``<data_dir>/vidur`` (or ``<data_dir>/calibration/vidur``)."""
+    root = _source_dir(data_dir, "vidur")
     mlp_path = root / f"{gpu}_llama2_7b_mlp.csv"
     by_tokens: dict[int, float] = {}
     for row in _read_csv(mlp_path):
@@ -145,8 +157,9 @@ class SplitwiseRow:
 
 
 def load_splitwise(data_dir: Path, model: str, hardware: str, tp: int) -> list[SplitwiseRow]:
-    """Rows of ``<data_dir>/calibration/splitwise/perf_model.csv`` for one configuration."""
-    path = data_dir / "calibration" / "splitwise" / "perf_model.csv"
+    """Rows of ``<data_dir>/splitwise/perf_model.csv`` (or under ``calibration/``) for one
+    configuration."""
+    path = _source_dir(data_dir, "splitwise") / "perf_model.csv"
     rows = [SplitwiseRow(int(_num(r, "prompt_size", path)), int(_num(r, "batch_size", path)),
                          int(_num(r, "token_size", path)), _num(r, "prompt_time", path),
                          _num(r, "token_time", path))
@@ -246,8 +259,9 @@ def build_splitwise_profile(data_dir: Path, gpu: str, *, seed: int = 0) -> Profi
 def build_public_profiles(data_dir: Path, out_dir: Path, *, seed: int = 0
                           ) -> Iterator[tuple[Path, Profile]]:
     """Build and write the three public-data profiles; yields (path, profile)."""
-    if not (data_dir / "calibration").is_dir():
-        raise InputError("no calibration/ folder in the data folder", field="--data",
+    if not all(_source_dir(data_dir, n).is_dir() for n in ("vidur", "splitwise")):
+        raise InputError("no vidur/ and splitwise/ folders (or calibration/vidur, "
+                         "calibration/splitwise) in the data folder", field="--data",
                          value=str(data_dir))
     for prof in (build_vidur_profile(data_dir, seed=seed),
                  build_splitwise_profile(data_dir, "a100", seed=seed),

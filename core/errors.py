@@ -34,7 +34,7 @@ class InputError(ValueError):
         if self.field is not None:
             parts.append(f"field '{self.field}' = {self.value!r}:")
         parts.append(self.detail)
-        return _printable(" ".join(parts))
+        return one_line(" ".join(parts))
 
     def with_source(self, source: str) -> InputError:
         """A copy of this error that also names the file or argument it came from."""
@@ -45,7 +45,9 @@ class ConfigError(InputError):
     """A configuration object was built with an invalid value (raised by `__post_init__`)."""
 
 
-def _printable(text: str) -> str:
+def one_line(text: str) -> str:
+    """`text` with newlines and other control characters escaped (``\\n``), so that a message
+    stays one line."""
     # Field names and values come from user files and may hold newlines or control characters;
     # escaped, every CLI's message stays one paragraph on one line.
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)

@@ -26,10 +26,28 @@ Definitions (all times in run-clock seconds, aggregates in milliseconds as in vL
 * **QoE** — after Andes (Liu et al. 2024, "Andes: Defining and Enhancing Quality-of-Experience in
   LLM-Based Text Streaming Services"), see `request_qoe`.
 * **Fairness** — Jain's index ``(Σx)² / (n·Σx²)`` (Jain, Chiu and Hawe 1984) over per-client SLO
-  attainment, per-client mean QoE and per-client normalised service, with no min-max normalisation;
-  the worst client's attainment; and VTC's maximum service gap (Sheng et al., OSDI 2024), see
-  `max_service_gap`. Clients with no counted request are left out of the attainment and QoE indices
-  (they have no experience to be fair about), and clients with no demand out of the service index.
+  attainment and per-client mean QoE, with no min-max normalisation; the worst client's
+  attainment; service while backlogged and VTC's maximum service gap (Sheng et al., OSDI 2024).
+  Clients with no counted request are left out of the attainment and QoE indices (they have no
+  experience to be fair about).
+* **Backlog** (for service fairness, VTC's definition): a client is backlogged while it has a
+  request *queued*: arrived and not yet given its first token (a request that never got one stays
+  queued until it failed or timed out, or to the end of the run). Requests that are running do
+  not make their client backlogged: a client whose requests all run is getting what it asks for.
+  (A preempted request waits again, but records do not say when; it is not counted.) The service
+  metrics take every record, whenever it arrived, from the window start on: counting only the
+  window's arrivals would leave out the service of a client's older backlog.
+* **Service while backlogged** (`backlogged_service`): the measured window is cut into windows of
+  `service_window_s` (default 10 s); in each, the clients backlogged throughout it are compared
+  on the weighted service (VTC's cost, divided by the client's weight) they received in it.
+  ``jain_service`` is the mean over windows with at least two such clients of Jain's index over
+  their service (1.0 when there is no such window: as `max_service_gap` is 0 then, no client
+  waited while another was served; ``service_windows`` says how many windows were compared).
+  A client's ``backlogged_service_share`` is its service over the sum of the compared clients',
+  summed over those windows, and ``normalized_service`` its service over the mean of the compared
+  clients' (1 = as much as the average backlogged client; both NaN for a client never compared).
+  Service counted per request to completion cannot show unfairness (it equals the demand once
+  everything finishes), which is why these are windowed.
 
 Undefined values (a percentile of nothing, a rate over an empty window) are NaN, never 0.
 """
@@ -191,9 +209,10 @@ class ClientMetrics:
     Service is VTC's weighted token count (w_p·prompt tokens whose prefill completed + w_q·generated
     tokens) of the client's counted requests, divided by the client's weight; `weighted_demand` is
     the same for every token the requests asked for; `fair_share` is the client's weighted max-min
-    fair share of the service actually delivered to all clients (`max_min_fair_share`), and
-    `normalized_service` = weighted_service / fair_share (1 = exactly its fair share; NaN without
-    demand).
+    fair share of the service actually delivered to all clients (`max_min_fair_share`). These
+    three are totals to completion. `normalized_service` and `backlogged_service_share` compare
+    the service the client received *while backlogged* with the other backlogged clients' (module
+    docstring; NaN when it was never backlogged together with another client).
     """
 
     client: str
@@ -203,6 +222,7 @@ class ClientMetrics:
     weighted_demand: float
     fair_share: float
     normalized_service: float
+    backlogged_service_share: float = math.nan
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,7 +230,9 @@ class FairnessMetrics:
     """Fairness across clients (see the module docstring for who is included in each index).
 
     `max_service_gap` is in weighted tokens (divided by client weight) and names the pair that
-    reached it (empty strings when no two clients were ever backlogged together).
+    reached it (empty strings when no two clients were ever backlogged together); backlog means
+    queued requests (module docstring). `jain_service` is over service while backlogged, in
+    `service_windows` windows of `service_window_s` seconds (1.0 when there were none).
     """
 
     jain_attainment: float
@@ -220,6 +242,8 @@ class FairnessMetrics:
     worst_client_attainment: float
     max_service_gap: float
     service_gap_clients: tuple[str, str]
+    service_window_s: float = math.nan
+    service_windows: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -474,13 +498,16 @@ class ServiceTimeline:
     between each pair of consecutive events, so backlog gaps between events are visible.
     `service[c, k]` is client c's weighted service (divided by its weight) delivered up to and
     including `times_s[k]`; `backlogged[c, k]` is True while some request of c has arrived and not
-    ended (finish, or the last event of the run for requests that never finished).
+    ended (finish, or the last event of the run for requests that never finished); `queued[c, k]`
+    while some request of c has arrived and not got its first token (the backlog of the module
+    docstring; a request without one is queued until it ends).
     """
 
     clients: tuple[str, ...]
     times_s: FloatArray
     service: FloatArray
     backlogged: BoolArray
+    queued: BoolArray
 
 
 def service_timeline(records: Sequence[RequestRecord], clients: Sequence[ClientInfo],
@@ -496,6 +523,7 @@ def service_timeline(records: Sequence[RequestRecord], clients: Sequence[ClientI
     if not records:
         z = np.zeros(0)
         return ServiceTimeline(names, z, np.zeros((len(names), 0)),
+                               np.zeros((len(names), 0), dtype=bool),
                                np.zeros((len(names), 0), dtype=bool))
     horizon = max(_last_time(r) for r in records)
     ev_t: list[FloatArray] = []  # service events
@@ -503,6 +531,7 @@ def service_timeline(records: Sequence[RequestRecord], clients: Sequence[ClientI
     ev_v: list[FloatArray] = []
     starts: list[tuple[int, float]] = []
     ends: list[tuple[int, float]] = []
+    firsts: list[float] = []  # when each request stopped being queued
     for r in records:
         c = index[r.client]
         times = np.asarray(r.token_times_s, dtype=np.float64)
@@ -521,18 +550,21 @@ def service_timeline(records: Sequence[RequestRecord], clients: Sequence[ClientI
             end = _last_time(r) if r.outcome in (Outcome.FAILED, Outcome.TIMED_OUT) else horizon
         starts.append((c, r.arrival_s))
         ends.append((c, end))
+        firsts.append(r.first_token_s if r.first_token_s is not None else end)
     t_serv = np.concatenate(ev_t) if ev_t else np.zeros(0)
     c_serv = (np.concatenate(ev_c) if ev_c else np.zeros(0)).astype(np.int64)
     v_serv = np.concatenate(ev_v) if ev_v else np.zeros(0)
     t_start = np.asarray([t for _, t in starts])
     c_start = np.asarray([c for c, _ in starts], dtype=np.int64)
     t_end = np.asarray([t for _, t in ends])
-    events = np.unique(np.concatenate([t_serv, t_start, t_end]))
+    t_first = np.asarray(firsts)
+    events = np.unique(np.concatenate([t_serv, t_start, t_end, t_first]))
     mids = (events[:-1] + events[1:]) / 2.0
     grid = np.sort(np.concatenate([events, mids]))
     n_c = len(names)
     service = np.zeros((n_c, grid.size))
     backlog = np.zeros((n_c, grid.size), dtype=bool)
+    queued = np.zeros((n_c, grid.size), dtype=bool)
     for c in range(n_c):
         sel = c_serv == c
         order = np.argsort(t_serv[sel], kind="stable")
@@ -545,25 +577,31 @@ def service_timeline(records: Sequence[RequestRecord], clients: Sequence[ClientI
         arrived = np.searchsorted(np.sort(t_start[mine]), grid, side="right")
         ended = np.searchsorted(np.sort(t_end[mine]), grid, side="left")
         backlog[c] = (arrived - ended) > 0
-    return ServiceTimeline(names, grid, service, backlog)
+        started = np.searchsorted(np.sort(t_first[mine]), grid, side="left")
+        queued[c] = (arrived - started) > 0
+    return ServiceTimeline(names, grid, service, backlog, queued)
 
 
-def max_service_gap(timeline: ServiceTimeline) -> tuple[float, tuple[str, str]]:
+def max_service_gap(timeline: ServiceTimeline, start_s: float = -math.inf
+                    ) -> tuple[float, tuple[str, str]]:
     """VTC's fairness measure: the largest difference in service two clients received over an
     interval during which both were continuously backlogged (Sheng et al. 2024, Def. of service
-    discrepancy), in weighted tokens.
+    discrepancy), in weighted tokens. Backlogged = a request queued (`ServiceTimeline.queued`):
+    counting running requests as backlog would compare a client that has all it asks for with one
+    that waits, and flag fair runs.
 
     For clients i, j and a maximal interval where both are backlogged, the largest
     |(W_i(t₂) − W_i(t₁)) − (W_j(t₂) − W_j(t₁))| over t₁ < t₂ in it is max G − min G of
-    G = W_i − W_j on that interval. Returns (gap, (client_i, client_j)); (0.0, ("", "")) when no two
-    clients were ever backlogged together.
+    G = W_i − W_j on that interval. Intervals are cut at `start_s` (times before it are ignored).
+    Returns (gap, (client_i, client_j)); (0.0, ("", "")) when no two clients were ever backlogged
+    together.
     """
     best = 0.0
     pair = ("", "")
     n_c = len(timeline.clients)
     for i in range(n_c):
         for j in range(i + 1, n_c):
-            both = timeline.backlogged[i] & timeline.backlogged[j]
+            both = timeline.queued[i] & timeline.queued[j] & (timeline.times_s >= start_s)
             if not both.any():
                 continue
             g = timeline.service[i] - timeline.service[j]
@@ -581,13 +619,95 @@ def max_service_gap(timeline: ServiceTimeline) -> tuple[float, tuple[str, str]]:
     return best, pair
 
 
+@dataclass(frozen=True, slots=True)
+class BackloggedService:
+    """Service while backlogged in windows (module docstring): `edges_s` the window edges;
+    `service[w, c]` client c's weighted service in window w (NaN where c was not backlogged
+    throughout w); `jain[w]` Jain's index over the window's backlogged clients (NaN with fewer
+    than two)."""
+
+    clients: tuple[str, ...]
+    edges_s: FloatArray
+    service: FloatArray
+    jain: FloatArray
+
+    @property
+    def compared(self) -> BoolArray:
+        """Windows with at least two backlogged clients."""
+        return np.asarray(~np.isnan(self.jain), dtype=bool)
+
+    def mean_jain(self) -> float:
+        """Mean of `jain` over the compared windows (NaN when none)."""
+        j = self.jain[self.compared]
+        return _f(np.mean(j)) if j.size else math.nan
+
+    def shares(self) -> FloatArray:
+        """Per client: its service over the compared clients' total, summed over the compared
+        windows where it was backlogged (NaN when never compared)."""
+        return self._relative(np.nansum)
+
+    def normalized(self) -> FloatArray:
+        """Per client: its service over the compared clients' mean, summed over the compared
+        windows where it was backlogged (NaN when never compared)."""
+        return self._relative(np.nanmean)
+
+    def _relative(self, reference: Any) -> FloatArray:
+        s = self.service[self.compared]
+        out = np.full(len(self.clients), math.nan)
+        if s.size == 0:
+            return out
+        ref = reference(s, axis=1)
+        for c in range(len(self.clients)):
+            mine = ~np.isnan(s[:, c])
+            if mine.any() and ref[mine].sum() > 0:
+                out[c] = s[mine, c].sum() / ref[mine].sum()
+        return out
+
+
+def backlogged_service(timeline: ServiceTimeline, start_s: float, end_s: float,
+                       window_s: float) -> BackloggedService:
+    """Cut ``[start_s, end_s]`` into ``⌊(end − start) / window_s⌋`` windows of `window_s` seconds
+    and measure each client's service in each window where it was backlogged throughout."""
+    if not (window_s > 0 and math.isfinite(window_s)):
+        raise InputError("must be a finite number > 0 seconds", field="service_window_s",
+                         value=window_s)
+    n_c = len(timeline.clients)
+    n_w = int(max(0.0, end_s - start_s) // window_s) if math.isfinite(end_s - start_s) else 0
+    edges = start_s + window_s * np.arange(n_w + 1, dtype=np.float64)
+    service = np.full((n_w, n_c), math.nan)
+    jain = np.full(n_w, math.nan)
+    grid = timeline.times_s
+    if n_w == 0 or grid.size == 0:
+        return BackloggedService(timeline.clients, edges, service, jain)
+    # Backlog is constant between grid points; a window is covered by the last point at or
+    # before its start and every point before its end.
+    lo = np.maximum(np.searchsorted(grid, edges[:-1], side="right") - 1, 0)
+    hi = np.searchsorted(grid, edges[1:], side="left")
+    before_grid = edges[:-1] < grid[0]
+    # Cumulative service at an edge: the value at the last grid point at or before it.
+    at = np.searchsorted(grid, edges, side="right") - 1
+    for c in range(n_c):
+        not_q = np.concatenate([[0], np.cumsum(~timeline.queued[c])])
+        gaps = not_q[np.maximum(hi, lo + 1)] - not_q[lo]
+        whole = (gaps == 0) & ~before_grid
+        cum = np.where(at >= 0, timeline.service[c][np.maximum(at, 0)], 0.0)
+        got = np.diff(cum)
+        service[:, c] = np.where(whole, got, math.nan)
+    for w in range(n_w):
+        row = service[w][~np.isnan(service[w])]
+        if row.size >= 2:
+            jain[w] = jain_index(row)
+    return BackloggedService(timeline.clients, edges, service, jain)
+
+
 # ----------------------------------------------------------------------------------------------
 # The entry point
 
 
 def compute_metrics(records: Sequence[RequestRecord], clients: Sequence[ClientInfo], *,
                     window: tuple[float, float] | None = None, qoe: QoEParams = DEFAULT_QOE,
-                    service_weights: ServiceWeights = DEFAULT_SERVICE_WEIGHTS) -> RunMetrics:
+                    service_weights: ServiceWeights = DEFAULT_SERVICE_WEIGHTS,
+                    service_window_s: float = 10.0) -> RunMetrics:
     """All metrics of a run (see the module docstring for every definition).
 
     `records` may be in any order; only those that arrived in `window` = ``[start, end)`` seconds
@@ -627,7 +747,13 @@ def compute_metrics(records: Sequence[RequestRecord], clients: Sequence[ClientIn
         served[c] += served_service(r, service_weights)
         demand[c] += demanded_service(r, service_weights)
     fair = max_min_fair_share(demand, weight, float(served.sum()))
-    normalized = np.where(fair > 0, served / np.where(fair > 0, fair, 1.0), np.nan)
+    # Service is service, whenever its request arrived: the service metrics take every record
+    # and look at the measured window only (counting only its arrivals would leave out the
+    # service of a client's older backlog and make a fair schedule look unfair).
+    timeline = service_timeline(records, clients, service_weights)
+    windows = backlogged_service(timeline, start, end, service_window_s)
+    normalized = windows.normalized()
+    shares = windows.shares()
 
     per_client: list[ClientMetrics] = []
     for c, info in enumerate(clients):
@@ -640,20 +766,23 @@ def compute_metrics(records: Sequence[RequestRecord], clients: Sequence[ClientIn
             weighted_demand=_f(demand[c] / weight[c]),
             fair_share=_f(fair[c] / weight[c]),
             normalized_service=_f(normalized[c]),
+            backlogged_service_share=_f(shares[c]),
         ))
 
     active = [cm for cm in per_client if cm.metrics.requests > 0]
     attain = [cm.metrics.slo_attainment for cm in active]
     worst = min(active, key=lambda cm: cm.metrics.slo_attainment) if active else None
-    gap, gap_pair = max_service_gap(service_timeline(counted, clients, service_weights))
+    gap, gap_pair = max_service_gap(timeline, start_s=start)
     fairness = FairnessMetrics(
         jain_attainment=jain_index(attain),
         jain_qoe=jain_index([cm.metrics.mean_qoe for cm in active]),
-        jain_service=jain_index(normalized),
+        jain_service=windows.mean_jain() if windows.compared.any() else 1.0,
         worst_client=worst.client if worst else "",
         worst_client_attainment=worst.metrics.slo_attainment if worst else math.nan,
         max_service_gap=_f(gap),
         service_gap_clients=gap_pair,
+        service_window_s=_f(service_window_s),
+        service_windows=int(windows.compared.sum()),
     )
     return RunMetrics(window_start_s=_f(start), window_end_s=_f(end), overall=overall,
                       per_client=tuple(per_client), fairness=fairness, qoe_params=qoe,

@@ -1,14 +1,19 @@
 """Plots from results files (DESIGN.md §8): performance, fairness and aggregated views.
 
-Each function writes PNG and SVG files and returns their paths. Runs are grouped by (backend,
-scenario, load factor): one figure per group puts the experiments side by side, each experiment in
-the same colour in every plot (`experiment_color`, a fixed map that does not depend on which
-experiments are plotted). Figures are built on `matplotlib.figure.Figure` directly, so no global
-pyplot state or backend is touched; files are written atomically.
+Each function writes one file per format in `formats` (default PNG and SVG; ``"pdf"`` for
+papers) and returns their paths. Runs are grouped by (backend, scenario, load factor): one figure
+per group puts the experiments side by side, in one order everywhere
+(`exfairs.summary.experiment_sort_key`) and each in the same colour in every plot
+(`experiment_color`, a fixed map that does not depend on which experiments are plotted). Figure
+titles name the seeds they show. Figures are built on `matplotlib.figure.Figure` directly, so no
+global pyplot state or backend is touched; files are written atomically.
 
 Only recorded data is drawn: a panel with nothing to show says "no data" instead of drawing zeros.
 Per-client values are means over the group's seeds; error bars are Student-t 95% intervals over
-seeds (none with a single seed). Latency distributions pool the counted requests of all seeds.
+seeds clipped to the metric's range (the panel title says when one was clipped); with a single
+seed, per-client SLO attainment gets its Wilson 95% interval over that run's requests instead.
+Latency distributions pool the counted requests of all seeds. `plot_aggregated` draws each metric
+as lines against the load factor.
 """
 
 from __future__ import annotations
@@ -29,7 +34,18 @@ from exfairs.atomic import atomic_temp_path
 from exfairs.metrics import FloatArray, jain_over_time
 from exfairs.records import RequestRecord
 from exfairs.results import RunResult
-from exfairs.summary import SUMMARY_METRICS, SummaryRow, mean_ci95
+from exfairs.summary import (
+    SUMMARY_METRICS,
+    UNIT,
+    SummaryRow,
+    experiment_sort_key,
+    mean_ci95,
+    wilson_interval,
+)
+
+#: The figure formats written by default, and all that can be asked for.
+DEFAULT_FORMATS: tuple[str, ...] = ("png", "svg")
+FORMATS: tuple[str, ...] = ("png", "svg", "pdf")
 
 # Base colours of the known policies (matplotlib's tab10); other policies get a colour from their
 # name's digest, so a name keeps its colour across plots, runs and machines.
@@ -88,7 +104,14 @@ def _group(results: Sequence[RunResult]) -> dict[_Group, dict[str, list[RunResul
     for exps in out.values():
         for runs in exps.values():
             runs.sort(key=lambda r: r.info.seed)
-    return dict(sorted(out.items()))
+    return {key: dict(sorted(exps.items(), key=lambda kv: experiment_sort_key(kv[0])))
+            for key, exps in sorted(out.items())}
+
+
+def _seeds_text(runs: dict[str, list[RunResult]]) -> str:
+    seeds = sorted({r.info.seed for rs in runs.values() for r in rs})
+    shown = ", ".join(map(str, seeds[:8])) + (", ..." if len(seeds) > 8 else "")
+    return f"seed {shown}" if len(seeds) == 1 else f"mean over seeds {shown}"
 
 
 def _title(key: _Group) -> str:
@@ -125,9 +148,24 @@ def _no_data(ax: Axes) -> None:
     ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes, color="0.4")
 
 
-def _save(fig: Figure, out_dir: Path, stem: str) -> list[Path]:
+def check_formats(formats: Sequence[str]) -> tuple[str, ...]:
+    """`formats` as a tuple, or InputError naming the first unknown one."""
+    from exfairs.errors import InputError
+
+    out = tuple(f.strip().lower() for f in formats)
+    for f in out:
+        if f not in FORMATS:
+            raise InputError(f"unknown plot format (choose from {', '.join(FORMATS)})",
+                             field="--plot-format", value=f)
+    if not out:
+        raise InputError("give at least one format", field="--plot-format", value="")
+    return out
+
+
+def _save(fig: Figure, out_dir: Path, stem: str,
+          formats: Sequence[str] = DEFAULT_FORMATS) -> list[Path]:
     paths: list[Path] = []
-    for ext in ("png", "svg"):
+    for ext in check_formats(formats):
         dest = out_dir / f"{stem}.{ext}"
         with atomic_temp_path(dest) as tmp:
             fig.savefig(tmp, format=ext, dpi=110)
@@ -199,11 +237,11 @@ def _bin_width(lo: float, hi: float) -> float:
 # Performance
 
 
-def plot_performance(results: Sequence[RunResult], out_dir: str | os.PathLike[str]
-                     ) -> list[Path]:
+def plot_performance(results: Sequence[RunResult], out_dir: str | os.PathLike[str], *,
+                     formats: Sequence[str] = DEFAULT_FORMATS) -> list[Path]:
     """Per (backend, scenario, load): per-client TTFT and end-to-end latency distributions of the
     counted requests, and output throughput over time (mean over seeds), experiments side by
-    side. Returns the PNG and SVG paths written."""
+    side. Returns the paths written (one per format)."""
     out = Path(out_dir)
     paths: list[Path] = []
     for key, runs in _group(results).items():
@@ -231,13 +269,15 @@ def plot_performance(results: Sequence[RunResult], out_dir: str | os.PathLike[st
                 drawn = True
         ax3.set_xlabel("time since run start (s)")
         ax3.set_ylabel("output throughput (tokens/s)")
-        ax3.set_title("Output tokens per second over time (all requests, mean over seeds)")
+        many = len({r.info.seed for rs in runs.values() for r in rs}) > 1
+        ax3.set_title("Output tokens per second over time (all requests"
+                      + (", mean over seeds)" if many else ")"))
         ax3.grid(alpha=0.3)
         if not drawn:
             _no_data(ax3)
         _legend_by_experiment(fig, list(runs))
-        fig.suptitle(f"Performance — {_title(key)}")
-        paths += _save(fig, out, _stem("performance", key))
+        fig.suptitle(f"Performance — {_title(key)} — {_seeds_text(runs)}")
+        paths += _save(fig, out, _stem("performance", key), formats)
     return paths
 
 
@@ -245,30 +285,54 @@ def plot_performance(results: Sequence[RunResult], out_dir: str | os.PathLike[st
 # Fairness
 
 
+def _client_interval(runs: list[RunResult], name: str, attr: str) -> tuple[float, float, float,
+                                                                          str]:
+    """Mean and 95% interval ends of one client's `attr` over `runs`, and the interval's kind:
+    ``"t"`` (over seeds), ``"t-clipped"``, ``"wilson"`` (one run's attainment) or ``""``."""
+    vals: list[float] = []
+    counts: list[tuple[int, int]] = []
+    for r in runs:
+        for cm in r.metrics.per_client:
+            if cm.client == name:
+                m = cm.metrics
+                vals.append(m.slo_attainment if attr == "attainment" else
+                            m.mean_qoe if attr == "qoe" else cm.normalized_service)
+                counts.append((m.slo_met, m.requests))
+    bounds = UNIT if attr in ("attainment", "qoe") else (0.0, math.inf)
+    st = mean_ci95(vals, bounds)
+    if st.n == 1 and attr == "attainment" and len(counts) == 1 and counts[0][1] > 0:
+        lo, hi = wilson_interval(*counts[0])
+        return st.mean, lo, hi, "wilson"
+    if st.n < 2:
+        return st.mean, math.nan, math.nan, ""
+    return st.mean, st.lo, st.hi, "t-clipped" if st.clipped else "t"
+
+
 def _client_bars(ax: Axes, runs: dict[str, list[RunResult]], clients: list[str], attr: str,
-                 ylabel: str) -> None:
+                 ylabel: str) -> set[str]:
+    """Grouped bars of one per-client metric; returns the kinds of interval drawn."""
     exps = list(runs)
     width = 0.8 / max(1, len(exps))
     drawn = False
+    kinds: set[str] = set()
     for k, exp in enumerate(exps):
-        xs, ys, es = [], [], []
+        xs, ys, lo_err, hi_err = [], [], [], []
         for ci, name in enumerate(clients):
-            vals = []
-            for r in runs[exp]:
-                for cm in r.metrics.per_client:
-                    if cm.client == name:
-                        v = (cm.metrics.slo_attainment if attr == "attainment" else
-                             cm.metrics.mean_qoe if attr == "qoe" else cm.normalized_service)
-                        vals.append(v)
-            st = mean_ci95(vals)
-            if st.n:
-                xs.append(ci - 0.4 + width * (k + 0.5))
-                ys.append(st.mean)
-                es.append(0.0 if math.isnan(st.ci95) else st.ci95)
+            mean, lo, hi, kind = _client_interval(runs[exp], name, attr)
+            if math.isnan(mean):
+                continue
+            xs.append(ci - 0.4 + width * (k + 0.5))
+            ys.append(mean)
+            has = kind != "" and not math.isnan(lo)
+            lo_err.append(mean - lo if has else 0.0)
+            hi_err.append(hi - mean if has else 0.0)
+            if has:
+                kinds.add(kind)
         if xs:
             drawn = True
+            err = [lo_err, hi_err] if any(lo_err) or any(hi_err) else None
             ax.bar(xs, ys, width=width * 0.9, color=experiment_color(exp), label=exp,
-                   yerr=es if any(es) else None, capsize=2, ecolor="0.2")
+                   yerr=err, capsize=2, ecolor="0.2")
     ax.set_xticks(range(len(clients)), clients, rotation=30 if len(clients) > 6 else 0)
     ax.set_xlim(-0.6, len(clients) - 0.4)
     ax.set_xlabel("client")
@@ -276,31 +340,49 @@ def _client_bars(ax: Axes, runs: dict[str, list[RunResult]], clients: list[str],
     ax.grid(axis="y", alpha=0.3)
     if not drawn:
         _no_data(ax)
+    return kinds
+
+
+def _interval_note(kinds: set[str]) -> str:
+    """Title suffix saying which intervals a panel shows."""
+    parts = []
+    if kinds & {"t", "t-clipped"}:
+        parts.append("95% t over seeds" + (", clipped to range" if "t-clipped" in kinds else ""))
+    if "wilson" in kinds:
+        parts.append("95% Wilson over requests")
+    return f" (bars: {'; '.join(parts)})" if parts else ""
 
 
 def plot_fairness(results: Sequence[RunResult], out_dir: str | os.PathLike[str],
-                  *, window_s: float | None = None) -> list[Path]:
-    """Per (backend, scenario, load): per-client SLO attainment, mean QoE and normalised service
-    (bars, mean ± 95% CI over seeds) and Jain's index over attainment in arrival windows of
-    `window_s` seconds (default: the run's span / 20) over time. Plus, for each experiment whose
-    runs recorded policy samples, the policy state over time (its lowest seed). Returns the paths.
+                  *, window_s: float | None = None,
+                  formats: Sequence[str] = DEFAULT_FORMATS) -> list[Path]:
+    """Per (backend, scenario, load): per-client SLO attainment, mean QoE and service while
+    backlogged (bars, mean ± 95% CI over seeds), Jain's index over attainment in arrival windows
+    of `window_s` seconds (default: the run's span / 20) over time, and cumulative service per
+    client over time with the first client's share of backlogged service per window. Plus, for
+    each experiment whose runs recorded policy samples, the policy state over time (its lowest
+    seed). Returns the paths.
     """
     out = Path(out_dir)
     paths: list[Path] = []
     for key, runs in _group(results).items():
         clients = _client_names(runs)
-        fig = Figure(figsize=(max(10.0, 0.5 * len(clients) * max(1, len(runs)) + 6), 9),
+        fig = Figure(figsize=(max(10.0, 0.5 * len(clients) * max(1, len(runs)) + 6), 13),
                      layout="constrained")
-        axes = fig.subplots(2, 2)
-        _client_bars(axes[0, 0], runs, clients, "attainment", "SLO attainment (fraction)")
+        axes = fig.subplots(3, 2)
+        kinds = _client_bars(axes[0, 0], runs, clients, "attainment",
+                             "SLO attainment (fraction)")
         axes[0, 0].set_ylim(0, 1.05)
-        axes[0, 0].set_title("SLO attainment per client")
-        _client_bars(axes[0, 1], runs, clients, "qoe", "mean QoE (0-1)")
+        axes[0, 0].set_title("SLO attainment per client" + _interval_note(kinds),
+                             fontsize="medium")
+        kinds = _client_bars(axes[0, 1], runs, clients, "qoe", "mean QoE (0-1)")
         axes[0, 1].set_ylim(0, 1.05)
-        axes[0, 1].set_title("Andes QoE per client")
-        _client_bars(axes[1, 0], runs, clients, "service", "service / max-min fair share")
+        axes[0, 1].set_title("Andes QoE per client" + _interval_note(kinds), fontsize="medium")
+        _client_bars(axes[1, 0], runs, clients, "service",
+                     "service / mean of backlogged clients'")
         axes[1, 0].axhline(1.0, color="0.3", ls="--", lw=1)
-        axes[1, 0].set_title("Weighted service normalised by fair share (1 = fair)")
+        axes[1, 0].set_title("Weighted service while backlogged (1 = as the average)")
+        _cumulative_service(axes[2, 0], axes[2, 1], runs, clients)
         ax = axes[1, 1]
         lo, hi = _span([r for rs in runs.values() for r in rs])
         win = window_s if window_s is not None else (max(hi - lo, 1e-6) / 20.0
@@ -326,21 +408,74 @@ def plot_fairness(results: Sequence[RunResult], out_dir: str | os.PathLike[str],
         ax.set_ylim(0, 1.05)
         ax.set_xlabel("arrival time (s)")
         ax.set_ylabel("Jain's index over SLO attainment")
-        ax.set_title(f"Jain's index over time ({win:.3g} s windows, mean over seeds)")
+        many = len({r.info.seed for rs in runs.values() for r in rs}) > 1
+        ax.set_title(f"Jain's index over time ({win:.3g} s windows"
+                     + (", mean over seeds)" if many else ")"))
         ax.grid(alpha=0.3)
         if not drawn:
             _no_data(ax)
         _legend_by_experiment(fig, list(runs))
-        fig.suptitle(f"Fairness — {_title(key)}")
-        paths += _save(fig, out, _stem("fairness", key))
+        fig.suptitle(f"Fairness — {_title(key)} — {_seeds_text(runs)}")
+        paths += _save(fig, out, _stem("fairness", key), formats)
         for rs in runs.values():
             with_samples = [r for r in rs if r.policy_samples]
             if with_samples:
-                paths += _plot_policy_state(with_samples[0], out, key)
+                paths += _plot_policy_state(with_samples[0], out, key, formats)
     return paths
 
 
-def _plot_policy_state(result: RunResult, out: Path, key: _Group) -> list[Path]:
+def _cumulative_service(ax: Axes, ax_share: Axes, runs: dict[str, list[RunResult]],
+                        clients: list[str]) -> None:
+    """Cumulative weighted service per client over time (VTC's main figure; each experiment's
+    lowest seed, colour by client, line style by experiment) and, beside it, the first client's
+    share of the service given to clients backlogged throughout each metrics window."""
+    from exfairs.metrics import backlogged_service, service_timeline
+
+    styles = ("-", "--", ":", "-.")
+    drawn = shared = False
+    for k, (exp, rs) in enumerate(runs.items()):
+        r = rs[0]
+        tl = service_timeline(r.records, r.clients, r.metrics.service_weights)
+        if tl.times_s.size == 0:
+            continue
+        for ci, name in enumerate(tl.clients):
+            ax.plot(tl.times_s, tl.service[ci], ls=styles[k % len(styles)], lw=1.2,
+                    color=client_color(clients.index(name) if name in clients else ci),
+                    label=f"{name} · {exp}")
+            drawn = True
+        win = r.metrics.fairness.service_window_s
+        if not math.isfinite(win):
+            continue
+        bs = backlogged_service(tl, r.metrics.window_start_s, r.metrics.window_end_s, win)
+        s = bs.service[:, 0] / np.nansum(bs.service, axis=1).clip(min=1e-12)
+        ok = bs.compared & ~np.isnan(s)
+        if ok.any():
+            mid = (bs.edges_s[:-1] + bs.edges_s[1:]) / 2.0
+            ax_share.plot(mid[ok], s[ok], marker="o", ms=3, color=experiment_color(exp),
+                          label=exp)
+            shared = True
+    ax.set_xlabel("time since run start (s)")
+    ax.set_ylabel("cumulative weighted service (tokens / weight)")
+    ax.set_title("Service per client over time (lowest seed; colour = client)",
+                 fontsize="medium")
+    ax.grid(alpha=0.3)
+    if drawn:
+        ax.legend(fontsize="x-small", ncol=2)
+    else:
+        _no_data(ax)
+    first = clients[0] if clients else "first client"
+    ax_share.set_ylim(0, 1.05)
+    ax_share.set_xlabel("time since run start (s)")
+    ax_share.set_ylabel(f"{first}'s share of backlogged service")
+    ax_share.set_title("Share while backlogged, per metrics window (lowest seed)",
+                       fontsize="medium")
+    ax_share.grid(alpha=0.3)
+    if not shared:
+        _no_data(ax_share)
+
+
+def _plot_policy_state(result: RunResult, out: Path, key: _Group,
+                       formats: Sequence[str] = DEFAULT_FORMATS) -> list[Path]:
     samples = result.policy_samples
     metrics: list[str] = []
     for s in samples:
@@ -366,52 +501,57 @@ def _plot_policy_state(result: RunResult, out: Path, key: _Group) -> list[Path]:
     fig.suptitle(f"{result.info.experiment} policy state — {_title(key)} — "
                  f"seed {result.info.seed}")
     stem = f"{_stem('policy', key)}_{_slug(result.info.experiment)}_seed{result.info.seed}"
-    return _save(fig, out, stem)
+    return _save(fig, out, stem, formats)
 
 
 # ----------------------------------------------------------------------------------------------
 # Aggregated
 
 
-def plot_aggregated(rows: Sequence[SummaryRow], out_dir: str | os.PathLike[str]) -> list[Path]:
-    """Per (backend, scenario): every summary metric as grouped bars — load factors on the x axis,
-    experiments side by side — with Student-t 95% CI error bars over seeds. Returns the paths."""
+def plot_aggregated(rows: Sequence[SummaryRow], out_dir: str | os.PathLike[str], *,
+                    formats: Sequence[str] = DEFAULT_FORMATS) -> list[Path]:
+    """Per (backend, scenario): every summary metric against the load factor — one line per
+    experiment (mean over seeds, markers at the measured loads) with 95% intervals over seeds
+    clipped to the metric's range (a panel says when clipping happened). Returns the paths."""
     out = Path(out_dir)
     paths: list[Path] = []
     groups: dict[tuple[str, str], list[SummaryRow]] = {}
     for r in rows:
         groups.setdefault((r.backend, r.scenario), []).append(r)
     for (backend, scenario), grp in sorted(groups.items()):
-        exps = sorted({r.experiment for r in grp})
+        exps = sorted({r.experiment for r in grp}, key=experiment_sort_key)
         loads = sorted({r.load_factor for r in grp})
         ncols = 3
         nrows = math.ceil(len(SUMMARY_METRICS) / ncols)
         fig = Figure(figsize=(5.2 * ncols, 3.4 * nrows), layout="constrained")
         axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
-        width = 0.8 / max(1, len(exps))
+        # Experiments side by side at each load (a small dodge) so equal results stay visible.
+        span = (loads[-1] - loads[0]) if len(loads) > 1 else 1.0
+        dodge = {e: (k - (len(exps) - 1) / 2) * 0.012 * span for k, e in enumerate(exps)}
         for ax, spec in zip(axes, SUMMARY_METRICS, strict=False):
-            drawn = False
-            for k, exp in enumerate(exps):
-                xs, ys, es = [], [], []
-                for li, load in enumerate(loads):
-                    match = [r for r in grp if r.experiment == exp and r.load_factor == load]
-                    if not match:
-                        continue
-                    st = match[0].stat(spec.key)
-                    if math.isnan(st.mean):
-                        continue
-                    xs.append(li - 0.4 + width * (k + 0.5))
-                    ys.append(st.mean)
-                    es.append(0.0 if math.isnan(st.ci95) else st.ci95)
-                if xs:
-                    drawn = True
-                    ax.bar(xs, ys, width=width * 0.9, color=experiment_color(exp), label=exp,
-                           yerr=es if any(es) else None, capsize=3, ecolor="0.2")
-            ax.set_xticks(range(len(loads)), [f"{x:g}×" for x in loads])
+            drawn = clipped = False
+            for exp in exps:
+                pts = sorted((r.load_factor, r.stat(spec.key)) for r in grp
+                             if r.experiment == exp and not math.isnan(r.stat(spec.key).mean))
+                if not pts:
+                    continue
+                xs = np.asarray([x for x, _ in pts]) + dodge[exp]
+                ys = np.asarray([st.mean for _, st in pts])
+                lo = np.asarray([st.mean - st.lo if st.n > 1 else 0.0 for _, st in pts])
+                hi = np.asarray([st.hi - st.mean if st.n > 1 else 0.0 for _, st in pts])
+                clipped |= any(st.clipped for _, st in pts)
+                err = np.vstack([lo, hi]) if (lo.any() or hi.any()) else None
+                ax.errorbar(xs, ys, yerr=err, color=experiment_color(exp), label=exp,
+                            marker="o", ms=4, lw=1.5, capsize=3)
+                drawn = True
+            ax.set_xticks(loads, [f"{x:g}×" for x in loads])
             ax.set_xlabel("load factor (× capacity)")
             ax.set_ylabel(spec.label)
-            ax.set_title(spec.label + (" ↑" if spec.higher_is_better else " ↓"))
-            ax.grid(axis="y", alpha=0.3)
+            if spec.bounds[1] == 1.0:
+                ax.set_ylim(-0.02, 1.02)
+            ax.set_title(spec.label + (" ↑" if spec.higher_is_better else " ↓")
+                         + (" (CI clipped to range)" if clipped else ""), fontsize="medium")
+            ax.grid(alpha=0.3)
             if not drawn:
                 _no_data(ax)
         for ax in axes[len(SUMMARY_METRICS):]:
@@ -420,5 +560,5 @@ def plot_aggregated(rows: Sequence[SummaryRow], out_dir: str | os.PathLike[str])
         seeds = sorted({len(r.seeds) for r in grp})
         fig.suptitle(f"Aggregated — {scenario} — {backend} — mean ± 95% CI over "
                      f"{'/'.join(str(s) for s in seeds)} seed(s)")
-        paths += _save(fig, out, f"aggregated_{_slug(backend)}_{_slug(scenario)}")
+        paths += _save(fig, out, f"aggregated_{_slug(backend)}_{_slug(scenario)}", formats)
     return paths

@@ -1,24 +1,24 @@
-"""One results file per run (DESIGN.md §8): provenance, clients, records, metrics, policy samples.
+"""One result per run (DESIGN.md §8): a JSON file ``X.json`` and its records, ``X.parquet``.
 
-The file is JSON with a versioned schema::
+``X.json`` (schema version 2) is, at its top level, ``"schema": "exfairs.result",
+"schema_version": 2``, the run's flat summary (`exfairs.export.flat_summary`: `vllm bench serve`
+keys such as ``mean_ttft_ms``, ``p99_itl_ms``, ``request_throughput``, ``duration``, the fairness
+indices, ``per_client``), then::
 
-    {"schema": "exfairs.result", "schema_version": 1,
-     "info": {...RunInfo...}, "clients": [...], "records": [...], "metrics": {...},
-     "policy_samples": [...]}
+    "records_file": "X.parquet", "records_sha256": "...", "num_records": N,
+    "run": {"info": {...RunInfo...}, "clients": [...], "metrics": {...}, "policy_samples": [...]}
 
-Every dataclass is written field by field under its field names, so the file reads like the types
-in `exfairs.records`, `exfairs.metrics` and this module. Conventions:
+``run`` holds every dataclass field by field under its field names, so it reads like the types in
+`exfairs.records`, `exfairs.metrics` and this module: enums are their values, ``(name, value)``
+pair tuples (engine knobs, policy parameters, policy-sample values) JSON objects, NaN is JSON
+``null`` and ±inf the strings ``"inf"``/``"-inf"``. The records are Parquet (one row per request,
+token times exact; see `exfairs.export`), so pandas or polars read them without ExFairS.
 
-* non-finite floats are the strings ``"nan"``, ``"inf"``, ``"-inf"`` (the file stays strict JSON);
-* enums are their values (``"finished"``); ``(name, value)`` pair tuples (engine knobs, policy
-  parameters, policy-sample values) are JSON objects;
-* a record's `token_times_s` is stored exactly but compactly: the float64 array, byte-shuffled,
-  zlib-compressed and base64-encoded (``{"f64z": "..."}``) — about 5 bytes per token instead of
-  about 19 as decimal text (600 requests × 256 tokens: about 1.3 MB instead of 3.0 MB).
-
-`write_result` writes atomically (temp file + os.replace); `read_result` loads the same dataclasses
-back (equal to what was written) and raises `InputError` naming the file and the field path
-(e.g. ``records[12].slo.e2e_s``) for a malformed file.
+`write_result` writes both files atomically (each via a temp file + os.replace, the records
+first; the JSON names the records file's SHA-256, so a records file that does not belong to the
+JSON is detected); `read_result` loads the same dataclasses back (equal to what was written) and
+raises `InputError` naming the file and the field path (e.g. ``run.info.seed``) for a malformed
+file. Version-1 files (one JSON document with the records inline) are still read.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import hashlib
 import json
 import logging
 import math
@@ -43,7 +44,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from exfairs.atomic import atomic_writer
+from exfairs.atomic import atomic_temp_path, atomic_writer
 from exfairs.errors import InputError
 from exfairs.metrics import RunMetrics
 from exfairs.records import ClientInfo, PolicySample, RequestRecord
@@ -51,7 +52,8 @@ from exfairs.records import ClientInfo, PolicySample, RequestRecord
 _log = logging.getLogger(__name__)
 
 SCHEMA = "exfairs.result"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+_READABLE_VERSIONS = (1, 2)
 
 Scalar = int | float | str | bool
 Knobs = tuple[tuple[str, Scalar], ...]
@@ -117,9 +119,9 @@ def utc_now() -> str:
 # Encoding
 
 
-def _encode_float(x: float) -> float | str:
+def _encode_float(x: float) -> float | str | None:
     if math.isnan(x):
-        return "nan"
+        return None
     if math.isinf(x):
         return "inf" if x > 0 else "-inf"
     return x
@@ -154,18 +156,62 @@ def _encode(value: Any) -> Any:
     raise TypeError(f"cannot encode {type(value).__name__} in a results file")
 
 
-def result_to_dict(result: RunResult) -> dict[str, Any]:
-    """The JSON document of `result` (what `write_result` writes)."""
-    body = _encode(result)
-    return {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, **body}
+def encode_run(result: RunResult) -> dict[str, Any]:
+    """The ``run`` part of a results document: info, clients, metrics, policy samples (no
+    records), as JSON-ready values."""
+    return {"info": _encode(result.info), "clients": _encode(result.clients),
+            "metrics": _encode(result.metrics), "policy_samples": _encode(result.policy_samples)}
+
+
+def decode_run(run: Any, source: str = "<dict>") -> RunResult:
+    """The `RunResult` (without records) of a ``run`` part made by `encode_run`; InputError
+    naming `source` and the field path when it does not match."""
+    return result_from_dict({"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "run": run},
+                            source)
+
+
+def records_path(path: str | os.PathLike[str]) -> Path:
+    """The records (Parquet) file that belongs to the results JSON at `path`."""
+    return Path(path).with_suffix(".parquet")
+
+
+def result_to_dict(result: RunResult, records_file: str = "", records_sha256: str = ""
+                   ) -> dict[str, Any]:
+    """The JSON document of `result` (what `write_result` writes; the records go to Parquet)."""
+    from exfairs.export import flat_summary
+
+    run = encode_run(result)
+    return {"schema": SCHEMA, "schema_version": SCHEMA_VERSION,
+            **flat_summary(result.info, result.clients, result.metrics),
+            "records_file": records_file, "records_sha256": records_sha256,
+            "num_records": len(result.records), "run": run}
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def write_result(result: RunResult, path: str | os.PathLike[str]) -> None:
-    """Write `result` to `path` as JSON, atomically (a crash leaves the old file or none)."""
-    doc = result_to_dict(result)
-    with atomic_writer(path) as f:
-        json.dump(doc, f, allow_nan=False, separators=(",", ":"))
-        f.write("\n")
+    """Write `result` to `path` (JSON) and its records beside it (`records_path`), each file
+    atomically; on an exception neither file changes."""
+    from exfairs.export import write_records_parquet
+
+    dest = Path(path)
+    rec_dest = records_path(dest)
+    m = result.metrics
+    # The JSON is renamed into place first, then the records: in between (or after a crash
+    # there) the checksum tells a reader that the records file is not this JSON's.
+    with atomic_temp_path(rec_dest) as tmp_records:
+        write_records_parquet(result.records, tmp_records, (m.window_start_s, m.window_end_s),
+                              atomic=False)
+        doc = result_to_dict(result, rec_dest.name, _sha256(tmp_records))
+        with atomic_writer(dest) as f:
+            json.dump(doc, f, allow_nan=False, separators=(",", ":"))
+            f.write("\n")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -277,6 +323,8 @@ def _decode(tp: Any, value: Any, path: str) -> Any:
             raise _Bad(path, value, "expected an integer")
         return value
     if tp is float:
+        if value is None:
+            return math.nan
         if isinstance(value, str) and value in ("nan", "inf", "-inf"):
             return math.nan if value == "nan" else float(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -298,21 +346,75 @@ def result_from_dict(doc: Any, source: str = "<dict>") -> RunResult:
         raise InputError(f"not a results file (expected schema {SCHEMA!r})", field="schema",
                          value=doc.get("schema"), source=source)
     version = doc.get("schema_version")
-    if version != SCHEMA_VERSION:
+    if version not in _READABLE_VERSIONS:
         raise InputError(f"unsupported results schema version (this reader knows "
-                         f"{SCHEMA_VERSION}); use a matching exfairs version",
-                         field="schema_version", value=version, source=source)
+                         f"{', '.join(map(str, _READABLE_VERSIONS))}); use a matching exfairs "
+                         "version", field="schema_version", value=version, source=source)
+    body: dict[str, Any] = doc
+    prefix = ""
+    if version == 2:
+        run, prefix = doc.get("run"), "run."
+        if not isinstance(run, dict):
+            raise InputError("missing", field="run", value=None, source=source)
+        body = {**run, "records": []}
     try:
-        result: RunResult = _decode(RunResult, doc, "")
+        result: RunResult = _decode(RunResult, body, "")
     except _Bad as exc:
         shown = exc.value if not isinstance(exc.value, (dict, list)) else type(exc.value).__name__
-        raise InputError(exc.message, field=exc.path, value=shown, source=source) from None
+        raise InputError(exc.message, field=prefix + exc.path, value=shown,
+                         source=source) from None
     return result
 
 
-def read_result(path: str | os.PathLike[str]) -> RunResult:
-    """Load a results file written by `write_result`; InputError naming the file (and the field)
-    when it is missing, not JSON, or does not match the schema."""
+def _records_file(doc: dict[str, Any], path: Path) -> Path:
+    """The records file named by a schema-2 document, checked to exist and to be the one the
+    document was written with (its SHA-256)."""
+    name = doc.get("records_file")
+    if not isinstance(name, str) or not name or Path(name).name != name:
+        raise InputError("expected the records file's name", field="records_file", value=name,
+                         source=str(path))
+    rec_path = path.parent / name
+    if not rec_path.is_file():
+        raise InputError("the records file is missing", field="records_file", value=name,
+                         source=str(path))
+    if _sha256(rec_path) != doc.get("records_sha256"):
+        raise InputError("the records file does not belong to this results file (checksum "
+                         "differs); rerun the cell", field="records_file", value=name,
+                         source=str(path))
+    return rec_path
+
+
+def _attach_records(result: RunResult, doc: dict[str, Any], path: Path) -> RunResult:
+    from exfairs.export import read_records_parquet
+
+    records = read_records_parquet(_records_file(doc, path))
+    if len(records) != doc.get("num_records"):
+        raise InputError(f"the records file has {len(records)} rows", field="num_records",
+                         value=doc.get("num_records"), source=str(path))
+    return dataclasses.replace(result, records=records)
+
+
+def check_result(path: str | os.PathLike[str]) -> RunResult:
+    """`read_result` without decoding the records (they come back empty) but with everything
+    that makes them loadable checked: the JSON, and the records file's presence, checksum and
+    Parquet footer and row count. For resuming sweeps: much cheaper than a full read."""
+    from exfairs.export import records_row_count
+
+    p = Path(path)
+    result = read_result(p, records=False)
+    doc = json.loads(p.read_text(encoding="utf-8"))
+    if doc.get("schema_version") == 2:
+        rows = records_row_count(_records_file(doc, p))
+        if rows != doc.get("num_records"):
+            raise InputError(f"the records file has {rows} rows", field="num_records",
+                             value=doc.get("num_records"), source=str(p))
+    return result
+
+
+def read_result(path: str | os.PathLike[str], *, records: bool = True) -> RunResult:
+    """Load a result written by `write_result` (with its records unless `records` is False:
+    then `records` is empty and the Parquet file is not read); InputError naming the file (and
+    the field) when it is missing, not JSON, or does not match the schema."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
@@ -324,17 +426,23 @@ def read_result(path: str | os.PathLike[str]) -> RunResult:
     except json.JSONDecodeError as exc:
         raise InputError(f"not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}); "
                          "the file may be truncated", source=str(p)) from None
-    return result_from_dict(doc, str(p))
+    result = result_from_dict(doc, str(p))
+    if records and doc.get("schema_version") == 2:
+        result = _attach_records(result, doc, p)
+    elif not records:
+        result = dataclasses.replace(result, records=())
+    return result
 
 
-def read_results(paths: Sequence[str | os.PathLike[str]]) -> list[RunResult]:
+def read_results(paths: Sequence[str | os.PathLike[str]], *, records: bool = True
+                 ) -> list[RunResult]:
     """`read_result` for each path, in order; a directory stands for its ``*.json`` files
     (sorted by name)."""
     out: list[RunResult] = []
     for p in paths:
         path = Path(p)
         if path.is_dir():
-            out.extend(read_result(f) for f in sorted(path.glob("*.json")))
+            out.extend(read_result(f, records=records) for f in sorted(path.glob("*.json")))
         else:
-            out.append(read_result(path))
+            out.append(read_result(path, records=records))
     return out

@@ -63,6 +63,7 @@ from typing import Any, Literal, TypeVar
 import numpy as np
 
 from exfairs.errors import ConfigError, InputError
+from exfairs.paths import read_input_bytes
 from exfairs.records import SLO, ClientInfo, LatencyModel
 from exfairs.traces import Trace, TraceColumns, read_trace
 
@@ -910,13 +911,7 @@ def load_scenario(path_or_name: str | os.PathLike[str]) -> Scenario:
     source = os.fspath(path_or_name)
     p = Path(source)
     if p.suffix == ".toml" or p.exists() or os.sep in source:
-        try:
-            data = p.read_bytes()
-        except FileNotFoundError:
-            raise InputError("no such scenario file", field="scenario", value=source) from None
-        except OSError as exc:
-            raise InputError(f"cannot read scenario file: {exc}", field="scenario",
-                             value=source) from None
+        data = read_input_bytes(p, field="scenario", what="scenario file")
         return scenario_from_toml(_decode(data, source), source=source, default_name=p.stem,
                                   base_dir=p.parent)
     names = bundled_scenarios()

@@ -23,7 +23,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from exfairs import __version__
+from exfairs.atomic import remove_stale_temps
+from exfairs.dirlock import locked_dir
 from exfairs.errors import InputError
+from exfairs.paths import check_named_input, check_output_dir, read_input_bytes
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -226,13 +229,13 @@ def load_sweep(path_or_name: str | os.PathLike[str]) -> SweepConfig:
 
     p = Path(path_or_name)
     if p.suffix == ".toml" or p.exists():
+        data = read_input_bytes(p, field="sweep", what="sweep file")
         try:
-            return sweep_from_toml(p.read_text(encoding="utf-8"), str(p))
-        except FileNotFoundError:
-            raise InputError("no such sweep file", field="sweep", value=str(p)) from None
-        except (OSError, UnicodeDecodeError) as exc:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
             raise InputError(f"cannot read sweep file: {exc}", field="sweep",
                              value=str(p)) from None
+        return sweep_from_toml(text, str(p))
     folder = resources.files("exfairs").joinpath("data", "sweeps")
     res = folder.joinpath(f"{path_or_name}.toml")
     if not res.is_file():
@@ -271,19 +274,43 @@ def compute_cell(cell: Cell) -> RunResult:
     apart from the wall-clock fields of `RunInfo`."""
     import time
 
-    from exfairs.calibration.profile import EngineDefaults, load_profile
     from exfairs.metrics import compute_metrics
     from exfairs.policies import parse_experiment
     from exfairs.results import RunInfo, RunResult, git_revision
-    from exfairs.scenario import load_scenario
-    from exfairs.sim.config import EngineConfig
     from exfairs.sim.runner import simulate
-    from exfairs.workload import draw_workload, estimate_capacity_rps, measure_window
+    from exfairs.workload import measure_window
 
     t0 = time.perf_counter()
+    scenario, profile, engine, workload = _prepare(cell)
+    experiment = parse_experiment(cell.experiment)
+    sim = simulate(workload, experiment, profile, engine=engine,
+                   policy_params=dict(cell.policy_params),
+                   max_inflight=split_gate_knob(cell.engine)[1])
+    metrics = compute_metrics(sim.records, workload.clients,
+                              window=measure_window(scenario, workload))
+    wall = time.perf_counter() - t0
+    info = RunInfo(
+        backend="sim", scenario=scenario.name, experiment=experiment.name,
+        policy=experiment.policy, mode=experiment.mode.value, seed=cell.seed,
+        load_factor=cell.load_factor, profile_id=profile.id,
+        engine_knobs=_engine_knobs(engine) + _gate_knobs(sim), policy_params=cell.policy_params,
+        package_version=__version__, git_revision=git_revision(),
+        created_utc=_utc_now(), wall_time_s=wall,
+    )
+    return RunResult(info=info, clients=workload.clients, records=sim.records, metrics=metrics,
+                     policy_samples=sim.policy_samples)
+
+
+def _prepare(cell: Cell) -> tuple[Any, Any, Any, Any]:
+    """(scenario, profile, engine config, drawn workload) of `cell`."""
+    from exfairs.calibration.profile import EngineDefaults, load_profile
+    from exfairs.scenario import load_scenario
+    from exfairs.sim.config import EngineConfig
+    from exfairs.workload import draw_workload, estimate_capacity_rps
+
     scenario = load_scenario(cell.scenario)
     profile = load_profile(cell.profile)
-    engine = EngineConfig.from_profile(profile, **dict(cell.engine))
+    engine = EngineConfig.from_profile(profile, **split_gate_knob(cell.engine)[0])
     cost = profile.cost_model(engine.max_num_batched_tokens)
     defaults = EngineDefaults(
         num_gpu_blocks=engine.num_gpu_blocks, block_size=engine.block_size,
@@ -292,22 +319,31 @@ def compute_cell(cell: Cell) -> RunResult:
     capacity = estimate_capacity_rps(scenario, cost, defaults)
     workload = draw_workload(scenario, cell.seed, cost, load_factor=cell.load_factor,
                              capacity_rps=capacity, max_model_len=engine.max_model_len)
-    experiment = parse_experiment(cell.experiment)
-    sim = simulate(workload, experiment, profile, engine=engine,
-                   policy_params=dict(cell.policy_params))
-    metrics = compute_metrics(sim.records, workload.clients,
-                              window=measure_window(scenario, workload))
-    wall = time.perf_counter() - t0
-    info = RunInfo(
-        backend="sim", scenario=scenario.name, experiment=experiment.name,
-        policy=experiment.policy, mode=experiment.mode.value, seed=cell.seed,
-        load_factor=cell.load_factor, profile_id=profile.id,
-        engine_knobs=_engine_knobs(engine), policy_params=cell.policy_params,
-        package_version=__version__, git_revision=git_revision(),
-        created_utc=_utc_now(), wall_time_s=wall,
-    )
-    return RunResult(info=info, clients=workload.clients, records=sim.records, metrics=metrics,
-                     policy_samples=sim.policy_samples)
+    return scenario, profile, engine, workload
+
+
+#: Travels with the engine knobs (a sweep file's [engine] table, `exfairs-sim --max-inflight`)
+#: but is the gate's: how many requests gate mode releases into the engine (default
+#: max_num_seqs). Results record it, and the gate's KV warning (sim.runner.gate_kv_warning), as
+#: the knobs `max_inflight` and `gate_warning`.
+GATE_KNOB = "max_inflight"
+
+
+def split_gate_knob(knobs: Knobs) -> tuple[dict[str, Any], int | None]:
+    """(the engine's own knobs, `max_inflight` or None); InputError for a bad value."""
+    rest = dict(knobs)
+    value = rest.pop(GATE_KNOB, None)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise InputError("must be an integer ≥ 1", field=f"engine.{GATE_KNOB}", value=value)
+    return rest, value
+
+
+def _gate_knobs(sim: Any) -> Knobs:
+    knobs: list[tuple[str, Any]] = []
+    if sim.max_inflight is not None:
+        knobs.append((GATE_KNOB, sim.max_inflight))
+    knobs.extend(("gate_warning", w) for w in sim.warnings)
+    return tuple(knobs)
 
 
 def _engine_knobs(engine: Any) -> Knobs:
@@ -328,10 +364,10 @@ def is_done(cell: Cell, out_dir: Path) -> bool:
     path = out_dir / cell.file_name()
     if not path.is_file():
         return False
-    from exfairs.results import read_result
+    from exfairs.results import check_result
 
     try:
-        read_result(path)
+        check_result(path)  # everything read_result checks, without decoding every record
     except (InputError, OSError, ValueError):
         _log.warning("results file %s is unreadable; the cell will be recomputed", path)
         return False
@@ -354,7 +390,7 @@ class SweepRun:
         for o in self.outcomes:
             light = o.light
             if light is None:
-                light = replace(read_result(o.path), records=(), policy_samples=())
+                light = replace(read_result(o.path, records=False), policy_samples=())
             out.append(light)
         return out
 
@@ -368,8 +404,12 @@ def run_sweep(
     progress: Callable[[int, int, CellOutcome], None] | None = None,
     executor: str = "process",
     scheduler: str | None = None,
+    on_done: Callable[[SweepRun], None] | None = None,
 ) -> SweepRun:
     """Run every cell not already done (all with `force`), `jobs` processes at a time.
+
+    `on_done` is called with the finished run while the directory is still locked: whatever
+    it writes there (summaries, plots) cannot meet another sweep's cleanup.
 
     `executor` is ``"process"`` (a local process pool of `jobs` workers) or ``"dask"``: the cells
     run on the Dask cluster at `scheduler` (``tcp://host:port``), or on a `LocalCluster` of `jobs`
@@ -377,24 +417,49 @@ def run_sweep(
     writes the files, so workers need no shared file system.
 
     Interrupting (Ctrl-C) keeps every cell finished so far: each is its own file, written
-    atomically.
+    atomically. The directory is locked for the run (exfairs.dirlock): a second sweep into it
+    is refused with InputError; temporary files left by a killed run are removed, and any cell
+    whose file does not load is recomputed.
     """
     if executor not in ("process", "dask"):
         raise InputError("must be 'process' or 'dask'", field="executor", value=executor)
     cells = config.cells()
     # Every input is checked before the output directory is touched, so bad input leaves nothing
     # behind and fails at once, not in a worker after other cells were written.
-    validate_inputs(config)
+    validate_inputs(config, jobs)
+    check_output_dir(out_dir)
     if executor == "dask":
         _dask_api()
         if scheduler is not None:
             _probe_scheduler(scheduler)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    with locked_dir(out_dir):
+        # Holding the lock, no other exfairs process writes here: temporary files are a killed
+        # run's leftovers.
+        for stale in remove_stale_temps(out_dir):
+            _log.info("removed %s, left by an interrupted run", stale)
+        run = _run_locked(config, cells, out_dir, jobs, force, progress, executor, scheduler)
+        if on_done is not None:
+            on_done(run)
+        return run
+
+
+def _run_locked(config: SweepConfig, cells: list[Cell], out_dir: Path, jobs: int, force: bool,
+                progress: Callable[[int, int, CellOutcome], None] | None, executor: str,
+                scheduler: str | None) -> SweepRun:
+    from exfairs.resume_index import ResumeIndex
+
     results: dict[Cell, CellOutcome] = {}
     todo: list[Cell] = []
+    # The resume index vouches for unchanged finished cells, so a rerun opens no results file.
+    index = ResumeIndex.load(out_dir)
     for cell in cells:
-        if not force and is_done(cell, out_dir):
-            results[cell] = CellOutcome(cell, out_dir / cell.file_name(), skipped=True)
+        path = out_dir / cell.file_name()
+        light = None if force else index.lookup(path)
+        if light is None and not force and is_done(cell, out_dir):
+            light = _light(path)
+            index.record(path, light)
+        if light is not None:
+            results[cell] = CellOutcome(cell, path, skipped=True, light=light)
         else:
             todo.append(cell)
     done = len(results)
@@ -403,12 +468,23 @@ def run_sweep(
             progress(done, len(cells), outcome)
     runner = (_execute_dask(todo, out_dir, jobs, scheduler) if executor == "dask"
               else _execute(todo, out_dir, jobs))
-    for outcome in runner:
-        results[outcome.cell] = outcome
-        done += 1
-        if progress:
-            progress(done, len(cells), outcome)
+    try:
+        for outcome in runner:
+            results[outcome.cell] = outcome
+            if outcome.light is not None:
+                index.record(outcome.path, outcome.light)
+            done += 1
+            if progress:
+                progress(done, len(cells), outcome)
+    finally:
+        index.rewrite(o.path.name for o in results.values())
     return SweepRun(config, out_dir, tuple(results[c] for c in cells))
+
+
+def _light(path: Path) -> RunResult:
+    from exfairs.results import read_result
+
+    return replace(read_result(path, records=False), policy_samples=())
 
 
 def _execute(cells: Sequence[Cell], out_dir: Path, jobs: int) -> Iterator[CellOutcome]:
@@ -474,44 +550,58 @@ def _execute_dask(cells: Sequence[Cell], out_dir: Path, jobs: int,
             cluster.close()
 
 
-def validate_inputs(config: SweepConfig) -> None:
+def validate_inputs(config: SweepConfig, jobs: int = 1) -> None:
     """Load every scenario and the profile, build the engine configuration and each policy of
-    the sweep once, so that bad input raises InputError (naming the file, field and value)
-    before any cell runs."""
+    the sweep once, and check that `jobs` cells at a time fit in memory, so that bad input raises
+    InputError (naming the file, field and value) before any cell runs."""
     try:
-        _validate_inputs(config)
+        _validate_inputs(config, jobs)
     except InputError as exc:
         if exc.source is None and config.source is not None:
             raise exc.with_source(config.source) from None
         raise
 
 
-def _validate_inputs(config: SweepConfig) -> None:
+def _validate_inputs(config: SweepConfig, jobs: int) -> None:
     from exfairs.calibration.profile import load_profile
     from exfairs.errors import ConfigError
-    from exfairs.policies import make_policy, parse_experiment
+    from exfairs.policies import parse_experiment
+    from exfairs.policies.params import check_params_for
     from exfairs.scenario import load_scenario
     from exfairs.sim.config import EngineConfig
 
     for scen in config.scenarios:
         load_scenario(scen)
+    check_named_input(config.profile, suffix=".json", field="profile", what="profile file")
     profile = load_profile(config.profile)
     try:
-        EngineConfig.from_profile(profile, **dict(config.engine))
+        EngineConfig.from_profile(profile, **split_gate_knob(config.engine)[0])
     except ConfigError as exc:
         raise InputError(exc.detail, field=f"engine.{exc.field}", value=exc.value,
                          source=exc.source) from None
-    params = {k.upper(): dict(v) for k, v in config.policy_params}
-    # Parameters for a policy the sweep does not run are checked too: a typo must not pass.
-    used = {parse_experiment(e).policy.upper(): parse_experiment(e).policy
-            for e in config.experiments}
-    for policy in sorted(set(used) | set(params)):
-        try:
-            make_policy(used.get(policy, policy), params.get(policy))
-        except InputError as exc:
-            field_name = f"policy_params.{policy}" if policy in params else exc.field
-            raise InputError(exc.detail, field=field_name, value=exc.value,
-                             source=exc.source) from None
+    check_params_for([parse_experiment(e).policy for e in config.experiments],
+                     {k: dict(v) for k, v in config.policy_params})
+    _preflight(config, jobs)
+
+
+def _preflight(config: SweepConfig, jobs: int) -> None:
+    """Refuse a sweep whose cells cannot fit in memory (exfairs.preflight), before any runs: the
+    capacity grids are checked from the client count before a workload is drawn, then the run
+    from the workload of the heaviest load factor (first seed) of each scenario."""
+    from exfairs.preflight import check_run_fits, estimate_run_memory, estimate_setup_memory
+    from exfairs.scenario import load_scenario
+
+    parallel = max(1, min(jobs, len(config.cells())))
+    for scen in config.scenarios:
+        scenario = load_scenario(scen)
+        check_run_fits(estimate_setup_memory(len(scenario.clients)), what=f"scenario {scen}",
+                       parallel=parallel)
+        cell = Cell(scen, config.experiments[0], min(config.seeds), float(max(config.load_factors)),
+                    config.profile, config.engine)
+        _, profile, engine, workload = _prepare(cell)
+        min_step_s = profile.cost_model(engine.max_num_batched_tokens).step_ms(0, 0, 1, 1) / 1e3
+        check_run_fits(estimate_run_memory(workload, min_step_s=min_step_s),
+                       what=f"scenario {scen}", parallel=parallel)
 
 
 def _dask_api() -> tuple[Any, Any, Any]:

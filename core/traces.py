@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from exfairs.errors import ConfigError, InputError
+from exfairs.paths import read_input_bytes
 from exfairs.records import ClientInfo, LatencyModel, Workload
 from exfairs.rng import stream
 
@@ -46,6 +47,8 @@ ZeroOutput = Literal["error", "drop", "one"]
 _UNIT_SCALE = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
 _TZ_SUFFIX = re.compile(r"(Z|[+-]\d\d:?\d\d)$")
 
+#: Largest trace file read (bytes): public traces are tens of MB (Azure 2023 code: 1.6 MB).
+TRACE_LIMIT_BYTES = 1024 * 2**20
 #: Bundled traces by name (files in ``exfairs/data/traces``).
 BUNDLED_TRACES: Mapping[str, str] = {
     "azure-conv": "azure_llm_2023_conv.csv",
@@ -142,6 +145,9 @@ def _read_bytes(path_or_name: str | os.PathLike[str], base_dir: Path | None) -> 
     p = Path(name)
     if base_dir is not None and not p.is_absolute():
         p = base_dir / p
+    if os.path.lexists(p):  # a device or FIFO would be read without end
+        return read_input_bytes(p, field="trace", what="trace file",
+                                limit=TRACE_LIMIT_BYTES), str(p)
     try:
         return p.read_bytes(), str(p)
     except FileNotFoundError:

@@ -9,7 +9,7 @@ record outcomes: `BackendTimeout` → TIMED_OUT, `EngineDead` → the run stops,
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -77,12 +77,15 @@ class Backend(Protocol):
         ...
 
     def stream(
-        self, request: Request, prompt_token_ids: Sequence[int], priority: int
+        self, request: Request, prompt_token_ids: Sequence[int], priority: int, *,
+        extra_args: Mapping[str, str | int | float] | None = None,
     ) -> AsyncGenerator[TokenChunk, None]:
         """Submit `request` with these prompt token ids and `priority` (lower runs first; ignored
         unless the engine schedules by priority) and yield its tokens as they come, with exactly
         ``request.output_tokens`` tokens in total when it completes. Cancelling the consumer
-        aborts the request in the engine."""
+        aborts the request in the engine. `extra_args` go to vLLM's ``SamplingParams.extra_args``
+        (HTTP: ``vllm_xargs``) for the scheduler plug-in; the driver passes the keyword only when
+        it has some, so backends without a plug-in need not accept it."""
         ...
 
     async def close(self) -> None:

@@ -6,13 +6,19 @@
 
 With ``--model`` ExFairS starts vLLM's AsyncLLM in this process (one engine per scheduling policy
 the experiments need: gate experiments run on an FCFS engine, priority ones on a priority engine,
-as in the simulator); with ``--vllm-url`` it talks to a running OpenAI-compatible server (start it
-with the same knobs, and ``--scheduling-policy priority`` for priority experiments).
+as in the simulator; ENGINE_* experiments run on the FCFS engine, where the ExFairS scheduler
+plug-in lets the policy order the queue); with ``--vllm-url`` it talks to a running
+OpenAI-compatible server (start it with the same knobs, ``--scheduling-policy priority`` for
+priority experiments, and ``--scheduler-cls exfairs.live.engine_plugin.ExfairsScheduler`` for
+ENGINE_* experiments and step logs: docs/plugin.md). Every run's step log lands in OUT/steplogs/.
 
 The API key is read from ``--api-key`` or, better (it stays out of the process list), from the
 environment variable named by ``--api-key-env`` (default ``EXFAIRS_API_KEY``); it is never logged
-or written. Exit codes: 0 ok, 1 the engine died or a run stopped early, 2 bad input,
-130 interrupted (Ctrl-C; the current run's partial results are written first).
+or written. Before any load goes to a server, a preflight (`exfairs.live.preflight`) asks it
+what it accepts and refuses experiments it cannot run. Each run reports its finished / failed /
+timed-out / aborted counts. Exit codes: 0 ok, 1 the engine died, a run stopped early or some
+request failed server-side, 2 bad input (including a preflight refusal), 130 interrupted (Ctrl-C;
+the current run's partial results are written first).
 """
 
 from __future__ import annotations
@@ -31,8 +37,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from exfairs.cliargs import add_plot_format_flag, add_version_flag
+from exfairs.cliutil import run_command
+from exfairs.dirlock import locked_dir
 from exfairs.errors import InputError
 from exfairs.live.config import SchedulingPolicy
+from exfairs.paths import check_named_input, check_output_file, check_results_dir
+from exfairs.sweep import MAX_SEED
 
 _log = logging.getLogger("exfairs.live.cli")
 
@@ -85,7 +96,10 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                    help="experiment, repeatable (e.g. QUEUE_VTC, ExFairS); default: QUEUE_FCFS "
                         "QUEUE_VTC QUEUE_ExFairS")
     p.add_argument("--seed", type=int, default=0, help="root seed (default 0)")
-    p.add_argument("--load", type=float, default=1.0, help="load factor (default 1.0)")
+    p.add_argument("--load", type=float, default=None, help="load factor (default 1.0)")
+    p.add_argument("--request-rate", type=float, default=None, metavar="RPS",
+                   help="total arrival rate in requests/s over all clients (they keep their "
+                        "shares); replaces --load")
     p.add_argument("--profile", default="a100-llama2-7b",
                    help="calibration profile id or file: resolves SLO scales, the capacity the "
                         "load factor refers to, and the engine knobs (default a100-llama2-7b)")
@@ -95,6 +109,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--policy-param", action="append", default=[], metavar="POLICY.PARAM=VALUE",
                    help="policy parameter, repeatable (e.g. ExFairS.alpha=0.5)")
     p.add_argument("--no-plots", action="store_true", help="skip the plots")
+    add_plot_format_flag(p)
     p.add_argument("--no-warmup", action="store_true",
                    help="skip serving a few warm-up batches before each engine's first run")
     p.add_argument("--omp-threads", type=int, default=None, metavar="N",
@@ -107,14 +122,20 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                                                    "--api-key-env)")
     t.add_argument("--api-key-env", default="EXFAIRS_API_KEY",
                    help="environment variable holding the API key (default EXFAIRS_API_KEY)")
+    t.add_argument("--endpoint", choices=("completions", "chat"), default="completions",
+                   help="--vllm-url endpoint: /v1/completions with token-id prompts (default) "
+                        "or /v1/chat/completions with text prompts")
     t.add_argument("--served-model", default=None,
                    help="model name to send to the server (default: its first listed model)")
     t.add_argument("--connect-timeout", type=float, default=10.0, metavar="S")
     t.add_argument("--read-timeout", type=float, default=120.0, metavar="S",
                    help="longest gap between two streamed chunks (default 120)")
     d = p.add_argument_group("client side")
-    d.add_argument("--max-inflight", type=int, default=None,
-                   help="gate limit on requests in the engine (default max_num_seqs)")
+    d.add_argument("--max-inflight", "--max-concurrency", type=int, default=None,
+                   dest="max_inflight", metavar="N",
+                   help="most requests in the engine at once (the gate's limit; default the "
+                        "server's max_num_seqs where it says, else the profile's); gate "
+                        "(QUEUE_*) experiments only: priority ones submit at arrival")
     d.add_argument("--request-timeout", type=float, default=None, metavar="S",
                    help="give up on a request S seconds after dispatch (TIMED_OUT)")
     d.add_argument("--drain-timeout", type=float, default=600.0, metavar="S",
@@ -132,6 +153,7 @@ def _build_parser() -> argparse.ArgumentParser:
         prog="exfairs-live",
         description="Drive a real vLLM engine with ExFairS policies, and validate the simulator.")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    add_version_flag(parser)
     sub = parser.add_subparsers(dest="command", required=True, metavar="{run,validate}")
     run = sub.add_parser("run", help="run experiments of one scenario against a live engine",
                          description="Replay one scenario's workload under each experiment "
@@ -179,18 +201,26 @@ def _plan(ns: argparse.Namespace, kind: str) -> _Plan:
                                                  ("QUEUE_FCFS", "QUEUE_VTC", "QUEUE_ExFairS"))]
     seen: set[str] = set()
     for e in experiments:
-        if e.mode is Mode.ENGINE:
-            raise InputError("engine mode (a vLLM scheduler_cls plug-in) is not available live; "
-                             "use the gate (QUEUE_*) or priority experiments",
-                             field="--experiment", value=e.name)
         if e.name in seen:
             raise InputError("experiment listed twice", field="--experiment", value=e.name)
         seen.add(e.name)
     knobs = {k[len("engine__"):]: v for k, v in vars(ns).items()
              if k.startswith("engine__") and v is not None}
     sim_overrides = {_SHARED_KNOBS[k]: knobs.pop(k) for k in list(knobs) if k in _SHARED_KNOBS}
-    prepared = prepare_run(ns.scenario, ns.seed, load_factor=ns.load, profile=ns.profile,
-                           engine_overrides=sim_overrides, duration_s=ns.duration)
+    if ns.max_inflight is not None and any(e.mode is Mode.PRIORITY for e in experiments):
+        raise InputError("the concurrency limit is the gate's: priority experiments submit "
+                         "every request at arrival (the engine's max_num_seqs bounds them)",
+                         field="--max-concurrency", value=ns.max_inflight)
+    check_named_input(ns.profile, suffix=".json", field="--profile", what="profile file")
+    if not 0 <= ns.seed <= MAX_SEED:  # as the simulator's sweeps: results store an int64
+        raise InputError(f"must be in [0, {MAX_SEED}]", field="--seed", value=ns.seed)
+    if ns.load is not None and ns.request_rate is not None:
+        raise InputError("give --load or --request-rate, not both", field="--request-rate",
+                         value=ns.request_rate)
+    load = 1.0 if ns.load is None else ns.load
+    prepared = prepare_run(ns.scenario, ns.seed, load_factor=load, profile=ns.profile,
+                           engine_overrides=sim_overrides, duration_s=ns.duration,
+                           request_rate_rps=ns.request_rate)
     sampling = SamplingConfig(temperature=ns.temperature, top_p=ns.top_p, top_k=ns.top_k,
                               repetition_penalty=ns.repetition_penalty)
     driver = DriverConfig(
@@ -201,11 +231,33 @@ def _plan(ns: argparse.Namespace, kind: str) -> _Plan:
     if ns.vllm_url is not None:
         key = ns.api_key or os.environ.get(ns.api_key_env) or None
         http = HttpConfig(url=ns.vllm_url, api_key=key, model=ns.served_model,
-                          connect_timeout_s=ns.connect_timeout, read_timeout_s=ns.read_timeout)
+                          connect_timeout_s=ns.connect_timeout, read_timeout_s=ns.read_timeout,
+                          endpoint=ns.endpoint)
+    elif ns.endpoint != "completions":
+        raise InputError("applies to --vllm-url only", field="--endpoint", value=ns.endpoint)
     out = ns.out if ns.out is not None else default_out_dir(prepared, kind)
+    params = _policy_params(ns.policy_param)
+    _check_before_start(ns, prepared, experiments, params, out)
     return _Plan(prepared=prepared, experiments=experiments, engine_args=knobs,
                  sampling=sampling, driver=driver, http=http, model=ns.model, out_dir=out,
-                 policy_params=_policy_params(ns.policy_param), warmup=not ns.no_warmup)
+                 policy_params=params, warmup=not ns.no_warmup)
+
+
+def _check_before_start(ns: argparse.Namespace, prepared: Any, experiments: list[Any],
+                        params: dict[str, dict[str, Any]], out: Path) -> None:
+    """What can be checked before an engine starts: output places, policy parameters (named
+    POLICY.PARAM) and whether the run's results fit in memory (exfairs.preflight)."""
+    from exfairs.policies.params import check_params_for
+    from exfairs.preflight import check_run_fits, estimate_run_memory
+
+    check_results_dir(out, dirs=("plots", "steplogs"))
+    if getattr(ns, "report", None) is not None:
+        check_output_file(ns.report, field="--report")
+    check_params_for([e.policy for e in experiments], params)
+    cost = prepared.profile.cost_model(prepared.engine.max_num_batched_tokens)
+    check_run_fits(estimate_run_memory(prepared.workload,
+                                       min_step_s=cost.step_ms(0, 0, 1, 1) / 1e3),
+                   what=f"scenario {prepared.scenario.name}")
 
 
 class _ProgressLine:
@@ -291,6 +343,8 @@ async def _run_live(plan: _Plan, session: _Session) -> list[Any]:
         t0 = time.perf_counter()
         await backend.start()
         try:
+            if plan.http is not None:
+                await _preflight(backend, plan)
             sys.stderr.write(f"exfairs-live: engine ready in {time.perf_counter() - t0:.1f}s\n")
             if plan.warmup and not session.interrupted:
                 await warmup(backend, prepared)()
@@ -306,12 +360,18 @@ async def _run_live(plan: _Plan, session: _Session) -> list[Any]:
                     prepared, exp, backend, seed=prepared.workload.seed,
                     driver_config=plan.driver,
                     policy_params=plan.policy_params.get(exp.policy.upper(), {}),
-                    progress=progress, on_driver=attach)
+                    progress=progress, on_driver=attach,
+                    steplog_dir=plan.out_dir / "steplogs")
                 progress.end()
                 session.driver = None
                 path = plan.out_dir / result_file_name(prepared, exp.name, prepared.workload.seed)
                 write_result(result, path)
                 results.append(result)
+                sys.stderr.write(f"exfairs-live: {exp.name}: {outcome_counts(result.records)}\n")
+                status = str(dict(result.info.engine_knobs).get("live_status", ""))
+                if status.startswith("failed"):
+                    sys.stderr.write(f"exfairs-live: {exp.name} FAILED: {status[8:]}; records "
+                                     f"in {path}\n")
                 if out.stopped is not None:
                     sys.stderr.write(f"exfairs-live: {exp.name} stopped early ({out.stopped}); "
                                      f"partial results in {path}\n")
@@ -323,6 +383,39 @@ async def _run_live(plan: _Plan, session: _Session) -> list[Any]:
         finally:
             await backend.close()
     return results
+
+
+async def _preflight(backend: Any, plan: _Plan) -> None:
+    """Ask the server what it accepts; refuse (PreflightError) before any load is sent."""
+    from exfairs.live.preflight import check_plan, probe_server
+    from exfairs.policies import Mode
+
+    prio = any(e.mode is Mode.PRIORITY for e in plan.experiments)
+    facts = await probe_server(backend, probe_priority=prio)
+    for w in check_plan(facts, plan.experiments, plan.prepared.workload,
+                        engine_max_num_seqs=plan.prepared.engine.max_num_seqs):
+        sys.stderr.write(f"exfairs-live: warning: {w}\n")
+    if facts.max_num_seqs is not None:
+        backend.set_max_num_seqs(facts.max_num_seqs)
+    backend.add_knobs(facts.knobs())
+
+
+def outcome_counts(records: Sequence[Any]) -> str:
+    """``N requests: finished F (V violated their SLO), failed X, timed out T, aborted A`` and,
+    when some failed, the most common error."""
+    from collections import Counter
+
+    from exfairs.records import Outcome
+
+    c = Counter(r.outcome for r in records)
+    text = (f"{len(records)} requests: finished {c[Outcome.FINISHED] + c[Outcome.VIOLATED]} "
+            f"({c[Outcome.VIOLATED]} violated their SLO), failed {c[Outcome.FAILED]}, "
+            f"timed out {c[Outcome.TIMED_OUT]}, aborted {c[Outcome.ABORTED]}")
+    errors = Counter(r.error for r in records if r.outcome is Outcome.FAILED and r.error)
+    if errors:
+        (msg, n), = errors.most_common(1)
+        text += f"; most common error ({n}×): {msg}"
+    return text
 
 
 def _sim_results(plan: _Plan) -> list[Any]:
@@ -355,8 +448,9 @@ def _sim_results(plan: _Plan) -> list[Any]:
     return out
 
 
-def _print_summary(results: list[Any], out_dir: Path, plots: bool) -> None:
-    from exfairs.plots import plot_fairness, plot_performance
+def _print_summary(results: list[Any], out_dir: Path, plots: bool,
+                   formats: Sequence[str] | None = None) -> None:
+    from exfairs.plots import DEFAULT_FORMATS, plot_fairness, plot_performance
     from exfairs.summary import format_table, summarize, write_summary_csv
 
     if not results:
@@ -365,8 +459,9 @@ def _print_summary(results: list[Any], out_dir: Path, plots: bool) -> None:
     write_summary_csv(rows, out_dir / "summary.csv")
     sys.stdout.write(format_table(rows) + "\n")
     if plots:
-        made = plot_performance(results, out_dir / "plots") + plot_fairness(results,
-                                                                            out_dir / "plots")
+        fmt = tuple(formats or DEFAULT_FORMATS)
+        made = (plot_performance(results, out_dir / "plots", formats=fmt)
+                + plot_fairness(results, out_dir / "plots", formats=fmt))
         sys.stdout.write(f"{len(made)} plot files in {out_dir / 'plots'}/\n")
 
 
@@ -383,18 +478,23 @@ def _describe(plan: _Plan) -> str:
 def _apply_threads(ns: argparse.Namespace) -> None:
     # The engine core is a spawned process: it reads OMP_NUM_THREADS when it imports torch.
     if ns.omp_threads is not None:
-        if ns.omp_threads < 1:
-            raise InputError("must be ≥ 1", field="--omp-threads", value=ns.omp_threads)
+        if not 1 <= ns.omp_threads <= 4096:
+            raise InputError("must be in [1, 4096]", field="--omp-threads", value=ns.omp_threads)
         os.environ["OMP_NUM_THREADS"] = str(ns.omp_threads)
 
 
 def _cmd_run(ns: argparse.Namespace) -> int:
     _apply_threads(ns)
     plan = _plan(ns, "run")
+    with locked_dir(plan.out_dir):
+        return _run_planned(ns, plan)
+
+
+def _run_planned(ns: argparse.Namespace, plan: _Plan) -> int:
     sys.stderr.write(_describe(plan))
     session = _Session()
     results = asyncio.run(_run_live(plan, session))
-    _print_summary(results, plan.out_dir, plots=not ns.no_plots)
+    _print_summary(results, plan.out_dir, plots=not ns.no_plots, formats=ns.plot_formats)
     sys.stdout.write(f"{len(results)} live results in {plan.out_dir}/\n")
     return _exit_code(session, results)
 
@@ -404,17 +504,26 @@ def _exit_code(session: _Session, results: list[Any]) -> int:
         return 130
     if session.engine_dead:
         return 1
+    from exfairs.records import Outcome
+
     partial = [r for r in results
                if dict(r.info.engine_knobs).get("live_status", "complete") != "complete"]
-    return 1 if partial else 0
+    # A request the server failed is a broken run, not a slow one: the exit code says so.
+    failed = any(rec.outcome is Outcome.FAILED for r in results for rec in r.records)
+    return 1 if partial or failed else 0
 
 
 def _cmd_validate(ns: argparse.Namespace) -> int:
+    _apply_threads(ns)
+    plan = _plan(ns, "validate")
+    with locked_dir(plan.out_dir):
+        return _validate_planned(ns, plan)
+
+
+def _validate_planned(ns: argparse.Namespace, plan: _Plan) -> int:
     from exfairs.live.validate import compare_results, format_report, plot_validation, write_report
     from exfairs.results import write_result
 
-    _apply_threads(ns)
-    plan = _plan(ns, "validate")
     sys.stderr.write(_describe(plan))
     sys.stderr.write("exfairs-live: simulating...\n")
     sims = _sim_results(plan)
@@ -434,7 +543,7 @@ def _cmd_validate(ns: argparse.Namespace) -> int:
     sys.stdout.write(format_report(report) + "\n")
     if not ns.no_plots:
         made = plot_validation(report, plan.out_dir / "plots")
-        _print_summary([*sims, *lives], plan.out_dir, plots=True)
+        _print_summary([*sims, *lives], plan.out_dir, plots=True, formats=ns.plot_formats)
         sys.stdout.write(f"validation plots: {', '.join(str(p) for p in made)}\n")
     sys.stdout.write(f"report: {path}\n")
     return _exit_code(session, lives)
@@ -448,22 +557,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ns = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING - 10 * min(ns.verbose, 2),
                         format="%(levelname)s %(name)s: %(message)s")
-    try:
-        if ns.command == "run":
-            return _cmd_run(ns)
-        return _cmd_validate(ns)
-    except InputError as exc:
-        sys.stderr.write(f"exfairs-live: error: {exc}\n")
-        return 2
-    except ImportError as exc:
-        sys.stderr.write(f"exfairs-live: error: {exc}\n")
-        return 2
-    except BackendError as exc:
-        sys.stderr.write(f"exfairs-live: error: {exc}\n")
-        return 1
-    except KeyboardInterrupt:
-        sys.stderr.write("\nexfairs-live: interrupted\n")
-        return 130
+    return run_command("exfairs-live",
+                       lambda: _cmd_run(ns) if ns.command == "run" else _cmd_validate(ns),
+                       also={ImportError: 2, BackendError: 1})
 
 
 if __name__ == "__main__":

@@ -12,8 +12,10 @@ from dataclasses import dataclass, field, fields
 from typing import Literal
 
 from exfairs.errors import ConfigError
+from exfairs.live.plugin_protocol import SCHEDULER_CLS
 
 SchedulingPolicy = Literal["fcfs", "priority"]
+Endpoint = Literal["completions", "chat"]
 
 
 def _positive_int(name: str, value: object) -> None:
@@ -39,6 +41,8 @@ class VllmEngineConfig:
     vLLM silently ignores priorities); `exfairs.live.run` sets it per experiment.
     `enable_prefix_caching` is off by default because the simulator does not model it.
     `disable_log_stats` must stay False for the per-request engine metrics cross-check.
+    `scheduler_cls` defaults to the ExFairS plug-in (step log in every run; needed by ENGINE_*
+    experiments); None gives vLLM's own scheduler.
     """
 
     model: str
@@ -63,6 +67,7 @@ class VllmEngineConfig:
     num_gpu_blocks_override: int | None = None
     block_size: int | None = None
     seed: int = 0
+    scheduler_cls: str | None = SCHEDULER_CLS
 
     def __post_init__(self) -> None:
         if not self.model:
@@ -120,7 +125,8 @@ class SamplingConfig:
 
 @dataclass(frozen=True, slots=True)
 class HttpConfig:
-    """An OpenAI-compatible server (``/v1/completions``, streaming).
+    """An OpenAI-compatible server (streaming ``/v1/completions``, or ``/v1/chat/completions``
+    with `endpoint` ``"chat"``).
 
     `model` None asks the server (``GET /v1/models``, first entry). `api_key` is sent as a bearer
     token and never logged, printed or written to results (it is excluded from `repr`).
@@ -134,11 +140,15 @@ class HttpConfig:
     connect_timeout_s: float = 10.0
     read_timeout_s: float = 120.0
     max_connections: int = 1024
+    endpoint: Endpoint = "completions"
 
     def __post_init__(self) -> None:
         if not (self.url.startswith("http://") or self.url.startswith("https://")):
             raise ConfigError("must start with http:// or https://", field="vllm_url",
                               value=self.url)
+        if self.endpoint not in ("completions", "chat"):
+            raise ConfigError("must be 'completions' or 'chat'", field="endpoint",
+                              value=self.endpoint)
         _positive_float("connect_timeout_s", self.connect_timeout_s)
         _positive_float("read_timeout_s", self.read_timeout_s)
         _positive_int("max_connections", self.max_connections)

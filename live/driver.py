@@ -4,7 +4,13 @@ policy objects as the simulator in gate or priority mode (DESIGN.md §2).
 * gate mode: arrivals wait in a `PolicyQueue`; whenever fewer than `max_inflight` requests are in
   the engine, the policy's best-ranked request is released (submitted with priority 0);
 * priority mode: every arrival is submitted at once with ``policy.submission_priority`` (the engine
-  must schedule by priority).
+  must schedule by priority);
+* engine mode: every arrival is submitted at once (priority 0); the policy lives in the engine
+  (the scheduler plug-in, `exfairs.live.engine_plugin`), so the driver's own policy object hears
+  nothing and takes no samples: the engine's samples come back through the plug-in's report.
+
+With `run_tag` set, every request carries the plug-in's extra args (`request_xargs`), so the
+plug-in's step log can name the workload request and client of every scheduled vLLM request.
 
 The policy hears about the run as the simulator tells it: `on_arrival` at arrival, `on_dispatch`
 at release/submission, `on_service` with real token counts as they stream (the prompt's tokens
@@ -32,7 +38,8 @@ import numpy as np
 
 from exfairs.live.backend import Backend, BackendError, BackendTimeout, EngineDead, EngineTimes
 from exfairs.live.config import DriverConfig
-from exfairs.policies.base import Policy
+from exfairs.live.plugin_protocol import request_xargs
+from exfairs.policies.base import FloatArray, Policy
 from exfairs.policies.experiments import Mode
 from exfairs.policies.queue import PolicyQueue
 from exfairs.records import (
@@ -98,6 +105,14 @@ class LiveRunOutput:
     clock_check: ClockCheck | None
 
 
+class _EngineSide(Policy):
+    """Stands in for the policy on the driver side in engine mode: the real one runs in the
+    engine, so this one only registers clients and hears hooks it ignores."""
+
+    def client_scores(self, now_s: float) -> FloatArray:
+        return np.zeros(self.n_clients)
+
+
 @dataclass(slots=True)
 class _Flight:
     request: Request
@@ -132,13 +147,11 @@ class LiveDriver:
         prompt_seed: int | None = None,
         progress: Callable[[Progress], None] | None = None,
         progress_every_s: float = 1.0,
+        run_tag: str | None = None,
     ) -> None:
-        if mode is Mode.ENGINE:
-            raise NotImplementedError(
-                "engine mode (a vLLM scheduler_cls plug-in) is not implemented in the live "
-                "backend; use the gate (QUEUE_*) or priority experiments")
         self._workload = workload
-        self._policy = policy
+        self._policy = policy if mode is not Mode.ENGINE else _EngineSide()
+        self._run_tag = run_tag
         self._mode = mode
         self._backend = backend
         self._config = config or DriverConfig()
@@ -231,6 +244,8 @@ class LiveDriver:
             if self._mode is Mode.GATE:
                 self._queue.push(request, now)
                 self._pump(now)
+            elif self._mode is Mode.ENGINE:
+                self._launch(request, now, 0)
             else:
                 priority = self._policy.submission_priority(request, now)
                 self._policy.on_dispatch(request, now)
@@ -270,7 +285,10 @@ class LiveDriver:
                                    self._config.min_token_id)
             # aclosing: a stream left early (timeout, stop) is closed at once, releasing the
             # engine slot or HTTP connection.
-            async with contextlib.aclosing(self._backend.stream(r, ids, fl.priority)) as chunks:
+            kw = {} if self._run_tag is None else {
+                "extra_args": request_xargs(r, self._run_tag)}
+            async with contextlib.aclosing(self._backend.stream(r, ids, fl.priority,
+                                                                **kw)) as chunks:
                 async for chunk in chunks:
                     now = self._now()
                     if chunk.engine is not None:
@@ -345,7 +363,7 @@ class LiveDriver:
         while True:
             now = self._now()
             self._advance(now)
-            if now >= next_sample:
+            if now >= next_sample and self._mode is not Mode.ENGINE:
                 snap = self._policy.state_snapshot(now)
                 self._samples.append(PolicySample(
                     time_s=now,

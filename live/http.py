@@ -1,10 +1,16 @@
 """An OpenAI-compatible server (e.g. ``python -m vllm.entrypoints.openai.api_server``) by URL.
 
-Requests go to ``/v1/completions`` as token-id prompts with ``stream: true``,
-``stream_options: {include_usage, continuous_usage_stats}``, vLLM's ``ignore_eos`` and, in
-priority mode, its ``priority`` body field. Token counts come from the streamed usage where the
-server sends it (exact even when one chunk holds several tokens), else one token per chunk,
-reconciled with the final usage. aiohttp is imported only when the backend starts.
+Requests go to ``/v1/completions`` as token-id prompts (exact prompt lengths) or, with the
+``chat`` endpoint, to ``/v1/chat/completions`` as one user message of text: one common English
+word per prompt token id, so the server's prompt length is close to, not exactly, the workload's
+(the chat template adds a few tokens; the mean ratio server/workload is recorded in the result's
+engine knobs as ``chat_prompt_token_ratio``). Every request carries ``stream: true``,
+``stream_options: {include_usage, continuous_usage_stats}``, vLLM's ``ignore_eos``, the tenant id
+(the client name) as OpenAI's ``user`` field and as ``vllm_xargs: {"exfairs_client": ...}`` (vLLM
+passes it to the scheduler as ``SamplingParams.extra_args``) and, in priority mode, vLLM's
+``priority`` body field. Token counts come from the streamed usage where the server sends it
+(exact even when one chunk holds several tokens), else one token per chunk, reconciled with the
+final usage. aiohttp is imported only when the backend starts.
 
 Failures: HTTP errors and refused connections → `BackendError` (FAILED records), connect or read
 timeouts → `BackendTimeout` (TIMED_OUT). The API key is sent as a bearer token and appears in no
@@ -17,7 +23,7 @@ import asyncio
 import importlib
 import json
 import logging
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import Any
 
 from exfairs.live.backend import BackendError, BackendTimeout, LiveDependencyError, TokenChunk
@@ -26,6 +32,18 @@ from exfairs.records import Request
 
 _log = logging.getLogger(__name__)
 _BODY_EXCERPT = 300
+#: Chat prompts are these words, one per prompt token id (each is one token in the common BPE and
+#: SentencePiece vocabularies when preceded by a space).
+_WORDS = ("the", "of", "and", "to", "in", "is", "that", "for", "it", "as", "was", "with", "be",
+          "by", "on", "not", "he", "this", "are", "or", "his", "from", "at", "which", "but",
+          "have", "an", "had", "they", "you", "were", "their", "one", "all", "we", "can", "her",
+          "has", "there", "been", "if", "more", "when", "will", "would", "who", "so", "no")
+_PATHS = {"completions": "/v1/completions", "chat": "/v1/chat/completions"}
+
+
+def prompt_text(prompt_token_ids: Sequence[int]) -> str:
+    """The chat endpoint's text stand-in for a token-id prompt: one word per id."""
+    return " ".join(_WORDS[i % len(_WORDS)] for i in prompt_token_ids)
 
 
 def import_aiohttp() -> Any:
@@ -34,7 +52,7 @@ def import_aiohttp() -> Any:
         return importlib.import_module("aiohttp")
     except ImportError as exc:
         raise LiveDependencyError(
-            f"HTTP mode needs aiohttp ({exc}); install the live extra: pip install 'exfairs[live]'"
+            f"HTTP mode needs aiohttp ({exc}); install the http extra: pip install 'exfairs[http]'"
         ) from exc
 
 
@@ -49,6 +67,10 @@ class HttpBackend:
         self._session: Any = None
         self._aiohttp: Any = None
         self._model: str | None = config.model
+        # Chat endpoint: server-counted vs requested prompt tokens, summed over requests.
+        self._prompt_counted = 0
+        self._prompt_requested = 0
+        self._extra_knobs: list[tuple[str, int | float | str | bool]] = []
 
     @property
     def name(self) -> str:
@@ -57,6 +79,14 @@ class HttpBackend:
     @property
     def max_num_seqs(self) -> int | None:
         return self._max_num_seqs
+
+    def set_max_num_seqs(self, value: int) -> None:
+        """Use the server's own limit (found by the preflight) as the gate's default."""
+        self._max_num_seqs = value
+
+    def add_knobs(self, knobs: Sequence[tuple[str, int | float | str | bool]]) -> None:
+        """Facts about the server (from the preflight) to record with every result."""
+        self._extra_knobs.extend(knobs)
 
     @property
     def model(self) -> str | None:
@@ -103,13 +133,37 @@ class HttpBackend:
             raise BackendError(f"the server at {url} lists no model; pass --served-model")
         return str(data[0]["id"])
 
-    def _body(self, request: Request, prompt_token_ids: Sequence[int], priority: int
-              ) -> dict[str, Any]:
+    @property
+    def endpoint_path(self) -> str:
+        """The generation endpoint's path (``/v1/completions`` or ``/v1/chat/completions``)."""
+        return _PATHS[self._config.endpoint]
+
+    async def fetch(self, method: str, path: str, body: dict[str, Any] | None = None
+                    ) -> tuple[int, str]:
+        """One non-streaming request to `path` on the server (for the preflight): returns
+        (HTTP status, body text); connection problems raise `BackendError`."""
+        if self._session is None:
+            raise BackendError("the HTTP backend was not started")
+        url = f"{self._config.base_url}{path}"
+        try:
+            async with self._session.request(method, url, json=body) as resp:
+                return int(resp.status), await resp.text()
+        except (self._aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise BackendError(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
+
+    def body(self, request: Request, prompt_token_ids: Sequence[int], priority: int
+             ) -> dict[str, Any]:
+        """The JSON body sent for `request` (streaming, the configured endpoint)."""
         s = self._sampling
+        prompt: dict[str, Any] = (
+            {"prompt": list(prompt_token_ids)} if self._config.endpoint == "completions" else
+            {"messages": [{"role": "user", "content": prompt_text(prompt_token_ids)}]})
         body: dict[str, Any] = {
             "model": self._model,
-            "prompt": list(prompt_token_ids),
+            **prompt,
             "max_tokens": request.output_tokens,
+            "user": request.client,
+            "vllm_xargs": {"exfairs_client": request.client},
             "ignore_eos": True,
             "stream": True,
             "stream_options": {"include_usage": True, "continuous_usage_stats": True},
@@ -124,13 +178,16 @@ class HttpBackend:
         return body
 
     async def stream(
-        self, request: Request, prompt_token_ids: Sequence[int], priority: int
+        self, request: Request, prompt_token_ids: Sequence[int], priority: int, *,
+        extra_args: Mapping[str, str | int | float] | None = None,
     ) -> AsyncGenerator[TokenChunk, None]:
         if self._session is None:
             raise BackendError("the HTTP backend was not started")
         aiohttp = self._aiohttp
-        url = f"{self._config.base_url}/v1/completions"
-        body = self._body(request, prompt_token_ids, priority)
+        url = f"{self._config.base_url}{self.endpoint_path}"
+        body = self.body(request, prompt_token_ids, priority)
+        if extra_args:  # the scheduler plug-in's fields (exfairs.live.plugin_protocol)
+            body["vllm_xargs"] = {**body.get("vllm_xargs", {}), **extra_args}
         seen = 0
         try:
             async with self._session.post(url, json=body) as resp:
@@ -149,6 +206,10 @@ class HttpBackend:
                         raise BackendError(f"server error: {str(obj['error'])[:_BODY_EXCERPT]}")
                     usage = obj.get("usage") or {}
                     total = usage.get("completion_tokens")
+                    if total is not None and not obj.get("choices") and \
+                            usage.get("prompt_tokens") is not None:
+                        self._prompt_counted += int(usage["prompt_tokens"])
+                        self._prompt_requested += request.prompt_tokens
                     if obj.get("choices"):
                         new = int(total) - seen if total is not None else 1
                     elif total is not None:  # the final usage-only chunk: reconcile
@@ -177,8 +238,11 @@ class HttpBackend:
         # The URL and model identify the server; the API key is deliberately absent.
         out: list[tuple[str, int | float | str | bool]] = [
             ("backend", self.name), ("url", self._config.base_url),
-            ("model", self._model or ""),
+            ("model", self._model or ""), ("endpoint", self.endpoint_path),
         ]
+        if self._config.endpoint == "chat" and self._prompt_requested:
+            out.append(("chat_prompt_token_ratio",
+                        round(self._prompt_counted / self._prompt_requested, 4)))
         if self._max_num_seqs is not None:
             out.append(("max_num_seqs", self._max_num_seqs))
-        return tuple(out)
+        return tuple(out + self._extra_knobs)

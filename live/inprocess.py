@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import logging
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from importlib import metadata
 from typing import Any
 
@@ -120,7 +120,8 @@ class InProcessBackend:
             raise BackendError(f"vLLM failed to start ({type(exc).__name__}: {exc}); see the log "
                                "above for the root cause") from exc
 
-    def _sampling_params(self, request: Request) -> Any:
+    def _sampling_params(self, request: Request,
+                         extra_args: Mapping[str, str | int | float] | None = None) -> Any:
         vllm = import_vllm()
         sampling_params = import_vllm("vllm.sampling_params")
         s = self._sampling
@@ -133,17 +134,19 @@ class InProcessBackend:
             repetition_penalty=s.repetition_penalty,
             detokenize=False,
             output_kind=sampling_params.RequestOutputKind.DELTA,
+            extra_args=dict(extra_args) if extra_args else None,
         )
 
     async def stream(
-        self, request: Request, prompt_token_ids: Sequence[int], priority: int
+        self, request: Request, prompt_token_ids: Sequence[int], priority: int, *,
+        extra_args: Mapping[str, str | int | float] | None = None,
     ) -> AsyncGenerator[TokenChunk, None]:
         if self._engine is None:
             raise BackendError("the engine was not started")
         engine = self._engine
         if engine.errored:
             raise EngineDead(f"vLLM engine is dead: {engine.dead_error}")
-        params = self._sampling_params(request)
+        params = self._sampling_params(request, extra_args)
         self._submitted += 1
         # Unique per submission: reusing an id vLLM still holds (e.g. just aborted) is an error.
         key = f"{request.request_id}.{self._submitted}"

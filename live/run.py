@@ -63,11 +63,14 @@ def prepare_run(
     profile: str | Profile,
     engine_overrides: Mapping[str, Any] | None = None,
     duration_s: float | None = None,
+    request_rate_rps: float | None = None,
 ) -> PreparedRun:
     """Load the scenario and profile and draw the workload (as the simulator's sweep cells do).
 
     `duration_s` optionally shortens the scenario's arrival horizon (keeping its warm-up and
-    cool-down), for quick live checks.
+    cool-down), for quick live checks. `request_rate_rps` (total requests per second, all clients
+    together) replaces `load_factor`: the load factor becomes the one that gives this rate (the
+    clients keep their shares), and is what the result records.
     """
     from exfairs.workload import draw_workload, estimate_capacity_rps, measure_window
 
@@ -82,11 +85,29 @@ def prepare_run(
         max_num_seqs=engine.max_num_seqs, max_num_batched_tokens=engine.max_num_batched_tokens,
         max_model_len=engine.max_model_len)
     capacity = estimate_capacity_rps(scen, cost, defaults)
+    if request_rate_rps is not None:
+        load_factor = load_factor_for_rate(scen, request_rate_rps, capacity)
     workload = draw_workload(scen, seed, cost, load_factor=load_factor, capacity_rps=capacity,
                              max_model_len=engine.max_model_len)
     return PreparedRun(scenario=scen, profile=prof, engine=engine, cost_model=cost,
                        capacity_rps=capacity, load_factor=load_factor, workload=workload,
                        window=measure_window(scen, workload))
+
+
+def load_factor_for_rate(scenario: Scenario, request_rate_rps: float, capacity_rps: float
+                         ) -> float:
+    """The load factor at which `scenario`'s clients together send `request_rate_rps` requests
+    per second (capacity basis: a multiple of `capacity_rps`; absolute basis: of the scenario's
+    own total rate)."""
+    from exfairs.errors import InputError
+
+    if not (isinstance(request_rate_rps, (int, float)) and request_rate_rps > 0
+            and request_rate_rps < float("inf")):
+        raise InputError("must be a finite number > 0 (requests per second, all clients)",
+                         field="--request-rate", value=request_rate_rps)
+    base = (capacity_rps if scenario.rate_basis == "capacity"
+            else scenario.total_rate_per_min / 60.0)
+    return float(request_rate_rps) / base
 
 
 def scheduling_policy_for(experiments: list[Experiment]) -> SchedulingPolicy:
@@ -172,29 +193,56 @@ async def run_live_experiment(
     progress: Callable[[Progress], None] | None = None,
     on_driver: Callable[[LiveDriver], None] | None = None,
     engine_knobs: Knobs = (),
+    steplog_dir: str | Path = "steplogs",
+    steplog: bool = True,
+    policy_modules: tuple[str, ...] = (),
 ) -> tuple[RunResult, LiveRunOutput]:
     """Run one experiment live and return its result (metrics over the scenario's window) and
     the raw driver output. `on_driver` receives the driver before it starts (e.g. so a SIGINT
-    handler can call its `request_stop`)."""
+    handler can call its `request_stop`).
+
+    The run is opened and closed in the scheduler plug-in (`exfairs.live.plugin_client`): it
+    writes the step log and report into `steplog_dir` (`steplog` False: counts only), and, for
+    ENGINE_* experiments, runs the policy inside the engine (`policy_modules` are imported there
+    first, for user policies). The result's engine knobs name the step log
+    (``steplog_path``); its policy samples are the engine's in engine mode. A run whose policy
+    failed in the engine (or an engine-mode run without the plug-in) has
+    ``live_status = "failed: <why>"``; its records are all there."""
+    from exfairs.live.plugin_client import close_run, new_run_spec, open_run
     from exfairs.metrics import compute_metrics
 
     exp = experiment if isinstance(experiment, Experiment) else parse_experiment(experiment)
     params = dict(policy_params or {})
     policy = make_policy(exp.policy, params)
-    driver = LiveDriver(prepared.workload, policy, exp.mode, backend, driver_config,
-                        progress=progress)
+    cfg = driver_config or DriverConfig()
+    spec = new_run_spec(
+        f"{prepared.scenario.name}__{exp.name}__seed{seed}", exp.mode.value, exp.policy,
+        steplog_dir, policy_params=params,
+        clients=tuple((c.name, c.weight) for c in prepared.workload.clients),
+        sample_every_s=cfg.sample_every_s, steplog=steplog, policy_modules=policy_modules)
+    driver = LiveDriver(prepared.workload, policy, exp.mode, backend, cfg,
+                        progress=progress, run_tag=spec.run_id)
     if on_driver is not None:
         on_driver(driver)
+    await open_run(backend, spec)
     t0 = time.perf_counter()
     out = await driver.run()
     wall = time.perf_counter() - t0
+    plugin = await close_run(backend, spec)
     metrics = compute_metrics(out.records, prepared.workload.clients, window=prepared.window)
     status = "complete" if out.stopped is None else f"partial: {out.stopped}"
+    if plugin.error is not None:
+        status = f"failed: {plugin.error}"
+        _log.error("%s: %s", exp.name, plugin.error)
     knobs: list[tuple[str, Scalar]] = [("live_status", status),
                                        ("max_inflight", driver.max_inflight)]
     if out.clock_check is not None:
         knobs += [(f"clock_{k}", v) for k, v in asdict(out.clock_check).items()]
+    knobs += list(plugin.knobs())
     knobs += list(engine_knobs) or list(backend.knobs())
+    samples = out.policy_samples
+    if exp.mode is Mode.ENGINE:
+        samples = plugin.report.policy_samples if plugin.report is not None else ()
     info = RunInfo(
         backend="live", scenario=prepared.scenario.name, experiment=exp.name, policy=exp.policy,
         mode=exp.mode.value, seed=seed, load_factor=prepared.load_factor,
@@ -205,7 +253,7 @@ async def run_live_experiment(
         wall_time_s=wall,
     )
     result = RunResult(info=info, clients=prepared.workload.clients, records=out.records,
-                       metrics=metrics, policy_samples=out.policy_samples)
+                       metrics=metrics, policy_samples=samples)
     return result, out
 
 

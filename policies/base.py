@@ -38,7 +38,7 @@ class Policy(ABC):
     * call `add_client` for every client before its first request;
     * call `on_arrival` once per request when it arrives (before it can be ranked);
     * call `on_dispatch` when a request is taken from a policy-ordered queue (`PolicyQueue.pop`
-      does this itself);
+      does this itself), and again when the engine re-admits it after a preemption;
     * call `on_service` as tokens are served (prompt tokens as prefill is computed, one decode token
       per generated token), with the time of service;
     * call `on_violation` at most once per request, the moment it is known to miss an SLO (deadline
@@ -114,7 +114,8 @@ class Policy(ABC):
 
     def on_dispatch(self, request: Request, now_s: float) -> None:  # noqa: B027 (optional hook)
         """`request` was taken from a policy-ordered queue (released by the gate, admitted by the
-        engine in engine mode, or submitted in priority mode)."""
+        engine in engine mode, or submitted in priority mode), or re-admitted by the engine after
+        a preemption (the simulator reports that in every mode; then it was charged already)."""
 
     def on_service(  # noqa: B027 (optional hook)
         self, client: str, prefill_tokens: int, decode_tokens: int, now_s: float

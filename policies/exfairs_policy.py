@@ -17,22 +17,48 @@ For client i, over a recent window:
 * ``FR_i = α · v_i − (1 − α) · s_i``: a client whose experience is worse, per unit of resource it
   got, has a higher FR. ``FR_i ∈ [−(1−α), α]``.
 
-Order (``order``, default ``"deadline"``). Each request has a key ``k``: its e2e deadline
-(``"deadline"``; its arrival time when the client sets no e2e SLO) or its arrival time
-(``"arrival"``), in seconds. Requests go in order of the *virtual key* ``k − horizon_s · FR_i``
-(``horizon_s`` default 10 s): a client's requests move up to ``horizon_s · α`` seconds earlier
-the worse its experience, and no request is overtaken by one whose key is more than
-``horizon_s`` later, so none starves. In priority mode the priority is that virtual key in
-integer milliseconds, fixed at submission; in gate and engine modes the client score is the
-virtual key of the client's waiting request with the smallest key (`client_scores`; waiting =
-arrived or preempted, not yet dispatched). ``order = "score"`` is the rule before the study
-(issue #8): the client with the highest FR goes first (``client_scores = −FR``), priority
-``round(−FR_i · 10^6)`` at submission, with no ageing — under overload it starves the requests of
-clients with a low FR, which the study measured as lost throughput.
+Order (``order``, default ``"deadline"``), lower score first. Since issue #17 the order is a
+virtual token counter with bounded experience terms:
+
+    score_i = (1 − α) · c_i + α · B · (u_i / K − v_i)
+
+* ``c_i`` — client i's VTC counter (`exfairs.policies.vtc.VTC`, same charges, same lift when the
+  client rejoins the backlog, so idle time is not banked; in priority mode the requested output is
+  charged at submission too). It grows with every token the client is served, whoever's request
+  was picked within the client, so service feeds back into the order at every decision.
+* ``u_i ∈ [0, K]`` — urgency (``K = horizon_s``, default 10 s). ``"deadline"``: the least slack
+  ``deadline − unloaded_e2e − now`` among the client's waiting requests that can still meet their
+  deadline, clipped to K; K when it has none (only hopeless requests, or no e2e SLO), so hopeless
+  requests never raise a client's rank. ``"arrival"``: ``K − min(K, now − oldest waiting arrival)``.
+* ``B`` — the credit scale in weighted tokens: ``credit_requests`` (default 4) times the mean VTC
+  cost ``w_p·prompt + w_q·output`` of the requests seen so far. A client at the worst experience
+  (``v = 1``, an urgent request) is ranked as if it had ``α·B·2/(1−α)`` fewer tokens of service.
+
+**Starvation freedom** (gate and engine modes, ``α < 1``, ``w_p > 0``). Every term but ``c_i`` is
+bounded: ``score_i ∈ [(1−α)c_i − αB, (1−α)c_i + αB]``. While client i is backlogged and not
+dispatched, its counter grows only by the decode tokens of its in-flight requests (a finite
+amount; call the result ``C_i``), while another client j can be dispatched only while
+``c_j ≤ T = C_i + 2αB_max/(1−α)`` (``B_max`` the credit at the largest request cost) and each
+dispatch raises ``c_j`` by at least ``w_p / weight_j`` (a prompt has ≥ 1 token; counters never
+fall). So i is dispatched within ``1 + Σ_{j: c_j ≤ T} (⌊(T − c_j) · weight_j / w_p⌋ + 1)``
+decisions, counters taken when its wait begins (tests/policies/test_exfairs_starvation.py
+checks this bound with hypothesis). In priority mode the priority is ``round(score)`` of the
+request at submission, with ``c_i`` its start tag, so the same argument bounds how many later
+submissions overtake it.
+
+The rule it replaces (issue #8: each request keyed by its deadline moved earlier by
+``horizon_s · FR_i``, the client ranked by the smallest key among its waiting requests) starved a
+client under overload: a hopeless request kept its client's key low while the queue served that
+client's savable requests, and the bounded shift could not offset keys that drift apart without
+bound, so shares followed arrival rates (issue #17: 0.00 / 1.00 on the 1 : 2 overload).
+``order = "score"`` is the rule before issue #8 (the client with the highest FR goes first,
+``client_scores = −FR``, priority ``round(−FR_i · 10^6)``, no counter and no ageing): it can
+starve and is kept only to reproduce the earlier study.
 
 Within a client, requests that can still meet their deadline go first (``deadline_aware``; the
-`PolicyQueue` does this in gate and engine modes). Ties fall to the queue's rule (earliest head
-arrival, then request id).
+`PolicyQueue` does this in gate and engine modes); the score does not depend on which of the
+client's requests is picked, so this cannot pin a rank. Ties fall to the queue's rule (earliest
+head arrival, then request id).
 
 The window is an exponential decay: every event contributes with weight ``2^(−age / window_s)``
 (``window_s`` is the half-life, in seconds). ``V``, ``R`` and ``S`` decay at the same rate, so
@@ -44,7 +70,8 @@ favoured heavy users), scores are recomputed at every decision rather than adjus
 per 100 s round, and they are bounded.
 
 Parameters: ``alpha`` ∈ [0, 1] (default 0.7), ``window_s`` > 0 (default 60 s), ``w_p`` ≥ 0
-(default 1), ``w_q`` ≥ 0 (default 2), ``horizon_s`` ≥ 0 (default 10 s), all finite;
+(default 1), ``w_q`` ≥ 0 (default 2), ``horizon_s`` > 0 (default 10 s), ``credit_requests`` ≥ 0
+(default 4), all finite;
 ``early_violations`` (bool, default false); ``order`` ∈ {"deadline", "arrival", "score"}.
 The study behind the defaults: docs/results.md.
 """
@@ -60,14 +87,13 @@ from exfairs.errors import ConfigError
 from exfairs.policies.base import FloatArray, Policy
 from exfairs.policies.params import non_negative, positive, unit_interval
 from exfairs.policies.registry import register_policy
+from exfairs.policies.vtc import VTC
 from exfairs.records import Request
 
 # Stored sums are scaled by 2^((t − t0)/window_s) so that an update touches one entry; they are
 # rescaled (and t0 moved) before the scale can overflow.
 _RESCALE_HALF_LIVES = 64.0
 _ORDERS = ("deadline", "arrival", "score")
-#: Priority-mode keys that are times are kept in integer milliseconds (vLLM priorities are ints).
-_TIME_PRIORITY_SCALE = 1e3
 
 
 def _flag(field: str, value: object) -> bool:
@@ -80,10 +106,11 @@ def _flag(field: str, value: object) -> bool:
 
 @register_policy("ExFairS")
 class ExFairS(Policy):
-    """Composite violation-rate / service-share score; see the module docstring for the formula."""
+    """Counter plus bounded experience terms; see the module docstring for the formula and the
+    starvation-freedom property."""
 
     deadline_aware = True
-    priority_scale = 1e6  # FR ∈ [−1, 1] must survive vLLM's integer priorities
+    priority_scale = 1e6  # order = "score": FR ∈ [−1, 1] must survive vLLM's integer priorities
 
     def __init__(
         self,
@@ -94,6 +121,7 @@ class ExFairS(Policy):
         early_violations: bool = False,
         order: str = "deadline",
         horizon_s: float = 10.0,
+        credit_requests: float = 4.0,
     ) -> None:
         super().__init__()
         self.alpha = unit_interval("alpha", alpha)
@@ -104,23 +132,33 @@ class ExFairS(Policy):
         if order not in _ORDERS:
             raise ConfigError(f"must be one of {', '.join(_ORDERS)}", field="order", value=order)
         self.order = order
-        self.horizon_s = non_negative("horizon_s", horizon_s)
+        self.horizon_s = positive("horizon_s", horizon_s)
+        self.credit_requests = non_negative("credit_requests", credit_requests)
+        # The counters are VTC's, hook for hook (one implementation of charges and lifts).
+        self._vtc = VTC(w_p=self.w_p, w_q=self.w_q)
         # Unresolved requests: id → (client index, time it can no longer meet its deadline), and
         # per client the sorted times, to count the hopeless ones at any `now_s`.
         self._pending: dict[int, tuple[int, float]] = {}
         self._late_at: list[list[float]] = []
-        # Waiting requests (arrived or preempted, not dispatched): id → (client index, order key),
-        # and per client the sorted keys; the smallest is the client's head.
+        # Waiting requests (arrived or preempted, not dispatched): id → (client index, key), per
+        # client the sorted keys. Key: latest start (deadline − unloaded e2e; inf without an e2e
+        # SLO) for "deadline", arrival time otherwise.
         self._waiting: dict[int, tuple[int, float]] = {}
         self._keys: list[list[float]] = []
+        # Per client the smallest key that was ≥ the last decision time (inf when none): the
+        # urgency of "deadline" order, advanced lazily as time passes.
+        self._head_key = np.zeros(0)
         self._t0 = 0.0
         self._violations = np.zeros(0)
         self._resolved = np.zeros(0)
         self._service = np.zeros(0)
         self._charged: set[int] = set()  # request ids whose prompt was charged
-        # keys[c][0] per client (inf when none waits), kept in step with `_keys` so a decision
-        # is one vector operation, not a Python loop over every client.
-        self._head_key = np.zeros(0)
+        self._cost_sum = 0.0  # VTC cost of every request seen, for the credit scale B
+        self._cost_n = 0
+
+    def add_client(self, name: str, weight: float = 1.0) -> int:
+        self._vtc.add_client(name, weight)
+        return super().add_client(name, weight)
 
     def _grow(self, n_clients: int) -> None:
         extra = n_clients - self._service.shape[0]
@@ -134,7 +172,11 @@ class ExFairS(Policy):
 
     # -- hooks -----------------------------------------------------------------------------------
     def on_arrival(self, request: Request, now_s: float) -> None:
-        self._wait(request)
+        self._vtc.on_arrival(request, now_s)
+        if request.request_id not in self._waiting:
+            self._cost_sum += self.w_p * request.prompt_tokens + self.w_q * request.output_tokens
+            self._cost_n += 1
+        self._wait(request, now_s)
         if not self.early_violations or request.request_id in self._pending:
             return
         late_at = request.deadline_s - request.unloaded_e2e_s
@@ -144,9 +186,11 @@ class ExFairS(Policy):
             bisect.insort(self._late_at[c], late_at)
 
     def on_preempt(self, request: Request, now_s: float) -> None:
-        self._wait(request)
+        self._vtc.on_preempt(request, now_s)
+        self._wait(request, now_s)
 
     def on_dispatch(self, request: Request, now_s: float) -> None:
+        self._vtc.on_dispatch(request, now_s)
         self._unwait(request.request_id)
         if request.request_id in self._charged:
             return  # re-dispatch after a preemption: the prompt was charged already
@@ -157,6 +201,7 @@ class ExFairS(Policy):
     def on_service(
         self, client: str, prefill_tokens: int, decode_tokens: int, now_s: float
     ) -> None:
+        self._vtc.on_service(client, prefill_tokens, decode_tokens, now_s)
         if decode_tokens:
             c = self.client_index(client)
             self._service[c] += self._scale(now_s) * self.w_q * decode_tokens / self._weights[c]
@@ -169,6 +214,7 @@ class ExFairS(Policy):
         self._resolved[c] += g
 
     def on_finish(self, request: Request, now_s: float, slo_met: bool) -> None:
+        self._vtc.on_finish(request, now_s, slo_met)
         self._resolve(request.request_id)
         self._unwait(request.request_id)
         self._charged.discard(request.request_id)
@@ -176,6 +222,7 @@ class ExFairS(Policy):
             self._resolved[self.client_index(request.client)] += self._scale(now_s)
 
     def on_drop(self, request: Request, now_s: float) -> None:
+        self._vtc.on_drop(request, now_s)
         self._resolve(request.request_id)
         self._unwait(request.request_id)
         self._charged.discard(request.request_id)
@@ -206,57 +253,97 @@ class ExFairS(Policy):
         return self._service / total if total > 0 else np.zeros_like(self._service)
 
     def fairness_scores(self, now_s: float | None = None) -> FloatArray:
-        """``FR_i = α·v_i − (1−α)·s_i`` by client index; higher goes first. `now_s` enables the
-        early violations (see `violation_rates`)."""
+        """``FR_i = α·v_i − (1−α)·s_i`` by client index (higher = worse off; `order = "score"`
+        ranks by it). `now_s` enables the early violations (see `violation_rates`)."""
         return (self.alpha * self.violation_rates(now_s)
                 - (1.0 - self.alpha) * self.service_shares())
 
+    @property
+    def counters(self) -> FloatArray:
+        """VTC counters ``c_i`` by client index (weighted tokens; copy)."""
+        return self._vtc.counters
+
+    def credit_tokens(self) -> float:
+        """``B``: `credit_requests` × the mean VTC cost of the requests seen (0 before any)."""
+        return self.credit_requests * (self._cost_sum / self._cost_n if self._cost_n else 0.0)
+
+    def urgency(self, now_s: float) -> FloatArray:
+        """``u_i ∈ [0, horizon_s]`` by client index, seconds (see the module docstring)."""
+        k = self.horizon_s
+        if self.order == "arrival":
+            return k - np.clip(now_s - self._oldest_arrival(), 0.0, k)
+        self._advance(now_s)
+        return np.minimum(self._head_key - now_s, k)
+
     def client_scores(self, now_s: float) -> FloatArray:
-        fr = self.fairness_scores(now_s)
         if self.order == "score":
-            return -fr
-        # The head's key (arrival or deadline, s) moved earlier by horizon_s · FR_i; a client with
-        # nothing waiting (as far as the hooks tell) goes last.
-        return self._head_key - self.horizon_s * fr
+            return -self.fairness_scores(now_s)
+        terms = self.urgency(now_s) / self.horizon_s - self.violation_rates(now_s)
+        return ((1.0 - self.alpha) * self._vtc.counters
+                + self.alpha * self.credit_tokens() * terms)
 
     def submission_priority(self, request: Request, now_s: float) -> int:
         """Priority mode (lower runs first), fixed at submission: ``order = "score"``:
-        ``round(−FR_i · 10^6)``; otherwise the request's key (arrival time, or e2e deadline)
-        moved earlier by ``horizon_s · FR_i`` seconds, in integer milliseconds."""
-        fr = float(self.fairness_scores(now_s)[self.client_index(request.client)])
+        ``round(−FR_i · 10^6)``; otherwise the score with the request's own urgency and the
+        client's counter as its start tag (`VTC.submission_priority`, which also switches on
+        charging the requested output at submission)."""
+        c = self.client_index(request.client)
         if self.order == "score":
-            return round(-fr * self.priority_scale)
-        return round((self._key(request) - self.horizon_s * fr) * _TIME_PRIORITY_SCALE)
+            return round(-float(self.fairness_scores(now_s)[c]) * self.priority_scale)
+        tag = float(self._vtc.submission_priority(request, now_s))
+        k = self.horizon_s
+        if self.order == "arrival":
+            u = k
+        else:
+            slack = request.deadline_s - request.unloaded_e2e_s - now_s
+            u = min(slack, k) if slack >= 0 else k
+        v = float(self.violation_rates(now_s)[c])
+        return round((1.0 - self.alpha) * tag + self.alpha * self.credit_tokens() * (u / k - v))
 
     def state_snapshot(self, now_s: float) -> dict[str, list[float]]:
         return {
             "violation_rate": [float(x) for x in self.violation_rates(now_s)],
             "service_share": [float(x) for x in self.service_shares()],
             "fr": [float(x) for x in self.fairness_scores(now_s)],
+            "counter": [float(x) for x in self._vtc.counters],
         }
 
     # -- internals -------------------------------------------------------------------------------
     def _key(self, request: Request) -> float:
-        if self.order == "deadline" and math.isfinite(request.deadline_s):
-            return request.deadline_s
+        if self.order == "deadline":
+            return request.deadline_s - request.unloaded_e2e_s  # inf without an e2e SLO
         return request.arrival_s
 
-    def _wait(self, request: Request) -> None:
+    def _oldest_arrival(self) -> FloatArray:
+        return np.asarray([keys[0] if keys else math.inf for keys in self._keys])
+
+    def _wait(self, request: Request, now_s: float) -> None:
         if request.request_id in self._waiting:
             return
         c = self.client_index(request.client)
         key = self._key(request)
         self._waiting[request.request_id] = (c, key)
-        keys = self._keys[c]
-        bisect.insort(keys, key)
-        self._head_key[c] = keys[0]
+        bisect.insort(self._keys[c], key)
+        if now_s <= key < self._head_key[c]:
+            self._head_key[c] = key
 
     def _unwait(self, rid: int) -> None:
         entry = self._waiting.pop(rid, None)
         if entry is not None:
-            keys = self._keys[entry[0]]
-            del keys[bisect.bisect_left(keys, entry[1])]
-            self._head_key[entry[0]] = keys[0] if keys else math.inf
+            c, key = entry
+            keys = self._keys[c]
+            del keys[bisect.bisect_left(keys, key)]
+            if key == self._head_key[c]:
+                i = bisect.bisect_left(keys, key)
+                self._head_key[c] = keys[i] if i < len(keys) else math.inf
+
+    def _advance(self, now_s: float) -> None:
+        """Move each client's head key past the requests that turned hopeless by `now_s`."""
+        stale = np.flatnonzero(self._head_key < now_s)
+        for c in stale:
+            keys = self._keys[c]
+            i = bisect.bisect_left(keys, now_s)
+            self._head_key[c] = keys[i] if i < len(keys) else math.inf
 
     def _resolve(self, rid: int) -> None:
         entry = self._pending.pop(rid, None)

@@ -26,8 +26,26 @@ counter becomes ``max(c_i, ref)`` where ``ref`` is
 
 "Waiting" is tracked from the hooks: a request waits from `on_arrival` (and again from `on_preempt`,
 since a preempted request returns to a waiting queue) until its `on_dispatch`, `on_finish` or
-`on_drop`. In gate mode a preempted request is re-admitted by the engine without a new
-`on_dispatch`, so it counts as waiting until it finishes.
+`on_drop`. The simulator calls `on_dispatch` again when the engine re-admits a preempted request
+(gate and priority modes; engine mode's queue does it itself), so a preempted request stops
+counting as waiting when it runs again (without that, every arrival of another client was lifted to
+the preempted client's counter).
+
+Priority mode (the driver calls `submission_priority` before `on_dispatch`; the first such call
+switches this on). Every request is submitted, and so dispatched, on arrival, and its priority is
+fixed then; what the engine's queue holds is invisible to the policy. Two changes make the counter
+at submission a start tag of start-time fair queuing (Goyal et al., SIGCOMM 1996):
+
+* *Charge at submission what the request asks for*: ``w_p·prompt + w_q·output_tokens`` (the
+  requested maximum, known at submission as vLLM's ``max_tokens``; the paper's "VTC (oracle)"
+  variant, §4.3 of Sheng et al.), so a client's queued requests are charged in full and its next
+  request's priority lies behind them. Output tokens then reported by `on_service` are paid from
+  that prepayment; tokens beyond it are charged as usual, and prepaid tokens never generated (a
+  request that stops early or is dropped) stay as credit for the client's later tokens. Charging
+  only the prompt at submission under-charges a client with a long queue: its priorities fell
+  behind its real service and VTC degenerated towards FCFS.
+* *Backlogged = submitted and unfinished*: the lift reference is rule 2 below (rule 1's "clients
+  with waiting requests" would only ever see preempted requests).
 
 Parameters: ``w_p`` (default 1) and ``w_q`` (default 2), finite and ≥ 0. Per-client weights come
 from `add_client` (``ClientInfo.weight``). In priority mode the priority is ``round(c_i)`` at
@@ -63,12 +81,15 @@ class VTC(Policy):
         self._tags: dict[int, float] = {}  # request id → start tag, dispatched and unfinished
         self._tag_heap: list[tuple[float, int]] = []  # (start tag, request id), lazily cleaned
         self._last_left = 0.0  # counter of the client whose waiting count last dropped to 0
+        self._precharge = False  # priority mode: charge the requested output at submission
+        self._prepaid = np.zeros(0)  # per client: output tokens charged but not yet generated
 
     def _grow(self, n_clients: int) -> None:
         extra = n_clients - self._counter.shape[0]
         if extra > 0:
             self._counter = np.concatenate([self._counter, np.zeros(extra)])
             self._waiting = np.concatenate([self._waiting, np.zeros(extra, dtype=np.int64)])
+            self._prepaid = np.concatenate([self._prepaid, np.zeros(extra)])
 
     # -- hooks -----------------------------------------------------------------------------------
     def on_arrival(self, request: Request, now_s: float) -> None:
@@ -84,7 +105,11 @@ class VTC(Policy):
             tag = float(self._counter[c])
             self._tags[request.request_id] = tag
             heapq.heappush(self._tag_heap, (tag, request.request_id))
-            self._counter[c] += self.w_p * request.prompt_tokens / self._weights[c]
+            cost = self.w_p * request.prompt_tokens
+            if self._precharge:
+                cost += self.w_q * request.output_tokens
+                self._prepaid[c] += request.output_tokens
+            self._counter[c] += cost / self._weights[c]
         if self._waiting[c] == 0:
             self._last_left = float(self._counter[c])
 
@@ -92,6 +117,10 @@ class VTC(Policy):
         self, client: str, prefill_tokens: int, decode_tokens: int, now_s: float
     ) -> None:
         c = self.client_index(client)
+        if self._prepaid[c] > 0:
+            paid = min(float(self._prepaid[c]), float(decode_tokens))
+            self._prepaid[c] -= paid
+            decode_tokens -= int(paid)
         self._counter[c] += self.w_q * decode_tokens / self._weights[c]
 
     def on_preempt(self, request: Request, now_s: float) -> None:
@@ -107,6 +136,12 @@ class VTC(Policy):
     # -- ranking ---------------------------------------------------------------------------------
     def client_scores(self, now_s: float) -> FloatArray:
         return self._counter.copy()
+
+    def submission_priority(self, request: Request, now_s: float) -> int:
+        """Priority mode: the client's counter (after the lift at arrival), i.e. the request's
+        start tag; switches on the charging at submission described in the module docstring."""
+        self._precharge = True
+        return round(float(self._counter[self.client_index(request.client)]))
 
     def state_snapshot(self, now_s: float) -> dict[str, list[float]]:
         return {"counter": [float(x) for x in self._counter]}
@@ -144,7 +179,7 @@ class VTC(Policy):
 
     def _lift_reference(self) -> float:
         waiting = self._waiting > 0
-        if waiting.any():
+        if not self._precharge and waiting.any():
             return float(self._counter[waiting].min())
         heap = self._tag_heap
         while heap and self._tags.get(heap[0][1]) != heap[0][0]:

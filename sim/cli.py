@@ -3,6 +3,7 @@
     exfairs-sim run SCENARIO -e ExFairS -e VTC [--seed 0] [--load 1.0] [--profile ID|FILE]
     exfairs-sim sweep [SWEEP_FILE] [--jobs N] [--out DIR]  # no arguments: the default sweep
     exfairs-sim list                                         # scenarios, experiments, profiles
+    exfairs-sim compare A B [--json OUT]   # two runs (files or directories), paired differences
 
 Bad input exits with code 2 and a one-paragraph message; Ctrl-C exits 130 keeping finished cells.
 """
@@ -13,14 +14,16 @@ import argparse
 import dataclasses
 import logging
 import sys
-import time
 import types
 import typing
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from exfairs.cliargs import add_plot_format_flag, add_version_flag
+from exfairs.cliutil import run_command
 from exfairs.errors import InputError
+from exfairs.paths import check_output_file, check_results_dir
 
 _log = logging.getLogger("exfairs.sim.cli")
 
@@ -63,6 +66,10 @@ def _add_engine_options(p: argparse.ArgumentParser) -> None:
         conv: Any = _parse_bool if t is bool else t
         g.add_argument(f"--{f.name.replace('_', '-')}", dest=f"engine__{f.name}", type=conv,
                        default=None, metavar=t.__name__.upper())
+    # The gate's bound travels with the engine knobs (exfairs.sweep.GATE_KNOB), as in live runs.
+    g.add_argument("--max-inflight", dest="engine__max_inflight", type=int, default=None,
+                   metavar="INT", help="gate mode (QUEUE_*): requests released into the engine at "
+                   "most (default max_num_seqs); a warning says when it exceeds the KV cache")
 
 
 def _engine_overrides(ns: argparse.Namespace) -> tuple[tuple[str, Any], ...]:
@@ -83,7 +90,9 @@ def _build_parser() -> argparse.ArgumentParser:
         description="Simulate multi-tenant LLM serving on a vLLM-V1 engine model under "
                     "scheduling policies, and compare SLO attainment and fairness.")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{run,sweep,list}")
+    add_version_flag(parser)
+    sub = parser.add_subparsers(dest="command", required=True,
+                                metavar="{run,sweep,list,compare}")
 
     run = sub.add_parser("run", help="one scenario, one or more experiments",
                          description="Simulate one scenario under each experiment (policy + mode) "
@@ -102,6 +111,7 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--policy-param", action="append", default=[], metavar="POLICY.PARAM=VALUE",
                      help="policy parameter, repeatable (e.g. ExFairS.alpha=0.5)")
     run.add_argument("--no-plots", action="store_true", help="skip the plots")
+    add_plot_format_flag(run)
     _add_engine_options(run)
 
     sw = sub.add_parser("sweep", help="a grid of scenarios × experiments × seeds × loads",
@@ -128,39 +138,35 @@ def _build_parser() -> argparse.ArgumentParser:
                     help="with --executor dask: an existing Dask scheduler (default: a local "
                          "cluster of --jobs workers)")
     sw.add_argument("--no-plots", action="store_true", help="skip the plots")
+    add_plot_format_flag(sw)
     sw.add_argument("--policy-param", action="append", default=[], metavar="POLICY.PARAM=VALUE",
                     help="policy parameter, repeatable")
     _add_engine_options(sw)
 
     sub.add_parser("list", help="bundled scenarios, experiment names and profiles")
+
+    cmp_ = sub.add_parser(
+        "compare", help="two runs or sets of runs side by side, with paired differences",
+        description="Pair the runs of A and B by (scenario, load factor, seed) and show every "
+                    "headline metric of both with the mean paired difference B - A and its 95%% "
+                    "interval (Student t over the pairs). A and B are results files or "
+                    "directories of them (simulated or live).")
+    cmp_.add_argument("a", type=Path, metavar="A", help="results file or directory")
+    cmp_.add_argument("b", type=Path, metavar="B", help="results file or directory")
+    cmp_.add_argument("--json", type=Path, default=None, metavar="OUT",
+                      help="also write the comparison as JSON to OUT")
     return parser
 
 
-class _Progress:
-    """A one-line progress display on stderr (the CLI's, not the library's)."""
+def _progress(label: str) -> Any:
+    from exfairs.progress import CellProgress
 
-    def __init__(self, label: str) -> None:
-        self.label = label
-        self.t0 = time.perf_counter()
-        self.tty = sys.stderr.isatty()
-
-    def __call__(self, done: int, total: int, outcome: Any) -> None:
-        elapsed = time.perf_counter() - self.t0
-        eta = elapsed / max(done, 1) * (total - done)
-        width = 24
-        filled = int(width * done / max(total, 1))
-        bar = "#" * filled + "." * (width - filled)
-        line = (f"{self.label} [{bar}] {done}/{total} cells, {elapsed:5.1f}s elapsed, "
-                f"ETA {eta:4.0f}s")
-        if self.tty:
-            sys.stderr.write("\r" + line + ("\n" if done == total else ""))
-        elif done == total or done % max(1, total // 10) == 0:
-            sys.stderr.write(line + "\n")
-        sys.stderr.flush()
+    return CellProgress(label, sys.stderr)
 
 
-def _finish(config: Any, run: Any, out_dir: Path, plots: bool) -> None:
-    from exfairs.plots import plot_aggregated, plot_fairness, plot_performance
+def _finish(config: Any, run: Any, out_dir: Path, plots: bool,
+            formats: Sequence[str] | None = None) -> None:
+    from exfairs.plots import DEFAULT_FORMATS, plot_aggregated, plot_fairness, plot_performance
     from exfairs.results import read_result
     from exfairs.summary import format_table, summarize, write_summary_csv
 
@@ -170,7 +176,8 @@ def _finish(config: Any, run: Any, out_dir: Path, plots: bool) -> None:
     made: list[Path] = []
     if plots:
         plot_dir = out_dir / "plots"
-        made += plot_aggregated(rows, plot_dir)
+        fmt = tuple(formats or DEFAULT_FORMATS)
+        made += plot_aggregated(rows, plot_dir, formats=fmt)
         # Per-run plots for the first seed at each (scenario, load): all experiments side by side.
         first_seed = min(config.seeds)
         groups: dict[tuple[str, float], list[Any]] = {}
@@ -180,8 +187,8 @@ def _finish(config: Any, run: Any, out_dir: Path, plots: bool) -> None:
                 groups.setdefault((r.info.scenario, r.info.load_factor), []).append(r)
         for (scen, load), group in sorted(groups.items()):
             sub_dir = plot_dir / f"{scen}__load{load:g}"
-            made += plot_performance(group, sub_dir)
-            made += plot_fairness(group, sub_dir)
+            made += plot_performance(group, sub_dir, formats=fmt)
+            made += plot_fairness(group, sub_dir, formats=fmt)
     sys.stdout.write(
         f"\n{len(run.outcomes)} results in {out_dir}/, summary in {out_dir / 'summary.csv'}"
         + (f", {len(made)} plot files in {out_dir / 'plots'}/" if plots else "") + "\n")
@@ -197,8 +204,11 @@ def _cmd_run(ns: argparse.Namespace) -> int:
         engine=_engine_overrides(ns), policy_params=_policy_params(ns.policy_param))
     if ns.jobs < 1:
         raise InputError("must be ≥ 1", field="--jobs", value=ns.jobs)
-    run = run_sweep(config, ns.out, jobs=ns.jobs, force=True, progress=_Progress("run"))
-    _finish(config, run, ns.out, plots=not ns.no_plots)
+    check_results_dir(ns.out)
+    # Summary and plots are written while run_sweep still holds the directory's lock.
+    run_sweep(config, ns.out, jobs=ns.jobs, force=True, progress=_progress("run"),
+              on_done=lambda run: _finish(config, run, ns.out, plots=not ns.no_plots,
+                                          formats=ns.plot_formats))
     return 0
 
 
@@ -229,17 +239,21 @@ def _cmd_sweep(ns: argparse.Namespace) -> int:
     if jobs < 1:
         raise InputError("must be ≥ 1", field="--jobs", value=jobs)
     out_dir = ns.out if ns.out is not None else Path("results") / config.name
+    check_results_dir(out_dir)
     n = len(config.cells())
     sys.stderr.write(f"sweep {config.name!r}: {n} cells, {jobs} process(es) → {out_dir}/\n")
     if ns.scheduler is not None and ns.executor != "dask":
         raise InputError("--scheduler needs --executor dask", field="--scheduler",
                          value=ns.scheduler)
-    run = run_sweep(config, out_dir, jobs=jobs, force=ns.force, progress=_Progress("sweep"),
-                    executor=ns.executor, scheduler=ns.scheduler)
-    skipped = sum(o.skipped for o in run.outcomes)
-    if skipped:
-        sys.stderr.write(f"{skipped} cell(s) already done were reused (--force recomputes)\n")
-    _finish(config, run, out_dir, plots=not ns.no_plots)
+
+    def done(run: Any) -> None:  # called while run_sweep still holds the directory's lock
+        skipped = sum(o.skipped for o in run.outcomes)
+        if skipped:
+            sys.stderr.write(f"{skipped} cell(s) already done were reused (--force recomputes)\n")
+        _finish(config, run, out_dir, plots=not ns.no_plots, formats=ns.plot_formats)
+
+    run_sweep(config, out_dir, jobs=jobs, force=ns.force, progress=_progress("sweep"),
+              executor=ns.executor, scheduler=ns.scheduler, on_done=done)
     return 0
 
 
@@ -254,24 +268,38 @@ def _cmd_list() -> int:
     return 0
 
 
+def _cmd_compare(ns: argparse.Namespace) -> int:
+    from exfairs.compare import compare, format_comparison, write_comparison_json
+    from exfairs.results import read_results
+
+    for name, path in (("A", ns.a), ("B", ns.b)):
+        if not path.exists():
+            raise InputError("no such file or directory", field=name, value=str(path))
+    if ns.json is not None:
+        check_output_file(ns.json, field="--json")
+    comparisons = compare(read_results([ns.a], records=False),
+                          read_results([ns.b], records=False))
+    sys.stdout.write(format_comparison(comparisons))
+    if ns.json is not None:
+        write_comparison_json(comparisons, ns.json)
+        sys.stdout.write(f"comparison JSON: {ns.json}\n")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `exfairs-sim`; returns the exit code (0 ok, 2 bad input, 130 interrupted)."""
     parser = _build_parser()
     ns = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING - 10 * min(ns.verbose, 2),
                         format="%(levelname)s %(name)s: %(message)s")
-    try:
-        if ns.command == "run":
-            return _cmd_run(ns)
-        if ns.command == "sweep":
-            return _cmd_sweep(ns)
-        return _cmd_list()
-    except InputError as exc:
-        sys.stderr.write(f"exfairs-sim: error: {exc}\n")
-        return 2
-    except KeyboardInterrupt:
-        sys.stderr.write("\nexfairs-sim: interrupted; every finished cell's results file is kept\n")
-        return 130
+    commands = {"run": _cmd_run, "sweep": _cmd_sweep, "compare": _cmd_compare}
+
+    def body() -> int:
+        command = commands.get(ns.command)
+        return command(ns) if command is not None else _cmd_list()
+
+    return run_command("exfairs-sim", body,
+                       interrupted="interrupted; every finished cell's results file is kept")
 
 
 if __name__ == "__main__":

@@ -7,9 +7,23 @@ from typing import Any, Literal
 
 from exfairs.calibration.profile import Profile
 from exfairs.errors import ConfigError
+from exfairs.preflight import machine_memory_bytes
 
 SchedulingPolicy = Literal["fcfs", "priority"]
 _POLICIES = ("fcfs", "priority")
+
+#: Largest token or block count a knob may take: the engines do int64 arithmetic on products of
+#: counts (blocks × block size, a batch's token sum), which stays exact below 2**62.
+MAX_COUNT = 2**40
+#: Bytes the vectorised engine keeps per `max_num_seqs` slot (sim/vecengine.py: nine int64
+#: columns of running-request state, allocated up front).
+SEQ_SLOT_BYTES = 9 * 8
+
+
+def max_num_seqs_limit() -> int:
+    """Largest `max_num_seqs` this machine can hold: the per-slot state of every slot in half
+    of its memory (the rest is left to the workload, records and metrics)."""
+    return min(MAX_COUNT, machine_memory_bytes() // 2 // SEQ_SLOT_BYTES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,10 +58,23 @@ class EngineConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ConfigError("must be an integer ≥ 1", field=name, value=v)
+            if v > MAX_COUNT:
+                raise ConfigError(f"must be ≤ {MAX_COUNT} (2**40)", field=name, value=v)
         t = self.long_prefill_token_threshold
-        if not isinstance(t, int) or isinstance(t, bool) or t < 0:
-            raise ConfigError("must be an integer ≥ 0 (0 = off)",
+        if not isinstance(t, int) or isinstance(t, bool) or not 0 <= t <= MAX_COUNT:
+            raise ConfigError(f"must be an integer in [0, {MAX_COUNT}] (0 = off)",
                               field="long_prefill_token_threshold", value=t)
+        if self.num_gpu_blocks * self.block_size > MAX_COUNT:
+            raise ConfigError(f"KV capacity num_gpu_blocks × block_size = "
+                              f"{self.num_gpu_blocks * self.block_size} tokens must be ≤ "
+                              f"{MAX_COUNT} (2**40)", field="num_gpu_blocks",
+                              value=self.num_gpu_blocks)
+        seq_limit = max_num_seqs_limit()
+        if self.max_num_seqs > seq_limit:
+            raise ConfigError(
+                f"must be ≤ {seq_limit}: the simulated engine keeps {SEQ_SLOT_BYTES} bytes per "
+                f"slot, and this machine has {machine_memory_bytes() // 2**20} MiB",
+                field="max_num_seqs", value=self.max_num_seqs)
         if not isinstance(self.enable_chunked_prefill, bool):
             raise ConfigError("must be true or false", field="enable_chunked_prefill",
                               value=self.enable_chunked_prefill)

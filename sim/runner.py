@@ -37,6 +37,7 @@ identical), and a near-tie could in principle be broken differently.
 from __future__ import annotations
 
 import heapq
+import logging
 import math
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass
@@ -69,6 +70,8 @@ from exfairs.sim.engine import Outcome as StepOutcome
 from exfairs.sim.vecengine import VectorEngineModel
 from exfairs.slo import SloTracker
 
+_log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True, slots=True)
 class SimResult:
@@ -79,6 +82,8 @@ class SimResult:
     `sim_end_s`: simulated time when the last request was resolved. `engine`: the engine
     configuration actually simulated (its `scheduling_policy` is set by the mode).
     `decision_points`: SimPy events the engine process handled (for benchmarks).
+    `max_inflight`: gate mode's bound on released requests (None in the other modes);
+    `warnings`: configuration problems found (also logged), e.g. `gate_kv_warning`.
     """
 
     records: tuple[RequestRecord, ...]
@@ -87,6 +92,28 @@ class SimResult:
     sim_end_s: float
     engine: EngineConfig | None = None
     decision_points: int = 0
+    max_inflight: int | None = None
+    warnings: tuple[str, ...] = ()
+
+
+def gate_kv_warning(workload: Workload, cfg: EngineConfig, max_inflight: int) -> str | None:
+    """A warning when the gate may release more requests than the KV cache holds, else None.
+
+    The cache holds about ``num_gpu_blocks // ceil(mean(prompt + output) / block_size)`` requests
+    of the workload at full length; beyond that the released requests wait in the engine's own
+    FCFS queue (or are preempted), so that queue, not the gate policy, orders them."""
+    reqs = workload.requests
+    if not reqs:
+        return None
+    mean_tokens = sum(r.prompt_tokens + r.output_tokens for r in reqs) / len(reqs)
+    per_request = max(1, math.ceil(mean_tokens / cfg.block_size))
+    holds = max(1, cfg.num_gpu_blocks // per_request)
+    if max_inflight <= holds:
+        return None
+    return (f"gate max_inflight {max_inflight} exceeds the ~{holds} requests the KV cache holds "
+            f"({cfg.num_gpu_blocks} blocks of {cfg.block_size} tokens, mean request "
+            f"{mean_tokens:.0f} tokens): the engine's FCFS queue orders the excess, bypassing "
+            f"the gate policy; use max_inflight <= {holds}")
 
 
 def simulate(
@@ -178,6 +205,12 @@ class _Run:
         else:
             waiting, victim = PolicyWaiting(policy, self.by_id), policy_victim(policy)
         self.max_inflight = max_inflight if max_inflight is not None else cfg.max_num_seqs
+        self.warnings: tuple[str, ...] = ()
+        if self.gate is not None:
+            warning = gate_kv_warning(workload, cfg, self.max_inflight)
+            if warning is not None:
+                _log.warning("%s", warning)
+                self.warnings = (warning,)
         self.inflight = 0
         cost = profile.cost_model(cfg.max_num_batched_tokens)
         self.fast = not step_by_step
@@ -222,6 +255,13 @@ class _Run:
             plan = eng.plan(now)
             for s in plan.preempted:
                 self.policy.on_preempt(s.req, now)
+            if self.mode is not Mode.ENGINE:
+                # The engine re-admitting a preempted request is a dispatch too (engine mode's
+                # PolicyQueue says so itself): without it the policy would count the request as
+                # waiting until it finished.
+                for s in plan.admitted:
+                    if s.preemptions:
+                        self.policy.on_dispatch(s.req, now)
             if not plan.busy:
                 if plan.preempted:
                     eng.report_idle_plan(plan, now)
@@ -370,7 +410,9 @@ class _Run:
                 generated_tokens=s.gen, token_times_s=tuple(times), preemptions=s.preemptions))
         return SimResult(records=tuple(records), policy_samples=tuple(self.samples),
                          steps=self.engine.steps, sim_end_s=self.end_s, engine=self.cfg,
-                         decision_points=self.decisions)
+                         decision_points=self.decisions,
+                         max_inflight=self.max_inflight if self.gate is not None else None,
+                         warnings=self.warnings)
 
 
 def _replace_policy(cfg: EngineConfig, policy: str) -> EngineConfig:

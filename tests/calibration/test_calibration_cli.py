@@ -12,8 +12,6 @@ from exfairs.calibration.cli import main
 from exfairs.calibration.measurements import MeasurementSet, StepRecord, save_measurements
 from exfairs.calibration.profile import load_profile
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
-
 
 def _measurements_file(tmp_path: Path) -> Path:
     base = load_profile("a100-llama2-7b")
@@ -68,9 +66,8 @@ def test_bad_input_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert "--hidden-size" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(not (DATA / "calibration").is_dir(), reason=f"no public data at {DATA}")
-def test_public_writes_three_profiles(tmp_path: Path) -> None:
-    assert main(["public", "--data", str(DATA), "--out-dir", str(tmp_path)]) == 0
+def test_public_writes_three_profiles_from_the_bundled_data(tmp_path: Path) -> None:
+    assert main(["public", "--out-dir", str(tmp_path)]) == 0
     assert sorted(p.name for p in tmp_path.glob("*.json")) == [
         "a100-llama2-70b-tp4.json", "a100-llama2-7b.json", "h100-llama2-70b-tp4.json"]
     assert main(["public", "--data", str(tmp_path), "--out-dir", str(tmp_path)]) == 2

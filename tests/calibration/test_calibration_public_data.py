@@ -1,8 +1,6 @@
-"""The public-data profiles: re-derived from ../shared/data and checked against Vidur's figures."""
+"""The public-data profiles: re-derived from the bundled data, checked against Vidur's figures."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 
@@ -12,11 +10,12 @@ from exfairs.calibration.public_data import (
     VIDUR_CHECK_PREFILL_MS,
     build_splitwise_profile,
     build_vidur_profile,
+    bundled_data_dir,
     load_vidur,
 )
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
-needs_data = pytest.mark.skipif(not (DATA / "calibration").is_dir(),
+DATA = bundled_data_dir()
+needs_data = pytest.mark.skipif(not (DATA / "vidur").is_dir(),
                                 reason=f"public calibration data not found at {DATA}")
 
 

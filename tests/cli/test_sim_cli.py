@@ -18,7 +18,9 @@ WALL_CLOCK_FIELDS = ("created_utc", "wall_time_s", "git_revision")
 def _comparable(path: Path) -> dict[str, object]:
     doc = json.loads(path.read_text())
     for key in WALL_CLOCK_FIELDS:
-        doc["info"].pop(key, None)
+        doc["run"]["info"].pop(key, None)
+    # The records (Parquet, named by checksum in the JSON) must be byte-identical too.
+    doc["records_bytes"] = path.with_suffix(".parquet").read_bytes()
     return doc
 
 

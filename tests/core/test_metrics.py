@@ -14,6 +14,7 @@ from metrics_factory import make_record, make_workload_records
 from exfairs.errors import ConfigError, InputError
 from exfairs.metrics import (
     QoEParams,
+    backlogged_service,
     compute_metrics,
     jain_index,
     jain_over_time,
@@ -22,7 +23,7 @@ from exfairs.metrics import (
     request_qoe,
     service_timeline,
 )
-from exfairs.records import SLO, ClientInfo, Outcome
+from exfairs.records import SLO, ClientInfo, Outcome, RequestRecord
 
 AB = (ClientInfo("a"), ClientInfo("b"))
 
@@ -236,7 +237,7 @@ def test_water_filling_properties(dw: list[tuple[float, float]], cap: float) -> 
         assert np.all(f[~unsat] / w[~unsat] <= level[0] * (1 + 1e-6) + 1e-9)
 
 
-def test_normalized_service_and_jain_service() -> None:
+def test_totals_and_fair_share_to_completion() -> None:
     # a asks for and gets 100 + 2·4 = 108 weighted tokens; b asks for the same but gets only the
     # prompt and 1 token (aborted): capacity = 108 + 102 = 210, fair share 105 each.
     recs = [make_record(0, "a"), make_record(1, "b", generated=1)]
@@ -244,20 +245,66 @@ def test_normalized_service_and_jain_service() -> None:
     a, b = m.client("a"), m.client("b")
     assert (a.weighted_service, b.weighted_service) == (108.0, 102.0)
     assert a.fair_share == pytest.approx(105.0) and b.fair_share == pytest.approx(105.0)
-    assert a.normalized_service == pytest.approx(108 / 105)
-    assert m.fairness.jain_service == pytest.approx(jain_index([108 / 105, 102 / 105]))
+    # Neither was ever queued in a whole 10-s window: nothing to compare.
+    assert math.isnan(a.normalized_service) and math.isnan(a.backlogged_service_share)
+    assert m.fairness.service_windows == 0 and m.fairness.jain_service == 1.0
+
+
+def _blocked_pair() -> list[RequestRecord]:
+    """a and b each have a request queued until t = 25; a is served 36 weighted tokens in
+    [0, 10), b 18 in [10, 20)."""
+    return [
+        make_record(0, "a", prompt_tokens=10, ttft_s=25.0),
+        make_record(1, "b", prompt_tokens=10, ttft_s=25.0),
+        make_record(2, "a", prompt_tokens=10, ttft_s=1.0, tpot_s=0.1),  # 10 + 2·4 = 18
+        make_record(3, "a", prompt_tokens=10, ttft_s=2.0, tpot_s=0.1),  # 18
+        make_record(4, "b", prompt_tokens=10, ttft_s=11.0, tpot_s=0.1),  # 18
+    ]
+
+
+def test_service_while_backlogged_hand_case() -> None:
+    m = compute_metrics(_blocked_pair(), AB, window=(0.0, 20.0), service_window_s=10.0)
+    # Window 1: a 36, b 0 → Jain 0.5; window 2: a 0, b 18 → 0.5.
+    assert m.fairness.service_windows == 2
+    assert m.fairness.jain_service == pytest.approx(0.5)
+    a, b = m.client("a"), m.client("b")
+    assert a.backlogged_service_share == pytest.approx(36 / 54)
+    assert b.backlogged_service_share == pytest.approx(18 / 54)
+    assert a.normalized_service == pytest.approx(36 / 27)
+    assert b.normalized_service == pytest.approx(18 / 27)
+    bs = backlogged_service(service_timeline(_blocked_pair(), AB), 0.0, 20.0, 10.0)
+    assert bs.service.tolist() == [[36.0, 0.0], [0.0, 18.0]]
+
+
+def test_service_window_skips_clients_not_queued_throughout() -> None:
+    recs = _blocked_pair()
+    recs[1] = make_record(1, "b", prompt_tokens=10, ttft_s=15.0)  # b queued only until 15
+    bs = backlogged_service(service_timeline(recs, AB), 0.0, 20.0, 10.0)
+    assert bs.service[0].tolist() == [36.0, 0.0]
+    assert math.isnan(bs.service[1, 1]) and math.isnan(bs.jain[1])  # one client: no index
+    assert bs.mean_jain() == pytest.approx(0.5)
+    with pytest.raises(InputError):
+        backlogged_service(service_timeline(recs, AB), 0.0, 20.0, 0.0)
 
 
 def test_service_gap_hand_case() -> None:
-    # a: arrives 0, prompt 10 served at its first token (1.0), 4 tokens at 1.0..1.3 -> 10 + 8.
-    # b: arrives 0, first token at 3.0: nothing before. Both backlogged on [0, 1.3]: the gap is
-    # a's 18 weighted tokens.
+    # a: arrives 0, first token at 1.0 (prompt 10 + 2 for the token): queued on [0, 1.0].
+    # b: arrives 0, first token at 3.0: queued on [0, 3.0], nothing before. Both queued on
+    # [0, 1.0]: the gap is a's 12 weighted tokens (its later tokens come while it is not queued).
     ra = make_record(0, "a", prompt_tokens=10, ttft_s=1.0, tpot_s=0.1)
     rb = make_record(1, "b", prompt_tokens=10, ttft_s=3.0, tpot_s=0.1)
     gap, pair = max_service_gap(service_timeline([ra, rb], AB))
-    assert gap == pytest.approx(18.0)
+    assert gap == pytest.approx(12.0)
     assert pair == ("a", "b")
-    assert compute_metrics([ra, rb], AB).fairness.max_service_gap == pytest.approx(18.0)
+    assert compute_metrics([ra, rb], AB).fairness.max_service_gap == pytest.approx(12.0)
+
+
+def test_service_gap_ignores_running_requests() -> None:
+    # a's long request runs (first token at 0.5) while b waits: a is not backlogged, no gap.
+    # The definition before issue #17 counted it (a's 100 + 2·50 tokens).
+    ra = make_record(0, "a", prompt_tokens=100, output_tokens=50, ttft_s=0.5, tpot_s=0.1)
+    rb = make_record(1, "b", arrival_s=1.0, prompt_tokens=10, ttft_s=6.0, tpot_s=0.1)
+    assert max_service_gap(service_timeline([ra, rb], AB)) == (0.0, ("", ""))
 
 
 def test_service_gap_only_counts_joint_backlog() -> None:
@@ -266,19 +313,18 @@ def test_service_gap_only_counts_joint_backlog() -> None:
     rb = make_record(1, "b", arrival_s=5.0, prompt_tokens=10, ttft_s=2.0, tpot_s=0.1)
     ra2 = make_record(2, "a", arrival_s=5.0, prompt_tokens=3, ttft_s=0.5, tpot_s=0.1)
     gap, _ = max_service_gap(service_timeline([ra1, rb, ra2], AB))
-    # On [5, 5.8]: a gets 3 + 2·4 = 11 by 5.8; b nothing until 7.0 -> gap 11; later b catches up
-    # by 18 but a is no longer backlogged after 5.8.
-    assert gap == pytest.approx(11.0)
+    # On [5, 5.5] both are queued: a gets 3 + 2 at 5.5 (its first token) -> gap 5.
+    assert gap == pytest.approx(5.0)
 
 
 def test_service_gap_splits_at_idle_gaps_between_events() -> None:
-    # a is idle on (1.3, 2.0) with no event in between; its two busy periods must not be joined
-    # into one interval (that would report 36 instead of 18).
+    # a is queued on [0, 1.0] and [2.0, 2.5], not in between (no event there); the two periods
+    # must not be joined into one interval (that would report 24 instead of 12).
     ra1 = make_record(0, "a", arrival_s=0.0, prompt_tokens=10, ttft_s=1.0, tpot_s=0.1)
     ra2 = make_record(1, "a", arrival_s=2.0, prompt_tokens=10, ttft_s=0.5, tpot_s=0.1)
     rb = make_record(2, "b", arrival_s=0.0, prompt_tokens=10, ttft_s=10.0, tpot_s=0.1)
     gap, _ = max_service_gap(service_timeline([ra1, ra2, rb], AB))
-    assert gap == pytest.approx(18.0)
+    assert gap == pytest.approx(12.0)
 
 
 def test_service_gap_weights_divide_service() -> None:
@@ -286,7 +332,7 @@ def test_service_gap_weights_divide_service() -> None:
     rb = make_record(1, "b", prompt_tokens=10, ttft_s=3.0, tpot_s=0.1)
     clients = (ClientInfo("a", weight=2.0), ClientInfo("b"))
     gap, _ = max_service_gap(service_timeline([ra, rb], clients))
-    assert gap == pytest.approx(9.0)
+    assert gap == pytest.approx(6.0)
 
 
 def test_service_gap_zero_without_overlap() -> None:

@@ -87,3 +87,56 @@ def test_experiment_colours_are_fixed_and_distinct() -> None:
     assert experiment_color("exfairs") == experiment_color("ExFairS")
     assert experiment_color("MY_PLUGIN") == experiment_color("MY_PLUGIN")
     assert experiment_color("VTC") == "#2ca02c"
+
+
+def _errorbar_ys(fig_axes: list) -> list[float]:
+    ys: list[float] = []
+    for ax in fig_axes:
+        for coll in ax.collections:  # errorbar whiskers are LineCollections
+            for seg in getattr(coll, "get_segments", list)():
+                ys += [float(y) for _, y in seg]
+    return ys
+
+
+def test_aggregated_lines_against_load_with_intervals_in_range(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch
+                                                              ) -> None:
+    from exfairs import plots
+
+    rows = summarize([make_result(e, s, load_factor=load) for e in ("VTC", "QUEUE_FCFS")
+                      for s in (0, 1) for load in (0.5, 1.0, 1.5)])
+    saved: list = []
+    real_save = plots._save
+    monkeypatch.setattr(plots, "_save", lambda fig, *a, **k: saved.append(fig) or
+                        real_save(fig, *a, **k))
+    plots.plot_aggregated(rows, tmp_path, formats=["pdf"])
+    (fig,) = saved
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    unit_axes = [ax for ax, spec in zip(axes, plots.SUMMARY_METRICS, strict=False)
+                 if spec.bounds == (0.0, 1.0)]
+    viol = axes[0]
+    lines = [ln for ln in viol.get_lines() if ln.get_linestyle() not in ("None", "")]
+    assert len(lines) == 2  # one line per experiment through the three loads
+    assert list(lines[0].get_xdata()) == pytest.approx([0.494, 0.994, 1.494])  # dodged
+    ys = _errorbar_ys(unit_axes)
+    assert ys and min(ys) >= 0.0 and max(ys) <= 1.0
+    assert any("clipped" in ax.get_title() for ax in unit_axes)
+    assert (tmp_path / "aggregated_sim_toy.pdf").read_bytes()[:5] == b"%PDF-"
+
+
+def test_titles_name_the_seeds_and_pdf_output(runs: list, tmp_path: Path) -> None:
+    paths = plot_fairness(runs[:1], tmp_path, formats=("pdf",))
+    assert {p.suffix for p in paths} == {".pdf"}
+    svg = plot_performance([r for r in runs if r.info.experiment == "VTC"], tmp_path / "s",
+                           formats=["svg"])
+    text = next(p for p in svg if p.name.startswith("performance")).read_text()
+    assert "mean over seeds 0, 1" in text
+    one = plot_fairness([r for r in runs if r.info.seed == 0], tmp_path / "one",
+                        formats=["svg"])
+    text = next(p for p in one if p.name.startswith("fairness")).read_text()
+    assert "seed 0" in text and "mean over seeds" not in text
+    assert "Wilson" in text  # one seed: attainment bars get Wilson intervals over requests
+    from exfairs.errors import InputError
+
+    with pytest.raises(InputError, match="--plot-format"):
+        plot_performance(runs, tmp_path, formats=["gif"])

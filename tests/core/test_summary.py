@@ -8,16 +8,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from metrics_factory import make_result
 from scipy import stats
 
 from exfairs.errors import InputError
 from exfairs.summary import (
     SUMMARY_METRICS,
+    UNIT,
+    experiment_sort_key,
     format_table,
     mean_ci95,
     metric_value,
     summarize,
+    wilson_interval,
     write_summary_csv,
 )
 
@@ -71,5 +76,47 @@ def test_csv_and_table(tmp_path: Path) -> None:
     table = format_table(rows)
     head, rule, *body = table.splitlines()
     assert "experiment" in head and "J(att)" in head
-    assert len(body) == 2 and "ExFairS" in body[0] and "±" in body[0]
+    # Experiments in the one order of every table and figure: VTC before ExFairS.
+    assert len(body) == 2 and "VTC" in body[0] and "ExFairS" in body[1]
+    # The violation rate's t-interval would go below 0 here: the table shows clipped ends.
+    vr = rows[0].stat("violation_rate")
+    assert vr.clipped and vr.lo == 0.0 and f"[0.000,{vr.hi:.3f}]" in body[0]
+    assert float(lines[0]["violation_rate_lo"]) == 0.0
     assert len({len(rule), len(head)}) <= 2
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(0.0, 1.0), min_size=1, max_size=12))
+def test_intervals_of_a_proportion_stay_in_unit_range(values: list[float]) -> None:
+    s = mean_ci95(values, UNIT)
+    if s.n > 1:
+        assert 0.0 <= s.lo <= s.mean <= s.hi <= 1.0
+        assert s.clipped == (s.mean - s.ci95 < 0.0 or s.mean + s.ci95 > 1.0)
+    assert 0.0 <= s.mean <= 1.0
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 500), st.integers(1, 500))
+def test_wilson_interval_contains_the_proportion_and_stays_in_range(k: int, n: int) -> None:
+    k = min(k, n)
+    lo, hi = wilson_interval(k, n)
+    assert 0.0 <= lo <= k / n <= hi <= 1.0
+
+
+def test_wilson_matches_the_textbook_value_and_summary_rows_clip() -> None:
+    lo, hi = wilson_interval(8, 10)  # Newcombe (1998) table I: 0.4902, 0.9433
+    assert (lo, hi) == (pytest.approx(0.4902, abs=1e-4), pytest.approx(0.9433, abs=1e-4))
+    assert all(math.isnan(x) for x in wilson_interval(0, 0))
+    rows = summarize([make_result("VTC", s) for s in (0, 1)])
+    for spec in SUMMARY_METRICS:
+        stat = rows[0].stat(spec.key)
+        if stat.n > 1 and not math.isnan(stat.lo):
+            assert spec.bounds[0] <= stat.lo <= stat.hi <= spec.bounds[1], spec.key
+
+
+def test_experiment_order_is_by_policy_then_mode() -> None:
+    names = ["ExFairS", "QUEUE_VTC", "ENGINE_FCFS", "FCFS", "QUEUE_FCFS", "MyPolicy", "VTC",
+             "QUEUE_ExFairS"]
+    assert sorted(names, key=experiment_sort_key) == [
+        "QUEUE_FCFS", "FCFS", "ENGINE_FCFS", "QUEUE_VTC", "VTC", "QUEUE_ExFairS", "ExFairS",
+        "MyPolicy"]

@@ -8,9 +8,16 @@ vLLM skip cleanly when it is not installed (the fixtures call `pytest.importorsk
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import signal
+import socket
+import subprocess
+import sys
 import threading
-from collections.abc import Awaitable, Callable, Iterator
+import time
+import urllib.request
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -66,19 +73,65 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_tiny_model(tmp_path_factory.mktemp("models") / "tiny", "tiny")
 
 
-@pytest.fixture(scope="session")
-def live_engine(tiny_model_dir: Path) -> Iterator[LiveEngine]:
-    """The session's real vLLM engine (priority scheduling, max_num_seqs 4)."""
-    pytest.importorskip("vllm")
+def start_live_engine(model_dir: Path, **engine_args: Any) -> LiveEngine:
+    """A started in-process engine on its own loop (close it with `LiveEngine.close`)."""
     from exfairs.live.config import VllmEngineConfig
     from exfairs.live.inprocess import InProcessBackend
 
-    backend = InProcessBackend(VllmEngineConfig(model=str(tiny_model_dir), **TINY_ENGINE_ARGS))
+    backend = InProcessBackend(VllmEngineConfig(model=str(model_dir), **engine_args))
     engine = LiveEngine(backend)
     try:
         engine.run(backend.start, timeout_s=400.0)
     except BaseException:
         engine.loop.call_soon_threadsafe(engine.loop.stop)
         raise
+    return engine
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def vllm_server(model_dir: Path, log_path: Path, args: Sequence[str],
+                env: dict[str, str] | None = None) -> Iterator[int]:
+    """``python -m vllm.entrypoints.openai.api_server`` for `model_dir` with extra `args` on a free
+    port of 127.0.0.1; yields the port once ``/health`` answers, stops the server (SIGINT, then
+    kill) on exit. Its output goes to `log_path` (its tail is shown if it dies at start)."""
+    port = free_port()
+    log = log_path.open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
+         *args, "--host", "127.0.0.1", "--port", str(port)],
+        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+    try:
+        deadline = time.monotonic() + 400
+        while True:
+            assert proc.poll() is None, log_path.read_text()[-3000:]
+            with contextlib.suppress(OSError):
+                if urllib.request.urlopen(f"http://127.0.0.1:{port}/health",
+                                          timeout=2).status == 200:
+                    break
+            assert time.monotonic() < deadline, "vLLM server did not come up"
+            time.sleep(1)
+        yield port
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+@pytest.fixture(scope="session")
+def live_engine(tiny_model_dir: Path) -> Iterator[LiveEngine]:
+    """The session's real vLLM engine (priority scheduling, max_num_seqs 4)."""
+    pytest.importorskip("vllm")
+    engine = start_live_engine(tiny_model_dir, **TINY_ENGINE_ARGS)
     yield engine
     engine.close()

@@ -245,9 +245,31 @@ def test_policy_samples_and_empty_workload() -> None:
     assert out.policy_samples and out.policy_samples[0].values[0][0] == "counter"
 
 
-def test_engine_mode_is_refused_clearly() -> None:
-    with pytest.raises(NotImplementedError, match="engine mode"):
-        LiveDriver(make_workload(1), make_policy("FCFS"), Mode.ENGINE, FakeEngine())
+def test_engine_mode_submits_at_arrival_with_tags_and_leaves_the_policy_alone() -> None:
+    """Engine mode: the policy runs inside the engine, so the driver's policy object hears nothing
+    and every request goes out at once, tagged for the scheduler plug-in."""
+    from exfairs.live.plugin_protocol import K_CLIENT, K_ID, K_RUN, parse_request
+
+    class Tagged(FakeEngine):
+        seen: list[dict[str, object]]
+
+        def stream(self, request, ids, priority, *, extra_args=None):  # type: ignore[no-untyped-def]
+            self.seen.append(dict(extra_args or {}))
+            return super().stream(request, ids, priority)
+
+    eng = Tagged(max_num_seqs=2)
+    eng.seen = []
+    policy = make_policy("VTC")
+    wl = make_workload(6, gap_s=0.0)
+    out = run(LiveDriver(wl, policy, Mode.ENGINE, eng, run_tag="r1"), eng)
+    assert all(r.outcome is Outcome.FINISHED for r in out.records)
+    assert sorted(int(a[K_ID]) for a in eng.seen) == list(range(6))  # type: ignore[call-overload]
+    assert {a[K_RUN] for a in eng.seen} == {"r1"}
+    assert [a[K_CLIENT] for a in sorted(eng.seen, key=lambda a: int(a[K_ID]))] == \
+        [r.client for r in wl.requests]  # type: ignore[call-overload]
+    back = parse_request(eng.seen[0])
+    assert back is not None and back[0] == "r1" and back[1] in wl.requests
+    assert policy.n_clients == 0 and out.policy_samples == ()  # the driver-side policy is unused
 
 
 def test_driver_runs_once() -> None:

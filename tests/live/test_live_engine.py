@@ -4,12 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections import Counter
 from collections.abc import AsyncGenerator, Sequence
 from pathlib import Path
@@ -17,7 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import LiveEngine
+from conftest import LiveEngine, vllm_server
 from live_fakes import make_workload
 
 from exfairs.live.backend import BackendError, TokenChunk
@@ -136,39 +130,17 @@ def test_same_workload_fcfs_keeps_arrival_order(live_engine: LiveEngine) -> None
     assert min(first[i] for i in range(8, 12)) > max(first[i] for i in range(8))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.mark.slow
 def test_http_mode_against_real_vllm_server(tiny_model_dir: Path, tmp_path: Path) -> None:
     pytest.importorskip("aiohttp")
     from exfairs.live.config import HttpConfig
     from exfairs.live.http import HttpBackend
 
-    port = _free_port()
     key = "sk-live-test-SECRET-42"
-    log = (tmp_path / "server.log").open("w")
-    env = {**os.environ, "VLLM_API_KEY": key}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model",
-         str(tiny_model_dir), "--dtype", "float32", "--enforce-eager", "--max-model-len", "1024",
-         "--max-num-seqs", "4", "--scheduling-policy", "priority", "--host", "127.0.0.1",
-         "--port", str(port)], stdout=log, stderr=subprocess.STDOUT, env=env)
-    try:
-        import urllib.request
-
-        deadline = time.monotonic() + 400
-        while True:
-            assert proc.poll() is None, (tmp_path / "server.log").read_text()[-3000:]
-            with contextlib.suppress(OSError):
-                health = urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
-                if health.status == 200:
-                    break
-            assert time.monotonic() < deadline, "vLLM server did not come up"
-            time.sleep(1)
+    args = ["--dtype", "float32", "--enforce-eager", "--max-model-len", "1024",
+            "--max-num-seqs", "4", "--scheduling-policy", "priority"]
+    with vllm_server(tiny_model_dir, tmp_path / "server.log", args,
+                     env={"VLLM_API_KEY": key}) as port:
         wl = _mixed_workload(8)
 
         async def go(api_key: str, model: str | None = None) -> Any:
@@ -190,14 +162,6 @@ def test_http_mode_against_real_vllm_server(tiny_model_dir: Path, tmp_path: Path
         bad = asyncio.run(go("wrong", model=str(tiny_model_dir)))
         assert Counter(r.outcome for r in bad.records) == {Outcome.FAILED: 8}
         assert key not in repr(out) + repr(bad)
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 @pytest.mark.slow

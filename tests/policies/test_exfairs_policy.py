@@ -38,9 +38,14 @@ def test_formula_by_hand() -> None:
     assert snap["service_share"] == pytest.approx(s)
     assert snap["fr"] == pytest.approx(fr)
     assert p.fairness_scores(0.0).tolist() == pytest.approx(fr)
-    # Default priority mode: the key (no e2e SLO here: the arrival time) moved earlier by
-    # horizon_s · FR, in ms.
-    assert p.submission_priority(req(5, "a", 2.0), 0.0) == round((2.0 - 10.0 * fr[0]) * 1e3)
+    # Default order: (1 − α)·counter + α·B·(u/K − v); counters are VTC's (a: 10, b: 30), no
+    # e2e SLO → u = K; B = 4 × mean cost of the requests seen (none arrived yet: 0).
+    assert p.counters.tolist() == pytest.approx([10.0, 30.0])
+    assert p.client_scores(0.0).tolist() == pytest.approx([0.3 * 10.0, 0.3 * 30.0])
+    p.on_arrival(req(6, "a", 0.0, prompt=100, output=50), 0.0)  # cost 200 → B = 800
+    assert p.credit_tokens() == pytest.approx(800.0)
+    assert p.client_scores(0.0).tolist() == pytest.approx(
+        [0.3 * 10.0 + 0.7 * 800.0 * (1.0 - 0.25), 0.3 * 30.0 + 0.7 * 800.0 * 1.0])
     old = xf(alpha=0.7, window_s=1e9, order="score")  # type: ignore[arg-type]
     resolve(old, "a", violated=1, met=3)
     resolve(old, "b", violated=0, met=2)
@@ -152,19 +157,23 @@ def test_early_violation_forgets_finished_and_dropped_requests() -> None:
     assert p.violation_rates(5.0)[1] == 0.0
 
 
-def test_priority_mode_keys_age_so_no_request_starves() -> None:
-    p = xf(window_s=1e9, horizon_s=10.0, order="arrival")  # type: ignore[arg-type]
-    resolve(p, "b", violated=4, met=0)  # FR_b = 0.7, FR_a = 0: b jumps 7 s ahead
-    assert p.submission_priority(req(1, "b", 7.5), 7.5) > p.submission_priority(
-        req(2, "a", 0.0), 7.5)
-    assert p.submission_priority(req(3, "b", 6.5), 6.5) < p.submission_priority(
-        req(2, "a", 0.0), 6.5)
-    d = xf(window_s=1e9, horizon_s=0.0)  # default order: deadline
-    assert d.submission_priority(req(4, "a", 1.0, e2e_s=3.0), 1.0) == 4000
-    assert d.submission_priority(req(5, "a", 1.0), 1.0) == 1000  # no deadline: arrival
+def test_priority_mode_uses_start_tag_urgency_and_charges_output_at_submission() -> None:
+    p = xf(window_s=1e9, horizon_s=10.0, credit_requests=1.0)
+    r1 = req(1, "a", 0.0, prompt=100, output=50, e2e_s=8.0, unloaded_e2e_s=3.0)
+    p.on_arrival(r1, 0.0)  # B = 1 × 200
+    # Tag 0, slack 8 − 3 − 0 = 5 s of K = 10, no violations yet.
+    assert p.submission_priority(r1, 0.0) == round(0.7 * 200.0 * 0.5)
+    p.on_dispatch(r1, 0.0)
+    assert p.counters.tolist() == pytest.approx([200.0, 0.0])  # prompt + 2 × requested output
+    p.on_service("a", 100, 50, 1.0)  # prepaid: not charged again
+    assert p.counters.tolist() == pytest.approx([200.0, 0.0])
+    r2 = req(2, "a", 1.0, prompt=100, output=50)  # no deadline: u = K
+    p.on_arrival(r2, 1.0)
+    assert p.submission_priority(r2, 1.0) == round(0.3 * 200.0 + 0.7 * 200.0)
 
 
-@pytest.mark.parametrize("params", [{"order": "fifo"}, {"horizon_s": -1.0},
+@pytest.mark.parametrize("params", [{"order": "fifo"}, {"horizon_s": -1.0}, {"horizon_s": 0.0},
+                                    {"credit_requests": -1.0},
                                     {"early_violations": "yes"}])
 def test_bad_parameters_are_config_errors(params: dict[str, object]) -> None:
     from exfairs.errors import ConfigError
@@ -173,35 +182,50 @@ def test_bad_parameters_are_config_errors(params: dict[str, object]) -> None:
         xf(**params)  # type: ignore[arg-type]
 
 
-def test_gate_order_is_the_virtual_key_of_each_clients_head() -> None:
+def test_urgency_is_least_slack_of_savable_requests_and_ignores_hopeless_ones() -> None:
     p = xf(window_s=1e9, horizon_s=10.0)
-    resolve(p, "b", violated=1, met=1)  # FR_b = 0.35, FR_a = 0
+    p.on_arrival(req(1, "a", 0.0, e2e_s=4.0, unloaded_e2e_s=1.0), 0.0)  # latest start 3
+    p.on_arrival(req(2, "a", 0.0, e2e_s=9.0, unloaded_e2e_s=1.0), 0.0)  # latest start 8
+    p.on_arrival(req(3, "b", 0.0, e2e_s=30.0, unloaded_e2e_s=1.0), 0.0)  # latest start 29
+    assert p.urgency(1.0).tolist() == pytest.approx([2.0, 10.0])  # b's slack 28 clipped to K
+    assert p.urgency(5.0).tolist() == pytest.approx([3.0, 10.0])  # request 1 is hopeless now
+    assert p.urgency(9.0).tolist() == pytest.approx([10.0, 10.0])  # only hopeless ones: K
+    p.on_dispatch(req(2, "a", 0.0, e2e_s=9.0, unloaded_e2e_s=1.0), 5.0)
+    assert p.urgency(5.0).tolist() == pytest.approx([10.0, 10.0])
+
+
+def test_hopeless_request_does_not_pin_a_client_ahead() -> None:
+    """The issue #17 failure: a client whose oldest request is hopeless kept the best rank while
+    the queue served its savable requests (the rule before this change gives light 0 turns here).
+    Now the rank follows the counter, which rises with every token the client is served."""
+    p = xf(("heavy", "light"), window_s=1e9, horizon_s=10.0)
     q = PolicyQueue(p)
-    arrive(q, req(1, "a", 0.0, e2e_s=20.0))  # key 20
-    arrive(q, req(2, "b", 1.0, e2e_s=22.0))  # key 23 − 3.5 = 19.5: goes first
-    arrive(q, req(3, "b", 2.0, e2e_s=30.0))  # key 32 − 3.5 = 28.5: after a's 20
-    assert p.client_scores(2.0).tolist() == pytest.approx([20.0, 19.5])
-    assert [q.pop(2.0).request_id for _ in range(3)] == [2, 1, 3]  # type: ignore[union-attr]
-    assert p.client_scores(2.0).tolist() == [math.inf, math.inf]  # nothing waiting
+    arrive(q, req(1, "heavy", 0.0, e2e_s=1.0, unloaded_e2e_s=0.5), 0.0)  # hopeless from 0.5
+    served = []
+    t = 1.0
+    for k in range(20):  # overload: 3 arrivals, 2 dispatches per round
+        arrive(q, req(100 + 2 * k, "heavy", t, e2e_s=60.0, unloaded_e2e_s=0.5), t)
+        arrive(q, req(101 + 2 * k, "heavy", t, e2e_s=60.0, unloaded_e2e_s=0.5), t)
+        arrive(q, req(200 + k, "light", t, e2e_s=60.0, unloaded_e2e_s=0.5), t)
+        for _ in range(2):
+            r = q.pop(t)
+            assert r is not None
+            served.append(r.client)
+            p.on_service(r.client, 0, 10, t)
+        t += 1.0
+    assert served.count("light") >= 19
 
 
 def test_preempted_request_waits_again_and_finish_forgets_it() -> None:
-    p = xf(window_s=1e9, order="arrival", horizon_s=0.0)  # type: ignore[arg-type]
+    p = xf(window_s=1e9, order="arrival", horizon_s=10.0)  # type: ignore[arg-type]
     r = req(1, "a", 3.0)
     p.on_arrival(r, 3.0)
+    assert p.urgency(4.0)[0] == pytest.approx(9.0)  # waited 1 s of K = 10
     p.on_dispatch(r, 3.0)
-    assert p.client_scores(4.0)[0] == math.inf
+    assert p.urgency(4.0)[0] == pytest.approx(10.0)  # nothing waiting
     p.on_preempt(r, 4.0)
-    assert p.client_scores(4.0)[0] == pytest.approx(3.0)
+    assert p.urgency(6.0)[0] == pytest.approx(7.0)  # waiting again, since its arrival
     p.on_finish(r, 9.0, True)
-    assert p.client_scores(9.0)[0] == math.inf
+    assert p.urgency(9.0)[0] == pytest.approx(10.0)
 
 
-def test_no_request_waits_behind_one_keyed_more_than_horizon_later() -> None:
-    """Starvation bound: FR ∈ [−(1−α), α], so virtual keys differ from keys by at most
-    horizon_s, whatever the history."""
-    p = xf(window_s=1e9, horizon_s=5.0, order="arrival")  # type: ignore[arg-type]
-    resolve(p, "b", violated=50, met=0)
-    p.on_dispatch(req(100, "a", prompt=10_000), 0.0)  # a: all the service, no violations
-    old, new = req(1, "a", 0.0), req(2, "b", 5.01)
-    assert p.submission_priority(old, 6.0) < p.submission_priority(new, 6.0)

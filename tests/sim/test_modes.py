@@ -57,12 +57,7 @@ def _max_gap(res: SimResult) -> float:
 
 @pytest.mark.skipif("VTC" not in available_policies(), reason="VTC not registered yet")
 @pytest.mark.parametrize("exp", [
-    pytest.param("VTC", marks=pytest.mark.xfail(strict=True, reason=(
-        "priority-mode VTC (policies/vtc.py): a request's priority is its client's counter at "
-        "submission, which charges queued prompts but not their outputs, so a client with a long "
-        "queue is under-charged; on this overload the gap reaches ~2.4x the bound (heavy:light "
-        "service 1.46:1), still ~3.5x below FCFS. Reported to the lead/H1; remove this mark "
-        "when the policy meets the bound."))),
+    "VTC",  # priority mode: meets the bound since charging at submission (policies/vtc.py)
     "QUEUE_VTC",
     "ENGINE_VTC",
 ])

@@ -1,0 +1,236 @@
+"""Formats for readers outside ExFairS: per-request records as Parquet and a run's summary as flat
+JSON with `vllm bench serve`'s key names.
+
+**Records** (`write_records_parquet`): one row per request, readable by pandas, polars, DuckDB or
+Arrow with no ExFairS import. Columns (seconds on the run clock unless the name says ms):
+
+=====================  =====================================================================
+request_id, client     int64, string (dictionary-encoded)
+arrival_s              arrival time
+prompt_tokens          int32; ``output_tokens`` (asked) and ``generated_tokens`` (served) too
+slo_e2e_s ...          the request's SLOs: ``slo_e2e_s``, ``slo_ttft_s``, ``slo_tpot_s`` (null =
+                       not set)
+outcome                finished / violated / failed / timed_out / aborted
+dispatch_s             left the client side for the engine (null: never)
+first_token_s          first output token (null: none); ``finish_s`` last token of a completed one
+preemptions, error     int32; the failure message (null when none)
+counted                bool: arrived inside the metrics window (the run's summary counts these)
+ttft_ms, e2el_ms       derived latencies (null where undefined), also ``tpot_ms``, ``queue_ms``
+token_times_s          list<double>: every output token's emission time, exact
+=====================  =====================================================================
+
+Token times are stored exactly (float64) and zstd-compressed: simulated runs, whose tokens share
+step end times, cost about 1 byte per token; live runs, whose times are all distinct, about 6.
+
+**Summary** (`flat_summary`): one JSON object of scalars — the `vllm bench serve` result keys
+(``duration``, ``completed``, ``failed``, ``total_input_tokens``, ``request_throughput``,
+``mean_ttft_ms``, ``p99_itl_ms``, ...) over the counted requests, ExFairS's fairness indices, the
+run's provenance, and ``per_client``: the same keys for each client. Undefined values are JSON
+``null`` (never the string "nan").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from exfairs.atomic import atomic_temp_path
+from exfairs.errors import InputError
+from exfairs.metrics import AggregateMetrics, RunMetrics, in_window
+from exfairs.records import SLO, ClientInfo, Outcome, RequestRecord
+
+RECORDS_SCHEMA = "exfairs.records"
+RECORDS_SCHEMA_VERSION = 1
+
+# AggregateMetrics field → vllm bench serve key, where the two differ.
+_VLLM_NAMES = {"requests": "num_prompts", "duration_s": "duration"}
+
+
+def _arrow() -> tuple[Any, Any]:
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError as exc:  # pragma: no cover - pyarrow is a dependency
+        raise InputError(f"Parquet records need pyarrow ({exc}); pip install pyarrow",
+                         field="pyarrow", value=None) from exc
+    return pa, pq
+
+
+def _ms(x: float | None) -> float | None:
+    return None if x is None else x * 1e3
+
+
+def records_table(records: Sequence[RequestRecord], window: tuple[float, float] | None) -> Any:
+    """The records as a `pyarrow.Table` (columns in the module docstring). `window` is the
+    metrics window ``[start, end)`` of arrivals (None: everything counted)."""
+    pa, _ = _arrow()
+    counted = {r.request_id for r in (in_window(records, window) if window is not None
+                                      else records)}
+    f64, i32 = pa.float64(), pa.int32()
+
+    def col(values: list[Any], typ: Any) -> Any:
+        return pa.array(values, type=typ)
+
+    rs = list(records)
+    columns = {
+        "request_id": col([r.request_id for r in rs], pa.int64()),
+        "client": col([r.client for r in rs], pa.string()).dictionary_encode(),
+        "arrival_s": col([r.arrival_s for r in rs], f64),
+        "prompt_tokens": col([r.prompt_tokens for r in rs], i32),
+        "output_tokens": col([r.output_tokens for r in rs], i32),
+        "slo_e2e_s": col([r.slo.e2e_s for r in rs], f64),
+        "slo_ttft_s": col([r.slo.ttft_s for r in rs], f64),
+        "slo_tpot_s": col([r.slo.tpot_s for r in rs], f64),
+        "outcome": col([r.outcome.value for r in rs], pa.string()).dictionary_encode(),
+        "dispatch_s": col([r.dispatch_s for r in rs], f64),
+        "first_token_s": col([r.first_token_s for r in rs], f64),
+        "finish_s": col([r.finish_s for r in rs], f64),
+        "generated_tokens": col([r.generated_tokens for r in rs], i32),
+        "preemptions": col([r.preemptions for r in rs], i32),
+        "error": col([r.error for r in rs], pa.string()),
+        "counted": col([r.request_id in counted for r in rs], pa.bool_()),
+        "ttft_ms": col([_ms(r.ttft_s) for r in rs], f64),
+        "e2el_ms": col([_ms(r.e2e_s) for r in rs], f64),
+        "tpot_ms": col([_ms(r.tpot_s) for r in rs], f64),
+        "queue_ms": col([_ms(r.queue_s) for r in rs], f64),
+        "token_times_s": col([list(r.token_times_s) for r in rs], pa.list_(f64)),
+    }
+    meta = {"exfairs.schema": RECORDS_SCHEMA, "exfairs.schema_version": str(RECORDS_SCHEMA_VERSION)}
+    return pa.table(columns).replace_schema_metadata(meta)
+
+
+def write_records_parquet(records: Sequence[RequestRecord], path: str | os.PathLike[str],
+                          window: tuple[float, float] | None, *, atomic: bool = True) -> None:
+    """Write `records` to `path` as Parquet (see `records_table`), atomically unless `atomic` is
+    False (for a caller that already writes to a temporary path)."""
+    _, pq = _arrow()
+    table = records_table(records, window)
+
+    def write(dest: str | os.PathLike[str]) -> None:
+        # zstd level 9: measured smallest of the encodings tried (benchmarks/results/
+        # results_size.md), at a few ms per file.
+        pq.write_table(table, dest, compression="zstd", compression_level=9,
+                       use_dictionary=["client", "outcome"])
+
+    if not atomic:
+        write(path)
+        return
+    with atomic_temp_path(path) as tmp:
+        write(tmp)
+
+
+def _opt(x: Any) -> float | None:
+    return None if x is None else float(x)
+
+
+def records_row_count(path: str | os.PathLike[str]) -> int:
+    """Rows of a records file from its Parquet footer (InputError when it is not a readable
+    ExFairS records file)."""
+    _, pq = _arrow()
+    meta = _read_checked(path, pq.read_metadata)
+    return int(meta.num_rows)
+
+
+def _read_checked(path: str | os.PathLike[str], reader: Any) -> Any:
+    """`reader(path)` (a pyarrow Parquet reader), with its ExFairS schema metadata checked."""
+    pa, _ = _arrow()
+    p = Path(path)
+    try:
+        got = reader(p)
+    except (OSError, pa.ArrowException) as exc:
+        raise InputError(f"cannot read the records file: {exc}", source=str(p)) from None
+    raw = got.metadata if hasattr(got, "num_row_groups") else got.schema.metadata
+    meta = {k.decode(): v.decode() for k, v in (raw or {}).items()}
+    if meta.get("exfairs.schema") != RECORDS_SCHEMA:
+        raise InputError("not an ExFairS records file", field="exfairs.schema",
+                         value=meta.get("exfairs.schema"), source=str(p))
+    if meta.get("exfairs.schema_version") != str(RECORDS_SCHEMA_VERSION):
+        raise InputError("unsupported records schema version", field="exfairs.schema_version",
+                         value=meta.get("exfairs.schema_version"), source=str(p))
+    return got
+
+
+def read_records_parquet(path: str | os.PathLike[str]) -> tuple[RequestRecord, ...]:
+    """The records of a file written by `write_records_parquet` (InputError naming the file when
+    it is missing, unreadable or of another schema)."""
+    _, pq = _arrow()
+    p = Path(path)
+    table = _read_checked(p, pq.read_table)
+    try:
+        cols = {name: table.column(name).to_pylist() for name in (
+            "request_id", "client", "arrival_s", "prompt_tokens", "output_tokens", "slo_e2e_s",
+            "slo_ttft_s", "slo_tpot_s", "outcome", "dispatch_s", "first_token_s", "finish_s",
+            "generated_tokens", "preemptions", "error", "token_times_s")}
+        out = []
+        for i in range(table.num_rows):
+            out.append(RequestRecord(
+                request_id=int(cols["request_id"][i]), client=str(cols["client"][i]),
+                arrival_s=float(cols["arrival_s"][i]),
+                prompt_tokens=int(cols["prompt_tokens"][i]),
+                output_tokens=int(cols["output_tokens"][i]),
+                slo=SLO(e2e_s=_opt(cols["slo_e2e_s"][i]), ttft_s=_opt(cols["slo_ttft_s"][i]),
+                        tpot_s=_opt(cols["slo_tpot_s"][i])),
+                outcome=Outcome(cols["outcome"][i]), dispatch_s=_opt(cols["dispatch_s"][i]),
+                first_token_s=_opt(cols["first_token_s"][i]),
+                finish_s=_opt(cols["finish_s"][i]),
+                generated_tokens=int(cols["generated_tokens"][i]),
+                token_times_s=tuple(float(t) for t in cols["token_times_s"][i]),
+                preemptions=int(cols["preemptions"][i]), error=cols["error"][i]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"malformed records file: {type(exc).__name__}: {exc}",
+                         source=str(p)) from None
+    return tuple(out)
+
+
+# ----------------------------------------------------------------------------------------------
+# Flat summary
+
+
+def _json_num(x: Any) -> Any:
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+def aggregate_dict(m: AggregateMetrics) -> dict[str, Any]:
+    """One `AggregateMetrics` under `vllm bench serve`'s key names (null for NaN)."""
+    return {_VLLM_NAMES.get(f.name, f.name): _json_num(getattr(m, f.name))
+            for f in dataclasses.fields(m)}
+
+
+def flat_summary(info: Any, clients: Sequence[ClientInfo], metrics: RunMetrics
+                 ) -> dict[str, Any]:
+    """The run's summary as one flat JSON object (see the module docstring); `info` is the run's
+    `exfairs.results.RunInfo`."""
+    knobs = dict(info.engine_knobs)
+    out: dict[str, Any] = {
+        # No copy of the wall-clock fields (date, wall time): `run.info` holds them once, so
+        # two runs of one cell differ only there.
+        "backend": info.backend, "scenario": info.scenario,
+        "experiment": info.experiment, "policy": info.policy, "mode": info.mode,
+        "seed": info.seed, "load_factor": _json_num(info.load_factor),
+        "profile_id": info.profile_id, "model_id": knobs.get("model"),
+        "max_concurrency": knobs.get("max_inflight"),
+        "window_start_s": _json_num(metrics.window_start_s),
+        "window_end_s": _json_num(metrics.window_end_s),
+    }
+    out.update(aggregate_dict(metrics.overall))
+    out.update(_scalars(metrics.fairness))  # every scalar fairness index, under its own name
+    weights = {c.name: c.weight for c in clients}
+    out["per_client"] = {
+        cm.client: {**_scalars(cm, skip=("client",)),
+                    "weight": _json_num(weights.get(cm.client, cm.weight)),
+                    **aggregate_dict(cm.metrics)}
+        for cm in metrics.per_client}
+    return out
+
+
+def _scalars(obj: Any, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The int/float/str/bool fields of a dataclass (null for NaN), in field order."""
+    return {f.name: _json_num(getattr(obj, f.name)) for f in dataclasses.fields(obj)
+            if f.name not in skip
+            and isinstance(getattr(obj, f.name), (int, float, str, bool))}
