@@ -37,6 +37,7 @@ submission, after the lift.
 from __future__ import annotations
 
 import heapq
+from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -93,6 +94,15 @@ class VTC(Policy):
     ) -> None:
         c = self.client_index(client)
         self._counter[c] += self.w_q * decode_tokens / self._weights[c]
+
+    def on_service_run(self, decode_tokens: Sequence[tuple[str, int]],
+                       ends_s: Sequence[float]) -> None:
+        # Counters are additive and ignore time: one charge per client for the whole run (equal
+        # to per-step charges whenever w_q·tokens/weight sums exactly, e.g. integer weights).
+        k = len(ends_s)
+        for client, d in decode_tokens:
+            c = self.client_index(client)
+            self._counter[c] += self.w_q * (d * k) / self._weights[c]
 
     def on_preempt(self, request: Request, now_s: float) -> None:
         if request.request_id not in self._waiting_ids:
