@@ -20,9 +20,10 @@ SLO deadlines that passed are resolved (`SloTracker.advance` → `on_violation`)
 arrived by then are taken in (`on_arrival`, and `on_dispatch` at submission in priority mode; a
 request that can never run — prompt + output over `max_model_len`, more KV blocks than the cache
 holds, or no tokens — fails at once: `on_violation`, `on_drop`, outcome FAILED), the gate
-releases, and policy samples whose time has come are recorded (values are the policy's state at
+releases (`on_dispatch`), and policy samples whose time has come are recorded (values are the policy's state at
 that decision point, at most one step after the sample time). Preemptions are reported when the
-step that makes them is planned (`on_preempt`). After a step come the served tokens
+step that makes them is planned (`on_preempt`), and so are admissions of previously preempted
+requests in priority mode (`on_dispatch` again; engine mode dispatches every admission). After a step come the served tokens
 (`on_service`, once per client, in client order), first tokens, and finishes (`on_violation` if
 late, then `on_finish`).
 
@@ -287,7 +288,12 @@ class _Run:
             self.policy.on_preempt(s.req, now_s)
 
     def admitted(self, seqs: tuple[Seq, ...], now_s: float) -> None:
-        pass
+        # Priority mode: the first dispatch was the submission; a preempted request re-admitted
+        # by the engine is dispatched again (engine mode's PolicyQueue.pop does this itself).
+        if self.mode is Mode.PRIORITY:
+            for s in seqs:
+                if s.preemptions:
+                    self.policy.on_dispatch(s.req, now_s)
 
     def exhausted(self) -> bool:
         if self.next_arrival < len(self.seqs):
