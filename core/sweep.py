@@ -57,16 +57,26 @@ class Cell:
     policy_params: Knobs = ()
 
     def key(self) -> str:
-        """Hash of everything that determines the cell's result, the package version included."""
+        """Hash of everything that determines the cell's result (`exfairs.identity`): scenario
+        and referenced traces by content, profile by content, knobs, package version and the
+        source of the code that computes results."""
+        from exfairs.identity import profile_identity, scenario_identity, source_identity
+        from exfairs.policies.experiments import parse_experiment
+
+        try:
+            policy: str | None = parse_experiment(self.experiment).policy
+        except Exception:  # an unknown name fails when the cell runs
+            policy = None
         doc = {
-            "scenario": _scenario_identity(self.scenario),
+            "scenario": scenario_identity(self.scenario),
             "experiment": self.experiment,
             "seed": self.seed,
             "load_factor": self.load_factor,
-            "profile": _profile_identity(self.profile),
+            "profile": profile_identity(self.profile),
             "engine": sorted(self.engine),
             "policy_params": sorted(self.policy_params),
             "version": __version__,
+            "source": source_identity(policy),
         }
         blob = json.dumps(doc, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
@@ -76,22 +86,6 @@ class Cell:
         scen = Path(self.scenario).stem if self.scenario.endswith(".toml") else self.scenario
         stem = f"{scen}__{self.experiment}__load{self.load_factor:g}__seed{self.seed}"
         return f"{stem}__{self.key()}.json"
-
-
-def _file_digest(path: str) -> str:
-    try:
-        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    except OSError:
-        return path
-
-
-def _scenario_identity(name: str) -> str:
-    # A scenario file's content, not its path, decides the result.
-    return _file_digest(name) if name.endswith(".toml") else name
-
-
-def _profile_identity(name: str) -> str:
-    return _file_digest(name) if name.endswith(".json") else name
 
 
 @dataclass(frozen=True, slots=True)

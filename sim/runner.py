@@ -19,13 +19,14 @@ the first step end at or after it (after it, for deadlines). At each decision po
 SLO deadlines that passed are resolved (`SloTracker.advance` → `on_violation`), requests that
 arrived by then are taken in (`on_arrival`, and `on_dispatch` at submission in priority mode; a
 request that can never run — prompt + output over `max_model_len`, more KV blocks than the cache
-holds, or no tokens — fails at once: `on_violation`, `on_drop`, outcome FAILED), the gate
-releases (`on_dispatch`), and policy samples whose time has come are recorded (values are the policy's state at
-that decision point, at most one step after the sample time). Preemptions are reported when the
-step that makes them is planned (`on_preempt`), and so are admissions of previously preempted
-requests in priority mode (`on_dispatch` again; engine mode dispatches every admission). After a step come the served tokens
-(`on_service`, once per client, in client order), first tokens, and finishes (`on_violation` if
-late, then `on_finish`).
+holds, or no tokens — fails at once: `on_violation`, `on_drop`, outcome FAILED), the gate releases
+(`on_dispatch`), and policy samples whose time has come are recorded (values are the policy's
+state at that decision point, at most one step after the sample time). Preemptions are reported
+when the step that makes them is planned (`on_preempt`), and so are admissions of previously
+preempted requests in priority mode (`on_dispatch` again; engine mode dispatches every
+admission). After a step come the served tokens (`on_service`, once per client, in client
+order), first tokens, and finishes (`on_violation` if late, then `on_finish`).
+`docs/policies.md` lists the order for policy authors.
 
 Hook times are decision times, so they never decrease; an arrival is seen at the first decision
 point at or after it, as vLLM takes in requests between steps. With the fast path (default) a run
