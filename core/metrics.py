@@ -561,12 +561,26 @@ def max_service_gap(timeline: ServiceTimeline) -> tuple[float, tuple[str, str]]:
     best = 0.0
     pair = ("", "")
     n_c = len(timeline.clients)
+    # Each client's first and last backlogged grid index: pairs whose spans do not overlap are
+    # never backlogged together, and a pair's runs lie inside the overlap of the two spans.
+    bl = timeline.backlogged
+    if n_c < 2 or bl.shape[1] == 0:
+        return best, pair
+    seen = bl.any(axis=1)
+    first = np.where(seen, bl.argmax(axis=1), -1)
+    last = np.where(seen, bl.shape[1] - 1 - bl[:, ::-1].argmax(axis=1), -2)
     for i in range(n_c):
+        if not seen[i]:
+            continue
         for j in range(i + 1, n_c):
-            both = timeline.backlogged[i] & timeline.backlogged[j]
+            lo_k = max(first[i], first[j])
+            hi_k = min(last[i], last[j]) + 1
+            if not seen[j] or lo_k >= hi_k:
+                continue
+            both = bl[i, lo_k:hi_k] & bl[j, lo_k:hi_k]
             if not both.any():
                 continue
-            g = timeline.service[i] - timeline.service[j]
+            g = timeline.service[i, lo_k:hi_k] - timeline.service[j, lo_k:hi_k]
             edges = np.diff(np.concatenate([[0], both.astype(np.int8), [0]]))
             run_start = np.flatnonzero(edges == 1)
             run_end = np.flatnonzero(edges == -1)  # exclusive
@@ -645,7 +659,11 @@ def compute_metrics(records: Sequence[RequestRecord], clients: Sequence[ClientIn
     active = [cm for cm in per_client if cm.metrics.requests > 0]
     attain = [cm.metrics.slo_attainment for cm in active]
     worst = min(active, key=lambda cm: cm.metrics.slo_attainment) if active else None
-    gap, gap_pair = max_service_gap(service_timeline(counted, clients, service_weights))
+    # Clients without a counted request are never backlogged: leaving them out of the timeline
+    # changes nothing but its size (which would otherwise grow with every registered client).
+    senders = {r.client for r in counted}
+    gap, gap_pair = max_service_gap(service_timeline(
+        counted, [c for c in clients if c.name in senders], service_weights))
     fairness = FairnessMetrics(
         jain_attainment=jain_index(attain),
         jain_qoe=jain_index([cm.metrics.mean_qoe for cm in active]),

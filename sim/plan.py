@@ -54,7 +54,8 @@ class StepPlan:
     @property
     def decode_only(self) -> bool:
         """Every scheduled request decodes, nothing was admitted or preempted."""
-        return self.implicit_decode and not self.chunks and not self.admitted
+        return (self.implicit_decode and not self.chunks and not self.admitted
+                and not self.preempted)
 
 
 @dataclass(frozen=True, slots=True)

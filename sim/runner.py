@@ -40,7 +40,7 @@ from __future__ import annotations
 import math
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import simpy
 
@@ -192,6 +192,10 @@ class _Run:
         self.sample_k = 0
         self.samples: list[PolicySample] = []
         self._wakes: set[float] = set()
+        # Only a policy that overrides next_wakeup can ask for one (saves a call per decision).
+        self._asks_wakeups = type(policy).next_wakeup is not Policy.next_wakeup
+        self._next_sample_s = 0.0
+        self._dl_armed = math.inf  # time of the pending deadline event
         self.env = SimEnvironment(initial_time=0.0)
         self.engine = EngineProcess(self.env, self.sched, cost, self, fast=not step_by_step)
         self.env.process(self._arrivals())
@@ -233,17 +237,28 @@ class _Run:
             self.engine.attention(t)
             k += 1
 
-    def _deadline(self, t: float, rid: int, kind: int) -> None:
-        self.env.at(t, (rid, kind)).callbacks.append(self._on_deadline)
+    def _arm_deadline(self) -> None:
+        """Keep one event at the earliest open SLO deadline (`SloTracker.next_deadline_s`)."""
+        t = self.tracker.next_deadline_s()
+        if t < self._dl_armed:
+            self._dl_armed = t
+            self.env.at(t).callbacks.append(self._on_deadline)
 
     def _on_deadline(self, ev: simpy.Event) -> None:
-        rid, kind = cast(tuple[int, int], ev.value)
-        if self.tracker.is_pending(rid) and not (
-                kind == 0 and self.by_id[rid].first_token_s is not None):
-            # Resolved at the first decision point after the deadline (SloTracker.advance).
-            self.engine.attention(self.env.now, strict=True)
+        now = self.env.now
+        if now != self._dl_armed:
+            return  # superseded by an earlier deadline
+        self._dl_armed = math.inf
+        if self.tracker.next_deadline_s() <= now:
+            # Resolved at the first decision point after the deadline (SloTracker.advance);
+            # that decision point arms the next one.
+            self.engine.attention(now, strict=True)
+        else:
+            self._arm_deadline()
 
     def _ask_wakeup(self, now: float) -> None:
+        if not self._asks_wakeups:
+            return
         t = self.policy.next_wakeup(now)
         if t > now and math.isfinite(t) and t not in self._wakes:
             self._wakes.add(t)
@@ -266,6 +281,7 @@ class _Run:
             self._ingest(seqs[i], now)
             i += 1
         self.next_arrival = i
+        self._arm_deadline()
         gate = self.gate
         if gate is not None:
             waiting = self.sched.waiting
@@ -276,13 +292,15 @@ class _Run:
                 s.dispatch_s = now
                 self.inflight += 1
                 waiting.push(s, now)
-        while self.sample_k * self.sample_every_s <= now:
+        while self._next_sample_s <= now:
             snap = policy.state_snapshot(now)
             self.samples.append(PolicySample(
-                time_s=self.sample_k * self.sample_every_s,
-                values=tuple((k, tuple(float(x) for x in v)) for k, v in snap.items())))
+                time_s=self._next_sample_s,
+                values=tuple((k, tuple(map(float, v))) for k, v in snap.items())))
             self.sample_k += 1
-        self._ask_wakeup(now)
+            self._next_sample_s = self.sample_k * self.sample_every_s
+        if self._asks_wakeups:
+            self._ask_wakeup(now)
 
     def preempted(self, seqs: tuple[Seq, ...], now_s: float) -> None:
         for s in seqs:
@@ -314,11 +332,6 @@ class _Run:
                 policy.on_violation(req, now)
             policy.on_drop(req, now)
             return
-        ttft_deadline = req.slo.first_token_deadline_s(req.arrival_s)
-        if math.isfinite(ttft_deadline):
-            self._deadline(ttft_deadline, s.rid, 0)
-        if math.isfinite(req.deadline_s):
-            self._deadline(req.deadline_s, s.rid, 1)
         if self.mode is Mode.GATE:
             assert self.gate is not None
             self.gate.push(req, now)
@@ -352,7 +365,8 @@ class _Run:
                 policy.on_violation(s.req, t)
             policy.on_finish(s.req, t, met)
             self.inflight -= 1
-        self._ask_wakeup(t)
+        if self._asks_wakeups:
+            self._ask_wakeup(t)
 
     # -- results ---------------------------------------------------------------------------------
     def result(self) -> SimResult:

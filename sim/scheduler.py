@@ -72,6 +72,8 @@ class Scheduler:
         self._dec_res = [0] * self._bs
         self._dec_by_client: dict[int, int] = {}
         self._finish: list[tuple[int, int, Seq]] = []
+        # Decoders the last general walk did not reach: not lazy during that step.
+        self._parked: list[Seq] = []
 
     @property
     def steps(self) -> int:
@@ -122,21 +124,6 @@ class Scheduler:
         res = self._dec_res
         return full * self._dec_n + sum(res[(-(k + j)) % bs] for j in range(part))
 
-    def _materialise(self) -> None:
-        for s in list(self.running.values()):
-            if s.dec:
-                self._dec_remove(s)
-        self._finish.clear()
-
-    def _classify(self, k: int) -> None:
-        """Sort every running request into decoders (from step `k`) and the others."""
-        self._pre = {}
-        for rid, s in self.running.items():
-            if s.gen >= 1 and s.computed == s.prompt + s.gen - 1:
-                self._dec_add(s, k)
-            else:
-                self._pre[rid] = s
-
     # -- scheduling ------------------------------------------------------------------------------
     def schedule(self, now_s: float) -> StepPlan:
         """Plan the next step at `now_s` (vLLM ``Scheduler.schedule``): allocates its KV blocks,
@@ -182,34 +169,43 @@ class Scheduler:
                         p_tok, p_attn, (), admitted, stop)
 
     def _schedule_general(self, now_s: float, k: int, threshold: int) -> StepPlan:
-        """The running walk in full generality (budget cut, or preemption)."""
-        self._materialise()
-        self._pre = {}
+        """The running walk in full generality (the budget cuts it, or a request lacks blocks):
+        decoders stay lazy while scheduled; a preempted one is materialised; one the walk does
+        not reach is set aside (`_parked`) and decodes again from the next step."""
         bs = self._bs
         running = list(self.running.values())
         budget = self.cfg.max_num_batched_tokens
-        sched: list[tuple[Seq, int]] = []
+        sched: list[tuple[Seq, int, int]] = []  # (seq, tokens, blocks allocated if lazy)
         preempted: list[Seq] = []
         i = 0
         while i < len(running) and budget > 0:
             s = running[i]
-            n = s.prompt + s.gen - s.computed
-            if 0 < threshold < n:
-                n = threshold
-            if n > budget:
-                n = budget
-            need = (s.computed + n + bs - 1) // bs - s.blocks
+            if s.dec:
+                n = 1
+                need = 1 if (s.computed + k - s.base_k) % bs == 0 else 0
+            else:
+                n = s.prompt + s.gen - s.computed
+                if 0 < threshold < n:
+                    n = threshold
+                if n > budget:
+                    n = budget
+                need = (s.computed + n + bs - 1) // bs - s.blocks
             scheduled = True
             while need > self.free_blocks:
                 v = self.victim(running, now_s)
                 victim = running.pop(v)
                 if v < i:
                     i -= 1
-                for j, (x, m) in enumerate(sched):
+                for j, (x, m, lazy_need) in enumerate(sched):
                     if x is victim:
                         budget += m
+                        self.free_blocks += lazy_need
                         del sched[j]
                         break
+                if victim.dec:
+                    self._dec_remove(victim)
+                else:
+                    self._pre.pop(victim.rid, None)
                 self._preempt(victim, now_s)
                 preempted.append(victim)
                 if victim is s:
@@ -218,22 +214,33 @@ class Scheduler:
             if not scheduled:
                 break
             self.free_blocks -= need
-            s.blocks += need
-            sched.append((s, n))
+            if s.dec:
+                sched.append((s, 1, need))
+            else:
+                s.blocks += need
+                sched.append((s, n, 0))
             budget -= n
             i += 1
+        parked = [s for s in running[i:] if s.dec]
+        for s in parked:
+            self._dec_remove(s)
         self.running = {s.rid: s for s in running}
         chunks = [Chunk(s, n, s.computed,
                         n == 1 and s.gen >= 1 and s.computed == s.prompt + s.gen - 1)
-                  for s, n in sched]
+                  for s, n, _ in sched if not s.dec]
         if preempted:
             admitted: tuple[Seq, ...] = ()
             stop = "preempted"
         else:
             admitted, stop, budget = self._admit(now_s, threshold, budget, chunks)
-        if not chunks:
-            self._classify(k)  # nothing runs: sort the running requests again now
-        d_seqs = d_ctx = p_tok = p_attn = 0
+        dn = self._dec_n
+        if not chunks and not dn:
+            for s in parked:  # nothing runs: they decode from this very step
+                self._dec_add(s, k)
+            parked = []
+        self._parked = parked
+        d_seqs, d_ctx = dn, (self._dec_sum + dn * k if dn else 0)
+        p_tok = p_attn = 0
         for ch in chunks:
             if ch.decode:
                 d_seqs += 1
@@ -241,7 +248,7 @@ class Scheduler:
             else:
                 p_tok += ch.tokens
                 p_attn += ch.tokens * (ch.computed + ch.tokens)
-        return StepPlan(k, tuple(chunks), False, d_seqs, d_ctx, p_tok, p_attn, tuple(preempted),
+        return StepPlan(k, tuple(chunks), True, d_seqs, d_ctx, p_tok, p_attn, tuple(preempted),
                         admitted, stop)
 
     def _admit(self, now_s: float, threshold: int, budget: int,
@@ -309,8 +316,8 @@ class Scheduler:
         """How many steps `plan` and the identical decode-only steps after it may run as one:
         up to the first finish and the last step whose new KV blocks are free (1 when `plan` is
         not decode-only, or the waiting queue's verdict could change while the batch decodes)."""
-        if not plan.decode_only or not (plan.stop in ("empty", "seqs", "budget")
-                                        or self.waiting.static):
+        if not plan.decode_only or self._parked or not (plan.stop in ("empty", "seqs", "budget")
+                                                        or self.waiting.static):
             return 1
         k = plan.step
         fin = self._finish
@@ -342,8 +349,7 @@ class Scheduler:
             blocks_in_use = self.cfg.num_gpu_blocks - self.free_blocks
             num_running = len(self.running)
         self.step_end_s.append(end_s)
-        service: dict[int, list[int]] = (
-            {c: [0, d] for c, d in self._dec_by_client.items()} if plan.implicit_decode else {})
+        service = {c: [0, d] for c, d in self._dec_by_client.items()}
         first: list[Seq] = []
         done: list[Seq] = []
         for ch in plan.chunks:
@@ -363,17 +369,18 @@ class Scheduler:
                     first.append(s)
                 if s.gen >= s.out:
                     done.append(s)
-        if plan.implicit_decode:
-            self._pop_finished(k, done)
-            for ch in plan.chunks:
-                s = ch.seq
-                if s.gen < s.out and s.gen >= 1 and s.computed == s.prompt + s.gen - 1:
-                    del self._pre[s.rid]
-                    self._dec_add(s, k + 1)
+        self._pop_finished(k, done)
+        for ch in plan.chunks:
+            s = ch.seq
+            if s.gen < s.out and s.gen >= 1 and s.computed == s.prompt + s.gen - 1:
+                del self._pre[s.rid]
+                self._dec_add(s, k + 1)
+        if self._parked:
+            for s in self._parked:
+                self._dec_add(s, k + 1)
+            self._parked = []
         if done:
             self._remove(done)
-        if not plan.implicit_decode:
-            self._classify(k + 1)
         if len(first) > 1:
             first.sort(key=_pos)
         out = StepOutcome((end_s,), tuple((c, a[0], a[1]) for c, a in sorted(service.items())),
@@ -435,15 +442,13 @@ class Scheduler:
 
     def _scheduled_view(self, plan: StepPlan) -> tuple[tuple[int, int, int], ...]:
         """(request id, tokens, computed before) of the step, for observers."""
-        if not plan.implicit_decode:
-            return tuple((ch.seq.rid, ch.tokens, ch.computed) for ch in plan.chunks)
         k = plan.step
         pieces = {ch.seq.rid: ch for ch in plan.chunks}
         out = []
         for s in self.running.values():
             if s.dec:
                 out.append((s.rid, 1, s.computed + k - s.base_k))
-            else:
+            elif s.rid in pieces:
                 ch = pieces[s.rid]
                 out.append((s.rid, ch.tokens, ch.computed))
         return tuple(out)
