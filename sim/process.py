@@ -89,6 +89,7 @@ class EngineProcess:
         self.fast = fast
         self.decisions = 0
         self.end_s = 0.0
+        self.now_s = 0.0  # the engine's time: ahead of env.now only while no event is due
         self._idle: simpy.Event | None = None
         self._run_ends: list[float] | None = None
         self._run_start = 0.0
@@ -119,8 +120,10 @@ class EngineProcess:
         sched = self.sched
         front = self.front
         cost = self.cost
+        fast = self.fast
+        now = env.now
         while True:
-            now = env.now
+            self.now_s = now
             self.decisions += 1
             front.decide(now)
             plan = sched.schedule(now)
@@ -139,26 +142,33 @@ class EngineProcess:
                 self._idle = env.event()
                 yield self._idle
                 self._idle = None
+                now = env.now
                 continue
-            k = sched.run_limit(plan) if self.fast else 1
+            k = sched.run_limit(plan) if fast else 1
             if k == 1:
                 end = now + cost.step_ms(plan) / 1000.0
-                yield env.at(end)
+                # Fast path: when no event is due up to the step's end, nothing can happen before
+                # its decision point, so the engine goes on without a round trip through SimPy.
+                if not fast or env.peek() <= end:
+                    yield env.at(end)
                 front.deliver(sched.apply(plan, end))
+                now = end
                 continue
             ends = _cumulative(now, cost.decode_run_ms(k, plan.decode_seqs, plan.decode_ctx))
-            self._run_ends = ends
-            self._run_start = now
             self._cut = k - 1
-            self._cutting = False
-            try:
-                yield env.at(ends[-1])
-            except simpy.Interrupt:
-                yield env.at(ends[self._cut])
-            self._run_ends = None
-            front.deliver(sched.apply_run(plan, ends[:self._cut + 1]))
-        self.end_s = env.now
-
+            if env.peek() <= ends[-1]:
+                self._run_ends = ends
+                self._run_start = now
+                self._cutting = False
+                try:
+                    yield env.at(ends[-1])
+                except simpy.Interrupt:
+                    yield env.at(ends[self._cut])
+                self._run_ends = None
+            ends = ends[:self._cut + 1]
+            front.deliver(sched.apply_run(plan, ends))
+            now = ends[-1]
+        self.end_s = now
 
 def _cumulative(start_s: float, durations_ms: npt.NDArray[np.float64]) -> list[float]:
     """Step end times from `start_s`: the same sequential float sums as adding one step at a
