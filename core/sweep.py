@@ -265,32 +265,21 @@ def compute_cell(cell: Cell) -> RunResult:
     apart from the wall-clock fields of `RunInfo`."""
     import time
 
-    from exfairs.calibration.profile import EngineDefaults, load_profile
     from exfairs.metrics import compute_metrics
     from exfairs.policies import parse_experiment
     from exfairs.results import RunInfo, RunResult, git_revision
-    from exfairs.scenario import load_scenario
-    from exfairs.sim.config import EngineConfig
+    from exfairs.sim.prepare import prepare_run
     from exfairs.sim.runner import simulate
-    from exfairs.workload import draw_workload, estimate_capacity_rps, measure_window
 
     t0 = time.perf_counter()
-    scenario = load_scenario(cell.scenario)
-    profile = load_profile(cell.profile)
-    engine = EngineConfig.from_profile(profile, **dict(cell.engine))
-    cost = profile.cost_model(engine.max_num_batched_tokens)
-    defaults = EngineDefaults(
-        num_gpu_blocks=engine.num_gpu_blocks, block_size=engine.block_size,
-        max_num_seqs=engine.max_num_seqs, max_num_batched_tokens=engine.max_num_batched_tokens,
-        max_model_len=engine.max_model_len)
-    capacity = estimate_capacity_rps(scenario, cost, defaults)
-    workload = draw_workload(scenario, cell.seed, cost, load_factor=cell.load_factor,
-                             capacity_rps=capacity, max_model_len=engine.max_model_len)
+    prepared = prepare_run(cell.scenario, cell.seed, load_factor=cell.load_factor,
+                           profile=cell.profile, engine_overrides=dict(cell.engine))
+    scenario, profile, engine = prepared.scenario, prepared.profile, prepared.engine
+    workload = prepared.workload
     experiment = parse_experiment(cell.experiment)
     sim = simulate(workload, experiment, profile, engine=engine,
                    policy_params=dict(cell.policy_params))
-    metrics = compute_metrics(sim.records, workload.clients,
-                              window=measure_window(scenario, workload))
+    metrics = compute_metrics(sim.records, workload.clients, window=prepared.window)
     wall = time.perf_counter() - t0
     info = RunInfo(
         backend="sim", scenario=scenario.name, experiment=experiment.name,
