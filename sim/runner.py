@@ -280,8 +280,10 @@ class _Run:
         while i < n and seqs[i].arrival_s <= now:
             self._ingest(seqs[i], now)
             i += 1
-        self.next_arrival = i
-        self._arm_deadline()
+        # Deadlines only come with arrivals; otherwise the pending event is still the earliest.
+        if i != self.next_arrival or self._dl_armed == math.inf:
+            self.next_arrival = i
+            self._arm_deadline()
         gate = self.gate
         if gate is not None:
             waiting = self.sched.waiting

@@ -261,8 +261,9 @@ class Scheduler:
         running = self.running
         max_seqs = cfg.max_num_seqs
         admitted: list[Seq] = []
+        n_waiting = len(waiting)
         while True:
-            if len(waiting) == 0:
+            if n_waiting == 0:
                 stop = "empty"
                 break
             if budget <= 0:
@@ -285,6 +286,7 @@ class Scheduler:
                 stop = "kv"
                 break
             waiting.pop(now_s)
+            n_waiting -= 1
             s.pos = self._next_pos
             self._next_pos += 1
             running[s.rid] = s
