@@ -566,7 +566,7 @@ def max_service_gap(timeline: ServiceTimeline) -> tuple[float, tuple[str, str]]:
     bl = timeline.backlogged
     if n_c < 2 or bl.shape[1] == 0:
         return best, pair
-    seen = bl.any(axis=1)
+    seen: BoolArray = np.asarray(bl.any(axis=1), dtype=bool)
     first = np.where(seen, bl.argmax(axis=1), -1)
     last = np.where(seen, bl.shape[1] - 1 - bl[:, ::-1].argmax(axis=1), -2)
     for i in range(n_c):

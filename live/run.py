@@ -30,7 +30,8 @@ from exfairs.policies import Mode, make_policy, parse_experiment
 from exfairs.policies.experiments import Experiment
 from exfairs.results import RunInfo, RunResult, git_revision, utc_now
 from exfairs.sim.config import EngineConfig
-from exfairs.sim.prepare import PreparedRun, prepare_run  # noqa: F401 (re-exported)
+from exfairs.sim.prepare import PreparedRun as PreparedRun
+from exfairs.sim.prepare import prepare_run as prepare_run
 
 _log = logging.getLogger(__name__)
 
