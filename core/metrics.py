@@ -599,12 +599,26 @@ def max_service_gap(timeline: ServiceTimeline, start_s: float = -math.inf
     best = 0.0
     pair = ("", "")
     n_c = len(timeline.clients)
+    q = timeline.queued & (timeline.times_s >= start_s)[None, :]
+    if n_c < 2 or q.shape[1] == 0:
+        return best, pair
+    # Each client's first and last queued grid index: pairs whose spans do not overlap are never
+    # backlogged together, and a pair's runs lie inside the overlap of the two spans.
+    seen: BoolArray = np.asarray(q.any(axis=1), dtype=bool)
+    first = np.where(seen, q.argmax(axis=1), -1)
+    last = np.where(seen, q.shape[1] - 1 - q[:, ::-1].argmax(axis=1), -2)
     for i in range(n_c):
+        if not seen[i]:
+            continue
         for j in range(i + 1, n_c):
-            both = timeline.queued[i] & timeline.queued[j] & (timeline.times_s >= start_s)
+            lo_k = max(first[i], first[j])
+            hi_k = min(last[i], last[j]) + 1
+            if not seen[j] or lo_k >= hi_k:
+                continue
+            both = q[i, lo_k:hi_k] & q[j, lo_k:hi_k]
             if not both.any():
                 continue
-            g = timeline.service[i] - timeline.service[j]
+            g = timeline.service[i, lo_k:hi_k] - timeline.service[j, lo_k:hi_k]
             edges = np.diff(np.concatenate([[0], both.astype(np.int8), [0]]))
             run_start = np.flatnonzero(edges == 1)
             run_end = np.flatnonzero(edges == -1)  # exclusive
@@ -750,10 +764,16 @@ def compute_metrics(records: Sequence[RequestRecord], clients: Sequence[ClientIn
     # Service is service, whenever its request arrived: the service metrics take every record
     # and look at the measured window only (counting only its arrivals would leave out the
     # service of a client's older backlog and make a fair schedule look unfair).
-    timeline = service_timeline(records, clients, service_weights)
+    # Clients that sent nothing are never backlogged: leaving them out of the timeline changes
+    # nothing but its size, which would otherwise grow with every registered client.
+    senders = {r.client for r in records}
+    tl_index = np.array([pos[c.name] for c in clients if c.name in senders], dtype=np.int64)
+    timeline = service_timeline(records, [clients[k] for k in tl_index], service_weights)
     windows = backlogged_service(timeline, start, end, service_window_s)
-    normalized = windows.normalized()
-    shares = windows.shares()
+    normalized = np.full(len(clients), math.nan)
+    shares = np.full(len(clients), math.nan)
+    normalized[tl_index] = windows.normalized()
+    shares[tl_index] = windows.shares()
 
     per_client: list[ClientMetrics] = []
     for c, info in enumerate(clients):

@@ -67,6 +67,17 @@ class SloTracker:
             return self._resolve(request_id, time_s, met=False)
         return None
 
+    def next_deadline_s(self) -> float:
+        """The earliest deadline that can still resolve a request (``math.inf`` when none):
+        its request is pending and, for a first-token deadline, has no first token yet."""
+        dl = self._deadlines
+        while dl:
+            t, rid, kind = dl[0]
+            if rid in self._pending and not (kind == 0 and rid in self._first_token):
+                return t
+            heapq.heappop(dl)  # moot: `advance` would skip it too
+        return math.inf
+
     def advance(self, now_s: float) -> list[Resolution]:
         """Resolve every pending request whose deadline passed strictly before `now_s`."""
         out: list[Resolution] = []

@@ -60,16 +60,26 @@ class Cell:
     policy_params: Knobs = ()
 
     def key(self) -> str:
-        """Hash of everything that determines the cell's result, the package version included."""
+        """Hash of everything that determines the cell's result (`exfairs.identity`): scenario
+        and referenced traces by content, profile by content, knobs, package version and the
+        source of the code that computes results."""
+        from exfairs.identity import profile_identity, scenario_identity, source_identity
+        from exfairs.policies.experiments import parse_experiment
+
+        try:
+            policy: str | None = parse_experiment(self.experiment).policy
+        except Exception:  # an unknown name fails when the cell runs
+            policy = None
         doc = {
-            "scenario": _scenario_identity(self.scenario),
+            "scenario": scenario_identity(self.scenario),
             "experiment": self.experiment,
             "seed": self.seed,
             "load_factor": self.load_factor,
-            "profile": _profile_identity(self.profile),
+            "profile": profile_identity(self.profile),
             "engine": sorted(self.engine),
             "policy_params": sorted(self.policy_params),
             "version": __version__,
+            "source": source_identity(policy),
         }
         blob = json.dumps(doc, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
@@ -79,22 +89,6 @@ class Cell:
         scen = Path(self.scenario).stem if self.scenario.endswith(".toml") else self.scenario
         stem = f"{scen}__{self.experiment}__load{self.load_factor:g}__seed{self.seed}"
         return f"{stem}__{self.key()}.json"
-
-
-def _file_digest(path: str) -> str:
-    try:
-        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    except OSError:
-        return path
-
-
-def _scenario_identity(name: str) -> str:
-    # A scenario file's content, not its path, decides the result.
-    return _file_digest(name) if name.endswith(".toml") else name
-
-
-def _profile_identity(name: str) -> str:
-    return _file_digest(name) if name.endswith(".json") else name
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,16 +272,16 @@ def compute_cell(cell: Cell) -> RunResult:
     from exfairs.policies import parse_experiment
     from exfairs.results import RunInfo, RunResult, git_revision
     from exfairs.sim.runner import simulate
-    from exfairs.workload import measure_window
 
     t0 = time.perf_counter()
-    scenario, profile, engine, workload = _prepare(cell)
+    prepared = _prepare(cell)
+    scenario, profile, engine = prepared.scenario, prepared.profile, prepared.engine
+    workload = prepared.workload
     experiment = parse_experiment(cell.experiment)
     sim = simulate(workload, experiment, profile, engine=engine,
                    policy_params=dict(cell.policy_params),
                    max_inflight=split_gate_knob(cell.engine)[1])
-    metrics = compute_metrics(sim.records, workload.clients,
-                              window=measure_window(scenario, workload))
+    metrics = compute_metrics(sim.records, workload.clients, window=prepared.window)
     wall = time.perf_counter() - t0
     info = RunInfo(
         backend="sim", scenario=scenario.name, experiment=experiment.name,
@@ -301,25 +295,13 @@ def compute_cell(cell: Cell) -> RunResult:
                      policy_samples=sim.policy_samples)
 
 
-def _prepare(cell: Cell) -> tuple[Any, Any, Any, Any]:
-    """(scenario, profile, engine config, drawn workload) of `cell`."""
-    from exfairs.calibration.profile import EngineDefaults, load_profile
-    from exfairs.scenario import load_scenario
-    from exfairs.sim.config import EngineConfig
-    from exfairs.workload import draw_workload, estimate_capacity_rps
+def _prepare(cell: Cell) -> Any:
+    """The cell's `exfairs.sim.prepare.PreparedRun` (scenario, profile, engine config, workload,
+    measured window); the gate's knob is not the engine's and is left out here."""
+    from exfairs.sim.prepare import prepare_run
 
-    scenario = load_scenario(cell.scenario)
-    profile = load_profile(cell.profile)
-    engine = EngineConfig.from_profile(profile, **split_gate_knob(cell.engine)[0])
-    cost = profile.cost_model(engine.max_num_batched_tokens)
-    defaults = EngineDefaults(
-        num_gpu_blocks=engine.num_gpu_blocks, block_size=engine.block_size,
-        max_num_seqs=engine.max_num_seqs, max_num_batched_tokens=engine.max_num_batched_tokens,
-        max_model_len=engine.max_model_len)
-    capacity = estimate_capacity_rps(scenario, cost, defaults)
-    workload = draw_workload(scenario, cell.seed, cost, load_factor=cell.load_factor,
-                             capacity_rps=capacity, max_model_len=engine.max_model_len)
-    return scenario, profile, engine, workload
+    return prepare_run(cell.scenario, cell.seed, load_factor=cell.load_factor,
+                       profile=cell.profile, engine_overrides=split_gate_knob(cell.engine)[0])
 
 
 #: Travels with the engine knobs (a sweep file's [engine] table, `exfairs-sim --max-inflight`)
@@ -598,7 +580,8 @@ def _preflight(config: SweepConfig, jobs: int) -> None:
                        parallel=parallel)
         cell = Cell(scen, config.experiments[0], min(config.seeds), float(max(config.load_factors)),
                     config.profile, config.engine)
-        _, profile, engine, workload = _prepare(cell)
+        prepared = _prepare(cell)
+        profile, engine, workload = prepared.profile, prepared.engine, prepared.workload
         min_step_s = profile.cost_model(engine.max_num_batched_tokens).step_ms(0, 0, 1, 1) / 1e3
         check_run_fits(estimate_run_memory(workload, min_step_s=min_step_s),
                        what=f"scenario {scen}", parallel=parallel)

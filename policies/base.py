@@ -18,6 +18,7 @@ indices). Scores are numpy vectors indexed by client so that one decision costs 
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import ClassVar
@@ -123,6 +124,20 @@ class Policy(ABC):
         """`client` was served `prefill_tokens` prompt tokens and `decode_tokens` output tokens,
         completing at `now_s`. Recomputed prefill after a preemption is reported again."""
 
+    def on_service_run(self, decode_tokens: Sequence[tuple[str, int]],
+                       ends_s: Sequence[float]) -> None:
+        """A run of ``len(ends_s)`` identical decode-only engine steps ended (the simulator's fast
+        path): at each step end ``ends_s[j]``, every ``(client, tokens)`` pair was served `tokens`
+        decode tokens. Default: `on_service` for every step, then client, in that order — exactly
+        the calls the step-by-step path makes. Override only with the same result (the
+        conformance suite checks it), e.g. one call where accounting is additive and time-free."""
+        if type(self).on_service is Policy.on_service:
+            return  # nothing to account
+        on_service = self.on_service
+        for t in ends_s:
+            for client, d in decode_tokens:
+                on_service(client, 0, d, t)
+
     def on_finish(self, request: Request, now_s: float, slo_met: bool) -> None:  # noqa: B027 (optional hook)
         """`request` produced its last token at `now_s`; `slo_met` says whether every SLO held."""
 
@@ -138,6 +153,13 @@ class Policy(ABC):
         """`request` left the system at `now_s` without finishing (failed, timed out, aborted),
         from a queue or from the engine. Comes after its `on_violation`. Policies that track
         which requests are waiting or in flight forget it here."""
+
+    def next_wakeup(self, now_s: float) -> float:
+        """The next time after `now_s` at which this policy's ranking changes by time alone (a
+        window slides, a deadline turns a request late), or ``math.inf`` (default: never). A
+        driver asked at a decision point guarantees a decision point at the first engine step
+        end at or after it; the simulator's fast path cuts decode runs there."""
+        return math.inf
 
     # -- ranking -------------------------------------------------------------------------------
     @abstractmethod

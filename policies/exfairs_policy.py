@@ -80,6 +80,7 @@ from __future__ import annotations
 
 import bisect
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -205,6 +206,22 @@ class ExFairS(Policy):
         if decode_tokens:
             c = self.client_index(client)
             self._service[c] += self._scale(now_s) * self.w_q * decode_tokens / self._weights[c]
+
+    def on_service_run(self, decode_tokens: Sequence[tuple[str, int]],
+                       ends_s: Sequence[float]) -> None:
+        # Exactly `on_service` step by step (same arithmetic, same order; `_scale` once per
+        # step, as every call at one time returns the same weight), without a call per step.
+        self._vtc.on_service_run(decode_tokens, ends_s)
+        todo = [(self.client_index(client), d) for client, d in decode_tokens if d]
+        if not todo:
+            return
+        w_q = self.w_q
+        weights = self._weights
+        for t in ends_s:
+            g = self._scale(t)
+            service = self._service
+            for c, d in todo:
+                service[c] += g * w_q * d / weights[c]
 
     def on_violation(self, request: Request, now_s: float) -> None:
         self._resolve(request.request_id)  # stays waiting, if it is, until dispatched or dropped

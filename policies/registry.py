@@ -1,9 +1,14 @@
-"""Policies by name. Built-ins register themselves; third parties use the `exfairs.policies`
-entry-point group (``name = "module:Class"``)."""
+"""Policies by name. Every module of the `exfairs.policies` package is imported on first lookup,
+so a policy is added by adding one file to ``policies/`` whose class carries
+``@register_policy("NAME")``; third parties use the `exfairs.policies` entry-point group
+(``name = "module:Class"``)."""
 
 from __future__ import annotations
 
+import functools
+import importlib
 import logging
+import pkgutil
 from collections.abc import Callable, Mapping
 from importlib.metadata import entry_points
 from typing import Any, TypeVar
@@ -32,9 +37,15 @@ def register_policy(name: str) -> Callable[[P], P]:
     return deco
 
 
+@functools.cache
 def _load_builtins() -> None:
-    # Importing the modules runs their @register_policy decorators.
-    from exfairs.policies import builtin  # noqa: F401
+    # Importing the modules runs their @register_policy decorators (in name order, so that a
+    # clash is reported the same way every time). Modules whose name starts with "_" are private.
+    import exfairs.policies as package
+
+    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"{package.__name__}.{info.name}")
 
 
 def _all() -> dict[str, type[Policy]]:

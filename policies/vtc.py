@@ -55,6 +55,7 @@ submission, after the lift.
 from __future__ import annotations
 
 import heapq
+from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -116,7 +117,19 @@ class VTC(Policy):
     def on_service(
         self, client: str, prefill_tokens: int, decode_tokens: int, now_s: float
     ) -> None:
-        c = self.client_index(client)
+        self._charge_decode(self.client_index(client), decode_tokens)
+
+    def on_service_run(self, decode_tokens: Sequence[tuple[str, int]],
+                       ends_s: Sequence[float]) -> None:
+        # Counters are additive and ignore time: one charge per client for the whole run (equal
+        # to per-step charges whenever w_q·tokens/weight sums exactly, e.g. integer weights).
+        # Prepaid tokens (priority mode) are used up in the same total as step by step.
+        k = len(ends_s)
+        for client, d in decode_tokens:
+            self._charge_decode(self.client_index(client), d * k)
+
+    def _charge_decode(self, c: int, decode_tokens: int) -> None:
+        """Charge `decode_tokens` output tokens to client index `c`, first from its prepayment."""
         if self._prepaid[c] > 0:
             paid = min(float(self._prepaid[c]), float(decode_tokens))
             self._prepaid[c] -= paid

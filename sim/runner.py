@@ -1,7 +1,8 @@
 """`simulate()`: one workload, one experiment (policy × mode), one profile → per-request records.
 
-The engine model (`exfairs.sim.engine`) runs as a SimPy process; the policy object acts in one of
-three modes (DESIGN.md §2, `exfairs.policies.experiments.Mode`):
+The engine model (`exfairs.sim.scheduler`, driven by `exfairs.sim.process.EngineProcess`) runs as
+a SimPy process; the policy object acts in one of three modes (DESIGN.md §2,
+`exfairs.policies.experiments.Mode`):
 
 * gate (``QUEUE_<POLICY>``): a `PolicyQueue` in front of the engine releases the policy's pick
   whenever fewer than `max_inflight` requests (default `max_num_seqs`) are in the engine; the
@@ -11,32 +12,31 @@ three modes (DESIGN.md §2, `exfairs.policies.experiments.Mode`):
 * engine (``ENGINE_<POLICY>``): the engine's waiting queue is a `PolicyQueue`, re-ranked at every
   step, and preemption victims come from ``policy.choose_victim``.
 
-Decision points are the ends of engine steps (and, while the engine idles, arrivals and sample
-times). At each one the driver, in this order: resolves SLO deadlines that passed
-(`SloTracker.advance` → `on_violation`), takes in the requests that arrived by then (`on_arrival`,
-and `on_dispatch` at submission in priority mode; a request that can never run — prompt + output
-over `max_model_len`, more KV blocks than the cache holds, or no tokens — fails at once:
-`on_violation`, `on_drop`, outcome FAILED), lets the gate release, and records policy samples
-whose time has come (values are the policy's state at that decision point, at most one step after
-the sample time). After a step it reports the served tokens (`on_service`, once per client, in
-client order), first tokens, and finishes (`on_violation` if late, then `on_finish`).
-Preemptions are reported at the start of the step that makes them (`on_preempt`).
+What happens in time is a SimPy event of its own: every arrival, every SLO deadline still open,
+every policy sample time and every time a policy asks to be woken (`Policy.next_wakeup`). Each
+wakes the engine or cuts its current run of decode steps; the engine then has a decision point at
+the first step end at or after it (after it, for deadlines). At each decision point, in this order:
+SLO deadlines that passed are resolved (`SloTracker.advance` → `on_violation`), requests that
+arrived by then are taken in (`on_arrival`, and `on_dispatch` at submission in priority mode; a
+request that can never run — prompt + output over `max_model_len`, more KV blocks than the cache
+holds, or no tokens — fails at once: `on_violation`, `on_drop`, outcome FAILED), the gate releases
+(`on_dispatch`), and policy samples whose time has come are recorded (values are the policy's
+state at that decision point, at most one step after the sample time). Preemptions are reported
+when the step that makes them is planned (`on_preempt`), and so are admissions of previously
+preempted requests in priority and gate modes (`on_dispatch` again; engine mode dispatches every
+admission). After a step come the served tokens (`on_service`, once per client, in client
+order), first tokens, and finishes (`on_violation` if late, then `on_finish`).
+`docs/policies.md` lists the order for policy authors.
 
 Hook times are decision times, so they never decrease; an arrival is seen at the first decision
-point at or after it, as vLLM takes in requests between steps.
-
-With the fast path (default) runs of identical decode steps are executed as one SimPy event and
-the policy gets the run's tokens in one `on_service` call per client, at the run's end. Records
-are identical to the step-by-step path (``step_by_step=True``) for every policy whose decisions
-depend on the total tokens served (FCFS, round robin, VTC; tested). A policy whose state decays with
-time (ExFairS) sees the run's tokens at the run's end instead of step by step: its sampled state
-then differs in the last digits (≈ 1e-6 on the tests' workloads, where the records stayed
-identical), and a near-tie could in principle be broken differently.
+point at or after it, as vLLM takes in requests between steps. With the fast path (default) a run
+of identical decode-only steps is one SimPy event and its tokens reach the policy through one
+`Policy.on_service_run` call, whose default replays `on_service` step by step with each step's end
+time: hooks, decisions and records are those of the step-by-step path (``step_by_step=True``).
 """
 
 from __future__ import annotations
 
-import heapq
 import logging
 import math
 from collections.abc import Generator, Mapping
@@ -53,21 +53,21 @@ from exfairs.policies.queue import PolicyQueue
 from exfairs.policies.registry import make_policy
 from exfairs.records import Outcome, PolicySample, RequestRecord, Workload, slo_met
 from exfairs.sim.config import EngineConfig
-from exfairs.sim.engine import (
-    EngineModel,
+from exfairs.sim.costs import LinearStepCost, StepCostModel
+from exfairs.sim.plan import StepObserver, StepOutcome
+from exfairs.sim.process import EngineProcess, SimEnvironment
+from exfairs.sim.queues import (
     FcfsWaiting,
     PolicyWaiting,
     PriorityWaiting,
     Seq,
-    StepObserver,
     VictimChooser,
     WaitingQueue,
     fcfs_victim,
     policy_victim,
     priority_victim,
 )
-from exfairs.sim.engine import Outcome as StepOutcome
-from exfairs.sim.vecengine import VectorEngineModel
+from exfairs.sim.scheduler import Scheduler
 from exfairs.slo import SloTracker
 
 _log = logging.getLogger(__name__)
@@ -127,6 +127,7 @@ def simulate(
     sample_every_s: float = 1.0,
     step_by_step: bool = False,
     observer: StepObserver | None = None,
+    step_cost: StepCostModel | None = None,
 ) -> SimResult:
     """Simulate `workload` under `experiment` on an engine with `profile`'s step costs.
 
@@ -135,7 +136,8 @@ def simulate(
     `policy_params` go to the policy's constructor. `max_inflight` (gate mode only; default
     `max_num_seqs`) bounds the requests released into the engine. `sample_every_s` > 0 is the
     policy-sample period in simulated seconds. `step_by_step=True` disables the fast path (the
-    reference for tests); `observer` is called after every step or run of steps.
+    reference for tests); `observer` is called after every step or run of steps. `step_cost`
+    replaces the profile's linear cost model (`exfairs.sim.costs.StepCostModel`).
 
     Deterministic: the same arguments give identical results. Raises InputError/ConfigError for
     bad arguments or a malformed workload.
@@ -151,16 +153,18 @@ def simulate(
         raise ConfigError("must be an integer ≥ 1", field="max_inflight", value=max_inflight)
     policy = make_policy(exp.policy, policy_params)
     run = _Run(workload, exp, profile, cfg, policy, max_inflight, float(sample_every_s),
-               step_by_step, observer)
+               step_by_step, observer, step_cost)
     return run.result()
 
 
 class _Run:
-    """One simulation: SimPy environment, engine model, front end, policy and bookkeeping."""
+    """One simulation: SimPy environment, engine process, front end (arrivals, gate, SLO
+    deadlines, samples, policy wake-ups), policy and bookkeeping. Implements `Frontend`."""
 
     def __init__(self, workload: Workload, exp: Experiment, profile: Profile, cfg: EngineConfig,
                  policy: Policy, max_inflight: int | None, sample_every_s: float,
-                 step_by_step: bool, observer: StepObserver | None) -> None:
+                 step_by_step: bool, observer: StepObserver | None,
+                 step_cost: StepCostModel | None) -> None:
         self.mode = exp.mode
         if self.mode is Mode.GATE and cfg.scheduling_policy != "fcfs":
             cfg = _replace_policy(cfg, "fcfs")
@@ -212,24 +216,23 @@ class _Run:
                 _log.warning("%s", warning)
                 self.warnings = (warning,)
         self.inflight = 0
-        cost = profile.cost_model(cfg.max_num_batched_tokens)
-        self.fast = not step_by_step
-        self.engine: EngineModel
-        if self.fast:
-            self.engine = VectorEngineModel(cfg, cost, waiting, victim, len(self.client_names),
-                                            observer)
-        else:
-            self.engine = EngineModel(cfg, cost, waiting, victim, observer)
+        cost = step_cost if step_cost is not None else LinearStepCost(
+            profile.cost_model(cfg.max_num_batched_tokens))
+        self.sched = Scheduler(cfg, waiting, victim, observer)
         self.tracker = SloTracker()
-        self.deadlines: list[tuple[float, int, int]] = []  # (time, request id, 0 ttft / 1 e2e)
         self.next_arrival = 0  # index into seqs
         self.sample_every_s = sample_every_s
         self.sample_k = 0
         self.samples: list[PolicySample] = []
-        self.decisions = 0
-        self.end_s = 0.0
-        self.env = simpy.Environment()
-        self.env.process(self._main())
+        self._wakes: set[float] = set()
+        # Only a policy that overrides next_wakeup can ask for one (saves a call per decision).
+        self._asks_wakeups = type(policy).next_wakeup is not Policy.next_wakeup
+        self._next_sample_s = 0.0
+        self._dl_armed = math.inf  # time of the pending deadline event
+        self.env = SimEnvironment(initial_time=0.0)
+        self.engine = EngineProcess(self.env, self.sched, cost, self, fast=not step_by_step)
+        self.env.process(self._arrivals())
+        self.env.process(self._sampler())
 
     def _unservable(self, s: Seq) -> str | None:
         cfg = self.cfg
@@ -243,68 +246,64 @@ class _Run:
             return f"needs {blocks} KV blocks, the cache has {cfg.num_gpu_blocks}"
         return None
 
-    # -- the SimPy process -----------------------------------------------------------------------
-    def _main(self) -> Generator[simpy.Event, Any, None]:
+    # -- processes and events ----------------------------------------------------------------------
+    def _arrivals(self) -> Generator[simpy.Event, Any, None]:
+        """Wakes the engine at every arrival time (the engine takes the requests in)."""
         env = self.env
-        eng = self.engine
-        now = 0.0
-        n = len(self.seqs)
+        last = -math.inf
+        for s in self.seqs:
+            t = s.arrival_s
+            if t > last:
+                last = t
+                if t > env.now:
+                    yield env.at(t)
+                self.engine.attention(t)
+
+    def _sampler(self) -> Generator[simpy.Event, Any, None]:
+        """Wakes the engine at every policy-sample time (runs until the engine process ends)."""
+        env = self.env
+        k = 0
         while True:
-            self.decisions += 1
-            self._decide(now)
-            plan = eng.plan(now)
-            for s in plan.preempted:
-                self.policy.on_preempt(s.req, now)
-            if self.mode is not Mode.ENGINE:
-                # The engine re-admitting a preempted request is a dispatch too (engine mode's
-                # PolicyQueue says so itself): without it the policy would count the request as
-                # waiting until it finished.
-                for s in plan.admitted:
-                    if s.preemptions:
-                        self.policy.on_dispatch(s.req, now)
-            if not plan.busy:
-                if plan.preempted:
-                    eng.report_idle_plan(plan, now)
-                    continue  # the next step, at the same time
-                # Idle: nothing is running or waiting (a lone request always fits the cache).
-                if self.next_arrival >= n:
-                    if not eng.idle() or (self.gate is not None and len(self.gate)):
-                        raise RuntimeError("simulation stalled with requests left (a bug)")
-                    break
-                t_next = min(self.seqs[self.next_arrival].arrival_s, self._next_sample_s())
-                if t_next > now:
-                    yield env.timeout(t_next - now)
-                    now = t_next
-                continue
-            horizon = self._horizon_s() if self.fast else math.inf
-            out = eng.execute(plan, now, horizon, self.fast)
-            yield env.timeout(out.end_s - now)
-            now = out.end_s
-            self._deliver(out)
-        self.end_s = now
+            t = k * self.sample_every_s
+            if t > env.now:
+                yield env.at(t)
+            self.engine.attention(t)
+            k += 1
 
-    def _next_sample_s(self) -> float:
-        return self.sample_k * self.sample_every_s
+    def _arm_deadline(self) -> None:
+        """Keep one event at the earliest open SLO deadline (`SloTracker.next_deadline_s`)."""
+        t = self.tracker.next_deadline_s()
+        if t < self._dl_armed:
+            self._dl_armed = t
+            self.env.at(t).callbacks.append(self._on_deadline)
 
-    def _horizon_s(self) -> float:
-        """The earliest time at which a decision point must occur: next arrival, next sample,
-        next SLO deadline still open."""
-        h = self._next_sample_s()
-        if self.next_arrival < len(self.seqs):
-            h = min(h, self.seqs[self.next_arrival].arrival_s)
-        dl = self.deadlines
-        tracker = self.tracker
-        while dl:
-            t, rid, kind = dl[0]
-            if not tracker.is_pending(rid) or (
-                    kind == 0 and self.by_id[rid].first_token_s is not None):
-                heapq.heappop(dl)
-                continue
-            h = min(h, t)
-            break
-        return h
+    def _on_deadline(self, ev: simpy.Event) -> None:
+        now = self.env.now
+        if now != self._dl_armed:
+            return  # superseded by an earlier deadline
+        self._dl_armed = math.inf
+        if self.tracker.next_deadline_s() <= now:
+            # Resolved at the first decision point after the deadline (SloTracker.advance);
+            # that decision point arms the next one.
+            self.engine.attention(now, strict=True)
+        else:
+            self._arm_deadline()
 
-    def _decide(self, now: float) -> None:
+    def _ask_wakeup(self, now: float) -> None:
+        if not self._asks_wakeups:
+            return
+        t = self.policy.next_wakeup(now)
+        if t > now and math.isfinite(t) and t not in self._wakes:
+            self._wakes.add(t)
+            self.env.at(t).callbacks.append(self._on_wakeup)
+
+    def _on_wakeup(self, ev: simpy.Event) -> None:
+        now = self.env.now
+        self._wakes.discard(now)
+        self.engine.attention(now)
+
+    # -- Frontend ----------------------------------------------------------------------------------
+    def decide(self, now: float) -> None:
         policy = self.policy
         for res in self.tracker.advance(now):
             policy.on_violation(res.request, now)
@@ -314,10 +313,13 @@ class _Run:
         while i < n and seqs[i].arrival_s <= now:
             self._ingest(seqs[i], now)
             i += 1
-        self.next_arrival = i
+        # Deadlines only come with arrivals; otherwise the pending event is still the earliest.
+        if i != self.next_arrival or self._dl_armed == math.inf:
+            self.next_arrival = i
+            self._arm_deadline()
         gate = self.gate
         if gate is not None:
-            waiting = self.engine.waiting
+            waiting = self.sched.waiting
             while len(gate) and self.inflight < self.max_inflight:
                 r = gate.pop(now)
                 assert r is not None
@@ -325,12 +327,36 @@ class _Run:
                 s.dispatch_s = now
                 self.inflight += 1
                 waiting.push(s, now)
-        while self._next_sample_s() <= now:
+        while self._next_sample_s <= now:
             snap = policy.state_snapshot(now)
             self.samples.append(PolicySample(
-                time_s=self._next_sample_s(),
-                values=tuple((k, tuple(float(x) for x in v)) for k, v in snap.items())))
+                time_s=self._next_sample_s,
+                values=tuple((k, tuple(map(float, v))) for k, v in snap.items())))
             self.sample_k += 1
+            self._next_sample_s = self.sample_k * self.sample_every_s
+        if self._asks_wakeups:
+            self._ask_wakeup(now)
+
+    def preempted(self, seqs: tuple[Seq, ...], now_s: float) -> None:
+        for s in seqs:
+            self.policy.on_preempt(s.req, now_s)
+
+    def admitted(self, seqs: tuple[Seq, ...], now_s: float) -> None:
+        # Priority and gate modes: the first dispatch was the submission or the gate's release;
+        # a preempted request re-admitted by the engine is dispatched again (engine mode's
+        # PolicyQueue.pop does this itself). Without it the policy would count the request as
+        # waiting until it finished.
+        if self.mode is not Mode.ENGINE:
+            for s in seqs:
+                if s.preemptions:
+                    self.policy.on_dispatch(s.req, now_s)
+
+    def exhausted(self) -> bool:
+        if self.next_arrival < len(self.seqs):
+            return False
+        if self.gate is not None and len(self.gate):
+            raise RuntimeError("simulation stalled with requests left (a bug)")
+        return True
 
     def _ingest(self, s: Seq, now: float) -> None:
         req = s.req
@@ -343,11 +369,6 @@ class _Run:
                 policy.on_violation(req, now)
             policy.on_drop(req, now)
             return
-        ttft_deadline = req.slo.first_token_deadline_s(req.arrival_s)
-        if math.isfinite(ttft_deadline):
-            heapq.heappush(self.deadlines, (ttft_deadline, s.rid, 0))
-        if math.isfinite(req.deadline_s):
-            heapq.heappush(self.deadlines, (req.deadline_s, s.rid, 1))
         if self.mode is Mode.GATE:
             assert self.gate is not None
             self.gate.push(req, now)
@@ -356,18 +377,17 @@ class _Run:
         if self.mode is Mode.PRIORITY:
             s.prio = policy.submission_priority(req, now)
             policy.on_dispatch(req, now)
-        self.engine.waiting.push(s, now)
+        self.sched.waiting.push(s, now)
 
-    def _deliver(self, out: StepOutcome) -> None:
-        if out.before is not None:
-            self._deliver(out.before)
+    def deliver(self, out: StepOutcome) -> None:
         t = out.end_s
         policy = self.policy
         names = self.client_names
-        service = out.service
-        for c in sorted(service):
-            p, d = service[c]
-            policy.on_service(names[c], p, d, t)
+        if out.n_steps == 1:
+            for c, p, d in out.service:
+                policy.on_service(names[c], p, d, t)
+        else:
+            policy.on_service_run(tuple((names[c], d) for c, _, d in out.service), out.ends_s)
         tracker = self.tracker
         for s in out.first_tokens:
             s.first_token_s = t
@@ -382,11 +402,13 @@ class _Run:
                 policy.on_violation(s.req, t)
             policy.on_finish(s.req, t, met)
             self.inflight -= 1
+        if self._asks_wakeups:
+            self._ask_wakeup(t)
 
     # -- results ---------------------------------------------------------------------------------
     def result(self) -> SimResult:
-        self.env.run()
-        step_end = self.engine.step_end_s
+        self.env.run(until=self.engine.process)
+        step_end = self.sched.step_end_s
         records: list[RequestRecord] = []
         for s in self.seqs:
             req = s.req
@@ -409,8 +431,8 @@ class _Run:
                 dispatch_s=s.dispatch_s, first_token_s=s.first_token_s, finish_s=s.finish_s,
                 generated_tokens=s.gen, token_times_s=tuple(times), preemptions=s.preemptions))
         return SimResult(records=tuple(records), policy_samples=tuple(self.samples),
-                         steps=self.engine.steps, sim_end_s=self.end_s, engine=self.cfg,
-                         decision_points=self.decisions,
+                         steps=self.sched.steps, sim_end_s=self.engine.end_s, engine=self.cfg,
+                         decision_points=self.engine.decisions,
                          max_inflight=self.max_inflight if self.gate is not None else None,
                          warnings=self.warnings)
 

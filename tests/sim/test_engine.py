@@ -12,7 +12,7 @@ from exfairs.errors import ConfigError, InputError
 from exfairs.records import SLO, ClientInfo, Outcome, Request, Workload
 from exfairs.rng import stream
 from exfairs.sim.config import EngineConfig
-from exfairs.sim.engine import StepInfo
+from exfairs.sim.plan import StepInfo
 from exfairs.sim.runner import simulate
 
 MODES = ["FCFS", "QUEUE_FCFS", "ENGINE_FCFS"]

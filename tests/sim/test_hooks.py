@@ -15,7 +15,7 @@ from exfairs.policies import register_policy
 from exfairs.policies.base import FloatArray
 from exfairs.policies.fcfs import FCFS
 from exfairs.records import SLO, Outcome, Request
-from exfairs.sim.engine import StepInfo
+from exfairs.sim.plan import StepInfo
 from exfairs.sim.runner import simulate
 
 

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from sim_factories import engine, profile, workload
 
 from exfairs.records import Outcome
-from exfairs.sim.engine import StepInfo
+from exfairs.sim.plan import StepInfo
 from exfairs.sim.runner import simulate
 
 EXPERIMENTS = ["FCFS", "QUEUE_FCFS", "ENGINE_FCFS", "VTC", "QUEUE_VTC", "ENGINE_VTC",

@@ -1,0 +1,143 @@
+"""Content identities for cache keys: everything that can change a simulated result.
+
+A sweep cell's key (`exfairs.sweep.Cell.key`) hashes the identities below, so that editing a
+scenario, a trace it references, a profile, or any source file that computes results makes a new
+key instead of reusing an old cell:
+
+* `scenario_identity` — the scenario TOML's bytes (bundled or a file) and the bytes of every trace
+  it references (``trace = ...`` anywhere in it, resolved as the scenario reader does);
+* `profile_identity` — the profile JSON's bytes (bundled or a file);
+* `source_identity` — the source of the packages that compute results (core, sim, policies,
+  calibration), file names and bytes, plus the file of a policy defined elsewhere (entry point).
+
+Unreadable inputs fall back to their name: the cell then fails when it runs, with the reader's
+error. Files given by path are read at every call; bundled data and source once per process.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib
+import inspect
+import sys
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+#: The packages whose code decides a simulated result.
+RESULT_PACKAGES = ("exfairs", "exfairs.sim", "exfairs.policies", "exfairs.calibration")
+_SOURCE_SUFFIXES = (".py", ".toml", ".json", ".csv")
+
+
+def _digest(*parts: bytes) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(len(p).to_bytes(8, "little"))
+        h.update(p)
+    return h.hexdigest()
+
+
+def _trace_refs(doc: Any) -> Iterator[str]:
+    """Every string value under a ``trace`` key, depth first, in document order."""
+    if isinstance(doc, dict):
+        for k, v in doc.items():
+            if k == "trace" and isinstance(v, str):
+                yield v
+            else:
+                yield from _trace_refs(v)
+    elif isinstance(doc, list):
+        for v in doc:
+            yield from _trace_refs(v)
+
+
+def scenario_identity(path_or_name: str) -> str:
+    """Digest of a scenario (file path or bundled name) and the traces it references. Files are
+    read on every call (they may change between calls); bundled ones once per process."""
+    from exfairs.traces import _read_bytes
+
+    p = Path(path_or_name)
+    if not (p.suffix == ".toml" or p.exists()):
+        return _bundled_scenario_identity(path_or_name)
+    try:
+        data = p.read_bytes()
+        refs = list(_trace_refs(tomllib.loads(data.decode("utf-8"))))
+        traces = [_read_bytes(ref, p.parent)[0] for ref in refs]
+    except Exception:  # unreadable or invalid: the run reports it
+        return f"name:{path_or_name}"
+    return _digest(data, *(r.encode() for r in refs), *traces)
+
+
+@functools.cache
+def _bundled_scenario_identity(name: str) -> str:
+    from exfairs.traces import _read_bytes
+
+    try:
+        data = resources.files("exfairs").joinpath("data", "scenarios",
+                                                   f"{name}.toml").read_bytes()
+        refs = list(_trace_refs(tomllib.loads(data.decode("utf-8"))))
+        traces = [_read_bytes(ref, None)[0] for ref in refs]
+    except Exception:
+        return f"name:{name}"
+    return _digest(data, *(r.encode() for r in refs), *traces)
+
+
+def profile_identity(path_or_id: str) -> str:
+    """Digest of a profile (file path, read on every call, or bundled id)."""
+    p = Path(path_or_id)
+    if not (p.suffix == ".json" or p.exists()):
+        return _bundled_profile_identity(path_or_id)
+    try:
+        return _digest(p.read_bytes())
+    except Exception:
+        return f"name:{path_or_id}"
+
+
+@functools.cache
+def _bundled_profile_identity(profile_id: str) -> str:
+    try:
+        return _digest(resources.files("exfairs.calibration").joinpath(
+            "profiles", f"{profile_id}.json").read_bytes())
+    except Exception:
+        return f"name:{profile_id}"
+
+
+@functools.cache
+def _package_source(package: str) -> str:
+    mod = importlib.import_module(package)
+    parts: list[bytes] = []
+    for root in getattr(mod, "__path__", []):
+        base = Path(root)
+        for f in sorted(base.rglob("*")):
+            rel = f.relative_to(base)
+            if (f.is_file() and f.suffix in _SOURCE_SUFFIXES and "__pycache__" not in rel.parts
+                    and not any(part.startswith(".") for part in rel.parts)):
+                # Subpackages mapped elsewhere are covered by their own entry.
+                parts.append(str(rel).encode())
+                parts.append(f.read_bytes())
+    return _digest(*parts)
+
+
+@functools.cache
+def source_identity(policy: str | None = None) -> str:
+    """Digest of the result-computing source, and of `policy`'s own file when it lives outside
+    the package (a third-party policy)."""
+    parts = [_package_source(p).encode() for p in RESULT_PACKAGES]
+    if policy is not None:
+        try:
+            from exfairs.policies.registry import policy_class
+
+            cls = policy_class(policy)
+            if not cls.__module__.startswith("exfairs."):
+                src = inspect.getsourcefile(cls)
+                if src is not None:
+                    parts.append(Path(src).read_bytes())
+        except Exception:
+            parts.append(f"policy:{policy}".encode())
+    return _digest(*parts)

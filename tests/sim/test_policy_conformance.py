@@ -1,0 +1,179 @@
+"""The policy contract, checked for every registered policy in all three modes (issue 13).
+
+For each policy (every module of ``policies/``, entry points, and the time-windowed test policy)
+and each mode, on seeded cases of 32–64 requests of three clients with a KV cache small enough to
+preempt and SLOs tight enough to be violated:
+
+* determinism — the same inputs give identical records, samples and hook calls;
+* work conservation — the engine never idles while a request has arrived and is unfinished;
+* fast path = step by step — identical records, policy samples and steps, the same hook calls at
+  the same times (service tokens compared per client; `on_service_run` may fold a run).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import pytest
+from sim_factories import engine, profile, workload
+from windowed_policy import WindowedLAS
+
+from exfairs.policies import available_policies, make_policy, parse_experiment
+from exfairs.policies.registry import policy_class
+from exfairs.records import SLO, Outcome, Request, Workload
+from exfairs.rng import stream
+from exfairs.sim.plan import StepInfo
+from exfairs.sim.runner import SimResult, simulate
+
+assert WindowedLAS.name  # registered by importing it
+# Every registered policy except those defined by test modules (recorders, wake-up probes, the
+# logging subclasses below) — but with the windowed test policy.
+POLICIES = [n for n in available_policies()
+            if not policy_class(n).__module__.startswith("test_")]
+MODES = ("", "QUEUE_", "ENGINE_")
+# Known livelock, already at c7fd7bc (both paths): in engine mode round robin admits a chunk of
+# the next client's request and then picks the request that just progressed as the victim, in a
+# cycle that never ends (case 9: 4 seqs, 40 blocks of 4, threshold 32). Reported to the lead; the
+# case is left out until the policy's victim choice is fixed.
+KNOWN_LIVELOCKS = {("ROUND_ROBIN", "ENGINE_", 9)}
+
+
+def _case(i: int) -> tuple[Workload, Any, Any]:
+    rng = stream(13, "conformance", str(i))
+    n = int(rng.integers(32, 65))
+    gaps = rng.choice([0.0, 0.002, 0.01, 0.04], size=n)
+    arrivals = gaps.cumsum()
+    # prompt + output ≤ 150 tokens: every request fits the smallest cache (40 blocks of 4).
+    specs = [("abc"[int(rng.integers(0, 3))], float(arrivals[j]), int(rng.integers(1, 101)),
+              int(rng.integers(1, 51))) for j in range(n)]
+    wl = workload(specs, clients=["a", "b", "c"], slo=SLO(e2e_s=0.6, ttft_s=0.15))
+    eng = engine(max_num_seqs=int(rng.choice([4, 8])), max_num_batched_tokens=128, block_size=4,
+                 num_gpu_blocks=int(rng.choice([40, 60])), max_model_len=256,
+                 long_prefill_token_threshold=int(rng.choice([0, 32])))
+    prof = profile(fixed_ms=2.0, prefill_token_ms=0.02, decode_seq_ms=0.3, decode_ctx_ms=0.005,
+                   decode_fixed_ms=0.5, floor_ms=1.0)
+    return wl, eng, prof
+
+
+def _logged(name: str) -> tuple[str, list[tuple[Any, ...]]]:
+    """Register (once) a subclass of policy `name` that logs every hook; returns its name."""
+    base = policy_class(name)
+    log_name = f"CONFORMANCE_LOG_{name}"
+    try:
+        policy_class(log_name)
+    except Exception:
+        def hook(kind: str) -> Any:
+            def f(self: Any, request: Request, now_s: float, *rest: Any) -> None:
+                self.log.append((kind, request.request_id, now_s, *rest))
+                getattr(base, kind)(self, request, now_s, *rest)
+            return f
+
+        def init(self: Any, **kw: Any) -> None:
+            base.__init__(self, **kw)
+            self.log = []
+            self.in_run = False
+            self.served = _Served()
+            self.log.append(self.served)
+            _LAST[log_name] = self.log
+
+        def on_service(self: Any, client: str, p: int, d: int, now_s: float) -> None:
+            if not self.in_run:
+                self.served.add(client, p, d)
+            base.on_service(self, client, p, d, now_s)
+
+        def on_service_run(self: Any, decode: Any, ends: Any) -> None:
+            for client, d in decode:
+                self.served.add(client, 0, d * len(ends))
+            self.in_run = True
+            base.on_service_run(self, decode, ends)
+            self.in_run = False
+
+        ns: dict[str, Any] = {k: hook(k) for k in (
+            "on_arrival", "on_dispatch", "on_finish", "on_preempt", "on_violation", "on_drop")}
+        ns["__init__"] = init
+        ns["on_service"] = on_service
+        ns["on_service_run"] = on_service_run
+        from exfairs.policies import register_policy
+
+        register_policy(log_name)(type(log_name, (base,), ns))
+    return log_name, []
+
+
+_LAST: dict[str, list[tuple[Any, ...]]] = {}
+
+
+class _Served(dict[str, tuple[int, int]]):
+    """Prefill and decode tokens served per client (compared at the end of a run)."""
+
+    def __missing__(self, key: str) -> tuple[int, int]:
+        return (0, 0)
+
+    def add(self, client: str, p: int, d: int) -> None:
+        a, b = self[client]
+        self[client] = (a + p, b + d)
+
+
+def _run(name: str, mode: str, case: int, step_by_step: bool,
+         observer: Any = None) -> tuple[SimResult, list[tuple[Any, ...]]]:
+    wl, eng, prof = _case(case)
+    log_name, _ = _logged(name)
+    res = simulate(wl, mode + log_name, prof, engine=eng, sample_every_s=0.02,
+                   step_by_step=step_by_step, observer=observer)
+    return res, _LAST[log_name]
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("name", POLICIES)
+def test_policy_conformance(name: str, mode: str) -> None:
+    _conformance(name, mode, range(3))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("name", POLICIES)
+def test_policy_conformance_more_cases(name: str, mode: str) -> None:
+    _conformance(name, mode, range(3, 15))
+
+
+def _conformance(name: str, mode: str, cases: range) -> None:
+    assert parse_experiment(mode + name).policy == name
+    make_policy(name)  # constructible with its defaults
+    saw_preemption = saw_violation = False
+    for case in cases:
+        if (name, mode, case) in KNOWN_LIVELOCKS:
+            continue
+        steps: list[StepInfo] = []
+        fast, fast_log = _run(name, mode, case, False, steps.append)
+        again, again_log = _run(name, mode, case, False)
+        ref, ref_log = _run(name, mode, case, True)
+        # Determinism.
+        assert fast.records == again.records and fast.policy_samples == again.policy_samples
+        assert fast_log == again_log
+        # Fast path = step by step.
+        assert fast.records == ref.records, (name, mode, case)
+        assert fast.policy_samples == ref.policy_samples, (name, mode, case)
+        assert fast.steps == ref.steps
+        assert fast_log == ref_log
+        assert fast.decision_points <= ref.decision_points
+        # Work conservation: no idle gap while a request is present.
+        _check_work_conserving(fast, steps)
+        saw_preemption |= any(r.preemptions for r in fast.records)
+        saw_violation |= any(r.outcome is Outcome.VIOLATED for r in fast.records)
+        assert Counter(r.outcome for r in fast.records)[Outcome.FAILED] == 0
+    # The cases exercise what they are meant to.
+    assert saw_preemption and saw_violation
+
+
+def _check_work_conserving(res: SimResult, steps: list[StepInfo]) -> None:
+    prev_end = 0.0
+    gaps = []
+    for s in steps:
+        if s.start_s > prev_end:
+            gaps.append((prev_end, s.start_s))
+        prev_end = max(prev_end, s.end_s)
+    for a, b in gaps:
+        for r in res.records:
+            assert r.finish_s is not None
+            present = r.arrival_s < b and r.finish_s > a
+            assert not present, f"engine idle over ({a}, {b}) while request {r.request_id} waited"
