@@ -1,4 +1,4 @@
-"""The step-cost model: duration of one engine step from its batch composition (DESIGN.md §5).
+"""The step-cost model: duration of one engine step from its batch composition (docs/design.md §5).
 
     t_ms = max(floor_ms,
                fixed_ms

@@ -1,4 +1,4 @@
-"""Profile real vLLM engine steps (DESIGN.md §5, §9).
+"""Profile real vLLM engine steps (docs/design.md §5, §9).
 
 Drives vLLM's step-driven V1 `LLMEngine` in this process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``):
 adds token-id prompt requests of chosen lengths (``ignore_eos``, fixed ``max_tokens``), calls

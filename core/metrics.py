@@ -1,4 +1,4 @@
-"""Run metrics from per-request records (DESIGN.md §7): latency, SLO, throughput, QoE, fairness.
+"""Run metrics from per-request records (docs/design.md §7): latency, SLO, throughput, QoE, fairness.
 
 Everything here is a pure function of `RequestRecord`s and the clients, so the simulator and the
 live backend are measured by the same code. Latency keys follow `vllm bench serve`
@@ -352,7 +352,7 @@ def request_qoe(record: RequestRecord, params: QoEParams = DEFAULT_QOE) -> float
 
 
 def record_slo_met(record: RequestRecord) -> bool:
-    """True iff the request finished and met every SLO it has (DESIGN.md §7)."""
+    """True iff the request finished and met every SLO it has (docs/design.md §7)."""
     if record.outcome is not Outcome.FINISHED:
         return False
     if record.first_token_s is None or record.finish_s is None:

@@ -1,4 +1,4 @@
-"""Plots from results files (DESIGN.md §8): performance, fairness and aggregated views.
+"""Plots from results files (docs/design.md §8): performance, fairness and aggregated views.
 
 Each function writes one file per format in `formats` (default PNG and SVG; ``"pdf"`` for
 papers) and returns their paths. Runs are grouped by (backend, scenario, load factor): one figure

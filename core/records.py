@@ -18,7 +18,7 @@ class SLO:
     """A request's service-level objectives in absolute seconds (``None`` = not set).
 
     `e2e_s` bounds arrival → last token, `ttft_s` arrival → first token, `tpot_s` the mean time per
-    output token after the first (DESIGN.md §7).
+    output token after the first (docs/design.md §7).
     """
 
     e2e_s: float | None = None
@@ -128,7 +128,7 @@ class RequestRecord:
 def slo_met(
     slo: SLO, arrival_s: float, first_token_s: float, finish_s: float, generated_tokens: int
 ) -> bool:
-    """Whether a *completed* request met every SLO set in `slo` (DESIGN.md §7)."""
+    """Whether a *completed* request met every SLO set in `slo` (docs/design.md §7)."""
     if slo.e2e_s is not None and finish_s - arrival_s > slo.e2e_s:
         return False
     if slo.ttft_s is not None and first_token_s - arrival_s > slo.ttft_s:

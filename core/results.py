@@ -1,4 +1,4 @@
-"""One result per run (DESIGN.md §8): a JSON file ``X.json`` and its records, ``X.parquet``.
+"""One result per run (docs/design.md §8): a JSON file ``X.json`` and its records, ``X.parquet``.
 
 ``X.json`` (schema version 2) is, at its top level, ``"schema": "exfairs.result",
 "schema_version": 2``, the run's flat summary (`exfairs.export.flat_summary`: `vllm bench serve`

@@ -1,4 +1,4 @@
-"""Scenarios: who sends what, how often, under which SLOs (DESIGN.md §6).
+"""Scenarios: who sends what, how often, under which SLOs (docs/design.md §6).
 
 A scenario is a list of clients, each with a rate, an arrival process, prompt and output length
 distributions, a weight and SLOs, plus the arrival horizon and the measured window. It is pure data:

@@ -1,7 +1,7 @@
 """SLO bookkeeping shared by the simulator and the live backend.
 
 A request counts as violated the moment its deadline passes, even while it is still queued or
-running (DESIGN.md §3). `SloTracker` turns arrivals, first tokens, finishes and the passing of time
+running (docs/design.md §3). `SloTracker` turns arrivals, first tokens, finishes and the passing of time
 into exactly one resolution per request, so policies see violations as early as they are knowable
 and both worlds report them identically.
 """

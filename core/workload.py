@@ -1,6 +1,6 @@
 """Drawing workloads from scenarios, and the engine capacity a scenario's request mix implies.
 
-`draw_workload` draws every request up front (DESIGN.md §6), so every policy, in the simulator
+`draw_workload` draws every request up front (docs/design.md §6), so every policy, in the simulator
 and on a live engine, sees identical requests. Each client draws from its own named streams,
 ``stream(seed, "client", name, "arrivals" | "prompt" | "output")``, so adding, removing or
 reordering clients never changes another client's requests.

@@ -1,5 +1,5 @@
 """The client side of a live run: replays a workload's arrivals on the run clock and drives the same
-policy objects as the simulator in gate or priority mode (DESIGN.md §2).
+policy objects as the simulator in gate or priority mode (docs/design.md §2).
 
 * gate mode: arrivals wait in a `PolicyQueue`; whenever fewer than `max_inflight` requests are in
   the engine, the policy's best-ranked request is released (submitted with priority 0);

@@ -1,5 +1,5 @@
 """The waiting queue the scheduler plug-in gives vLLM: vLLM's own queue plus, during an engine-mode
-run, the run's `PolicyQueue` (DESIGN.md §2, engine mode).
+run, the run's `PolicyQueue` (docs/design.md §2, engine mode).
 
 Requests that are not part of an engine-mode run (warm-ups, gate and priority runs, other traffic)
 stay in vLLM's own queue (`base`, FCFS or priority as the engine was configured) and go first, so

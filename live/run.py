@@ -80,7 +80,7 @@ def result_file_name(prepared: PreparedRun, experiment: str, seed: int, backend:
 def warmup(backend: Backend, prepared: PreparedRun, *, max_batch: int | None = None,
            output_tokens: int = 4) -> Callable[[], Any]:
     """A coroutine factory that serves a few batches of the workload's prompt lengths so that
-    vLLM's per-shape set-up cost (DESIGN.md §9) is paid before measuring."""
+    vLLM's per-shape set-up cost (docs/design.md §9) is paid before measuring."""
     from exfairs.live.driver import prompt_token_ids
     from exfairs.records import Request
 

@@ -1,4 +1,4 @@
-"""Offline, deterministic model directories that vLLM can load (DESIGN.md §9).
+"""Offline, deterministic model directories that vLLM can load (docs/design.md §9).
 
 Two kinds:
 

@@ -1,4 +1,4 @@
-"""The policy interface (DESIGN.md §2).
+"""The policy interface (docs/design.md §2).
 
 A policy is told what happens (hooks) and asked for a ranking of clients (`client_scores`). The
 engines own the mechanics — queues, admission, KV blocks, preemption — and consult the policy only

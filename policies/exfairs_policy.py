@@ -1,4 +1,4 @@
-"""ExFairS: experiential fairness (DESIGN.md §3).
+"""ExFairS: experiential fairness (docs/design.md §3).
 
 For client i, over a recent window:
 

@@ -1,4 +1,4 @@
-"""Experiment names of the original ExFairS study mapped to (policy, mode) (DESIGN.md §2).
+"""Experiment names of the original ExFairS study mapped to (policy, mode) (docs/design.md §2).
 
 ``ExFairS``, ``VTC``, ``FCFS`` → priority mode; ``QUEUE_<POLICY>`` → gate mode;
 ``ENGINE_<POLICY>`` → engine mode. Names match case-insensitively and come back canonical.

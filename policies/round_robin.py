@@ -1,4 +1,4 @@
-"""ROUND_ROBIN: one queue per client, backlogged clients visited in turn (DESIGN.md §3).
+"""ROUND_ROBIN: one queue per client, backlogged clients visited in turn (docs/design.md §3).
 
 Gate and engine modes: a client's score is the sequence number of its last dispatch (−1 if never
 served), so the backlogged client served longest ago goes next; never-served clients and clients

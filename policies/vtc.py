@@ -1,5 +1,5 @@
 """VTC: the Virtual Token Counter of Sheng et al., "Fairness in Serving Large Language Models",
-OSDI 2024 (Algorithm 2), as a `Policy` (DESIGN.md §3).
+OSDI 2024 (Algorithm 2), as a `Policy` (docs/design.md §3).
 
 Each client i has a counter c_i (tokens of weighted service, divided by the client's weight w_i);
 the backlogged client with the smallest counter goes first.

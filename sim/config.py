@@ -1,4 +1,4 @@
-"""Engine knobs of the simulated vLLM-V1 engine, under vLLM's own names (DESIGN.md §4)."""
+"""Engine knobs of the simulated vLLM-V1 engine, under vLLM's own names (docs/design.md §4)."""
 
 from __future__ import annotations
 

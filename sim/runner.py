@@ -1,7 +1,7 @@
 """`simulate()`: one workload, one experiment (policy × mode), one profile → per-request records.
 
 The engine model (`exfairs.sim.scheduler`, driven by `exfairs.sim.process.EngineProcess`) runs as
-a SimPy process; the policy object acts in one of three modes (DESIGN.md §2,
+a SimPy process; the policy object acts in one of three modes (docs/design.md §2,
 `exfairs.policies.experiments.Mode`):
 
 * gate (``QUEUE_<POLICY>``): a `PolicyQueue` in front of the engine releases the policy's pick

@@ -22,7 +22,7 @@ submitted; gate mode (`QUEUE_`) releases requests from a client-side queue whene
 slot is free; engine mode (`ENGINE_`) re-ranks the engine's own waiting queue at every step and
 picks preemption victims.
 
-Metrics follow DESIGN.md §7: a request counts if it *arrived* in the measured window, and every
+Metrics follow docs/design.md §7: a request counts if it *arrived* in the measured window, and every
 counted request is in every denominator. Throughput is completed requests divided by the span from
 the window's start to the last token of a counted request.
 """

@@ -483,7 +483,7 @@ def identical_modes(data: StudyData) -> str:
 
 
 def throughput_decomposition(data: StudyData, load: float = TARGET_LOAD) -> str:
-    """Throughput = completed requests / span (DESIGN.md §7; the span runs from the window start
+    """Throughput = completed requests / span (docs/design.md §7; the span runs from the window start
     to the last token of a counted request). Per scenario at `load`: both factors for FCFS and
     ExFairS in each mode and VTC, means over seeds — so a throughput gap can be traced to
     unfinished requests or to a longer tail."""
@@ -849,7 +849,7 @@ def build_document(data: StudyData, before: StudyData | None, *, doc_path: Path,
                  "window), the worst client's SLO attainment, Jain's index over per-client "
                  "attainment and over per-client mean QoE, request throughput and goodput "
                  "(requests/s; goodput counts requests that met their SLO), and p99 TTFT in "
-                 "seconds (DESIGN.md §7).\n\n")
+                 "seconds (docs/design.md §7).\n\n")
     parts.append(results_tables(data))
     agg = sorted(n for n in fig_rel if n.startswith("aggregated_"))
     fair = sorted(n for n in fig_rel if n.startswith("fairness_"))

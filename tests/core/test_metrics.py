@@ -1,4 +1,4 @@
-"""Metrics (DESIGN.md §7): latency definitions, SLO accounting, throughput, QoE and fairness."""
+"""Metrics (docs/design.md §7): latency definitions, SLO accounting, throughput, QoE and fairness."""
 
 from __future__ import annotations
 
