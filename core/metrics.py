@@ -1,4 +1,5 @@
-"""Run metrics from per-request records (docs/design.md §7): latency, SLO, throughput, QoE, fairness.
+"""Run metrics from per-request records (docs/design.md §7): latency, SLO, throughput, QoE,
+fairness.
 
 Everything here is a pure function of `RequestRecord`s and the clients, so the simulator and the
 live backend are measured by the same code. Latency keys follow `vllm bench serve`

@@ -1,8 +1,8 @@
 """SLO bookkeeping shared by the simulator and the live backend.
 
 A request counts as violated the moment its deadline passes, even while it is still queued or
-running (docs/design.md §3). `SloTracker` turns arrivals, first tokens, finishes and the passing of time
-into exactly one resolution per request, so policies see violations as early as they are knowable
+running (docs/design.md §3). `SloTracker` turns arrivals, first tokens, finishes and the passing of
+time into exactly one resolution per request, so policies see violations as early as they are knowable
 and both worlds report them identically.
 """
 

@@ -1,4 +1,5 @@
-"""Request traces: reading arrival/length traces and mapping their rows to clients (docs/design.md §6).
+"""Request traces: reading arrival/length traces and mapping their rows to clients
+(docs/design.md §6).
 
 A trace is a table of requests with an arrival timestamp, a prompt (input) token count and an
 output token count. Supported files:

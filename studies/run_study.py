@@ -483,7 +483,7 @@ def identical_modes(data: StudyData) -> str:
 
 
 def throughput_decomposition(data: StudyData, load: float = TARGET_LOAD) -> str:
-    """Throughput = completed requests / span (docs/design.md §7; the span runs from the window start
+    """Throughput = completed requests / span (design §7; the span runs from the window start
     to the last token of a counted request). Per scenario at `load`: both factors for FCFS and
     ExFairS in each mode and VTC, means over seeds — so a throughput gap can be traced to
     unfinished requests or to a longer tail."""

@@ -1,4 +1,4 @@
-"""Metrics (docs/design.md §7): latency definitions, SLO accounting, throughput, QoE and fairness."""
+"""Metrics (docs/design.md §7): latency, SLO accounting, throughput, QoE and fairness."""
 
 from __future__ import annotations
 
