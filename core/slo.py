@@ -2,8 +2,8 @@
 
 A request counts as violated the moment its deadline passes, even while it is still queued or
 running (docs/design.md §3). `SloTracker` turns arrivals, first tokens, finishes and the passing of
-time into exactly one resolution per request, so policies see violations as early as they are knowable
-and both worlds report them identically.
+time into exactly one resolution per request, so policies see violations as early as they are
+knowable and both worlds report them identically.
 """
 
 from __future__ import annotations
