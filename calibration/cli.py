@@ -34,8 +34,7 @@ from exfairs.calibration.profile import (
     load_profile,
     save_profile,
 )
-from exfairs.cliargs import add_version_flag
-from exfairs.cliutil import run_command
+from exfairs.cliutil import add_version_flag, run_command
 from exfairs.errors import InputError
 from exfairs.paths import check_input_file, check_output_dir, check_output_file
 from exfairs.sweep import MAX_SEED

@@ -1,4 +1,5 @@
-"""What every ExFairS command line shares: one way of turning failures into exit codes.
+"""What every ExFairS command line shares: one way of turning failures into exit codes, and the
+flags every CLI spells the same way (`add_version_flag`, `add_plot_format_flag`).
 
 `run_command` calls a command's body and maps what escapes it to one line on stderr and an exit
 code: bad input (InputError) 2, Ctrl-C 130, an I/O failure the up-front checks could not foresee
@@ -7,6 +8,7 @@ code: bad input (InputError) 2, Ctrl-C 130, an I/O failure the up-front checks c
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Callable, Mapping
 
@@ -53,3 +55,26 @@ def run_command(
     except KeyboardInterrupt:
         sys.stderr.write(f"\n{prog}: {one_line(interrupted)}\n")
         return EXIT_INTERRUPTED
+
+def add_version_flag(parser: argparse.ArgumentParser) -> None:
+    """Add ``--version``: prints ``<prog> <package version>`` and exits 0."""
+    from exfairs import __version__
+
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+
+
+def _formats(text: str) -> tuple[str, ...]:
+    from exfairs.plots import check_formats
+
+    try:
+        return check_formats([f for f in text.split(",") if f.strip()])
+    except ValueError as exc:  # InputError: argparse reports it as a usage error (exit 2)
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_plot_format_flag(parser: argparse.ArgumentParser) -> None:
+    """Add ``--plot-format png,svg,pdf`` (dest ``plot_formats``; None = the plots' default)."""
+    parser.add_argument("--plot-format", dest="plot_formats", type=_formats, default=None,
+                        metavar="FMT[,FMT]",
+                        help="figure formats, comma-separated, from png, svg, pdf "
+                             "(default png,svg)")

@@ -20,8 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from exfairs.cliargs import add_plot_format_flag, add_version_flag
-from exfairs.cliutil import run_command
+from exfairs.cliutil import add_plot_format_flag, add_version_flag, run_command
 from exfairs.errors import InputError
 from exfairs.paths import check_output_file, check_results_dir
 
