@@ -2,6 +2,10 @@
 schema 2 (flat-summary JSON + Parquet records), on simulated runs of bundled scenarios and on the
 live runs recorded in benchmarks/results/validation.
 
+The recorded live runs predate the live clock's microsecond ticks (exfairs.live.driver); their
+run-clock times (dispatch, first token, finish, token times) are rounded to the microsecond here,
+as that clock would have produced them, and schema 1 is measured on the same rounded result.
+
     python benchmarks/results_size.py [--scenarios exfairs-1 ...] [--experiments ExFairS ...]
 
 Prints a Markdown table (for benchmarks/results/results_size.md). Sizes are exact byte counts.
@@ -12,11 +16,13 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 from exfairs import results as results_mod
+from exfairs.export import micro
 from exfairs.results import RunResult, read_result, write_result
-from exfairs.sweep import Cell, compute_cell
+from exfairs.sim.sweep import Cell, compute_cell
 
 ROOT = Path(__file__).resolve().parent
 
@@ -32,7 +38,32 @@ def v1_bytes(result: RunResult) -> int:
 def v2_bytes(result: RunResult, where: Path) -> tuple[int, int]:
     path = where / "r.json"
     write_result(result, path)
-    return path.stat().st_size, path.with_suffix(".parquet").stat().st_size
+    samples = path.with_suffix(".samples.parquet")
+    return path.stat().st_size, (path.with_suffix(".parquet").stat().st_size
+                                 + (samples.stat().st_size if samples.exists() else 0))
+
+
+def _us(t: float | None) -> float | None:
+    return None if t is None else micro(t) / 1e6
+
+
+def on_live_clock(result: RunResult) -> RunResult:
+    """`result` with every run-clock time a live run records rounded to the microsecond."""
+    recs = tuple(replace(r, dispatch_s=_us(r.dispatch_s), first_token_s=_us(r.first_token_s),
+                         finish_s=_us(r.finish_s),
+                         token_times_s=tuple(micro(t) / 1e6 for t in r.token_times_s))
+                 for r in result.records)
+    return replace(result, records=recs)
+
+
+def read_recorded(path: Path) -> RunResult:
+    """A recorded (schema-1) live result; aggregates written before `rejected` was counted get
+    0 there (no request of those runs was rejected: the outcome did not exist yet)."""
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    metrics = doc["metrics"]
+    for agg in [metrics["overall"], *(c["metrics"] for c in metrics["per_client"])]:
+        agg.setdefault("rejected", 0)
+    return results_mod.result_from_dict(doc, str(path))
 
 
 def row(label: str, result: RunResult, where: Path) -> str:
@@ -55,7 +86,7 @@ def main() -> None:
     ap.add_argument("--profile", default="a100-llama2-7b")
     args = ap.parse_args()
     print("| run | requests | mean output tokens | schema 1 B/req | schema 2 JSON B/req | "
-          "schema 2 Parquet B/req | schema 2 total B/req | smaller by |")
+          "schema 2 Parquet (records + samples) B/req | schema 2 total B/req | smaller by |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     with tempfile.TemporaryDirectory() as tmp:
         where = Path(tmp)
@@ -65,8 +96,8 @@ def main() -> None:
                             profile=args.profile)
                 print(row(f"sim {scen} {exp}", compute_cell(cell), where), flush=True)
         for path in sorted((ROOT / "results" / "validation").glob("*/*__live.json")):
-            print(row(f"live {path.parent.name} {path.name.split('__')[1]}", read_result(path),
-                      where), flush=True)
+            print(row(f"live {path.parent.name} {path.name.split('__')[1]}",
+                      on_live_clock(read_recorded(path)), where), flush=True)
 
 
 if __name__ == "__main__":

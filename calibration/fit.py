@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy.optimize import nnls
@@ -94,8 +95,8 @@ def fit_coefficients(measurements: Sequence[Measurement], *,
         if above.sum() < 2:
             continue
         beta = _nnls_relative(x[above], y[above])
-        coeffs = CostCoefficients(**dict(zip(COEFFICIENT_NAMES, (float(b) for b in beta),
-                                               strict=True)), floor_ms=float(floor))
+        named: dict[str, Any] = dict(zip(COEFFICIENT_NAMES, (float(b) for b in beta), strict=True))
+        coeffs = CostCoefficients(**named, floor_ms=float(floor))
         pred = predict_ms(coeffs, measurements)
         score = float(np.mean(((pred - y) / y) ** 2))
         if best is None or score < best[0] - 1e-12:

@@ -1,18 +1,20 @@
 """Raw step measurements: what `exfairs-calibrate profile` writes and `exfairs-calibrate fit` reads.
 
-Schema (version 1)::
+Schema (version 2; version 1 files, without "rows", "sampling" and "run", still load)::
 
     {
-      "schema": "exfairs.measurements", "schema_version": 1,
+      "schema": "exfairs.measurements", "schema_version": 2,
       "metadata": {ProfileMetadata fields},       # hardware, model, engine, dtype, TP, date
       "engine": {EngineDefaults fields},          # knobs the steps were measured with
       "wall_time_s": float,                       # wall time of the profiling run
       "steps": [{"prefill_tokens", "prefill_attn", "decode_seqs", "decode_ctx", "duration_ms",
-                 "label", "repeat"}, ...]
+                 "label", "repeat", "rows", "sampling", "run"}, ...]
     }
 
 One entry per measured engine step; `label` names the probe that produced it (``prefill``,
-``decode``, ``mixed``, ...), `repeat` its repetition index. Warm-up steps are never written.
+``decode``, ``mixed``, ...), `repeat` its repetition index, `rows` the rows the step sampled
+(0: unknown), `sampling` the batch's sampling mode ("": unknown) and `run` the run (step log)
+it came from; steps of one run are in step order. Warm-up steps are never written.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ from exfairs.calibration.profile import EngineDefaults, Measurement, ProfileMeta
 from exfairs.errors import InputError
 
 SCHEMA = "exfairs.measurements"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,11 +46,14 @@ class StepRecord:
     duration_ms: float
     label: str = ""
     repeat: int = 0
+    rows: int = 0
+    sampling: str = ""
+    run: str = ""
 
     def measurement(self) -> Measurement:
         """The step as the fitter sees it."""
         return Measurement(self.prefill_tokens, self.prefill_attn, self.decode_seqs,
-                           self.decode_ctx, self.duration_ms)
+                           self.decode_ctx, self.duration_ms, self.rows, self.sampling)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +67,13 @@ class MeasurementSet:
 
     def measurements(self) -> list[Measurement]:
         return [s.measurement() for s in self.steps]
+
+    def runs(self) -> dict[str, list[StepRecord]]:
+        """Steps grouped by `run`, in first-seen order (one group "" for files without runs)."""
+        out: dict[str, list[StepRecord]] = {}
+        for s in self.steps:
+            out.setdefault(s.run, []).append(s)
+        return out
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -81,8 +94,9 @@ def measurement_set_from_json(doc: Any, source: str = "<measurements>") -> Measu
     if doc.get("schema") != SCHEMA:
         raise InputError(f"not an ExFairS measurements file (expected {SCHEMA!r})",
                          field="schema", value=doc.get("schema"), source=source)
-    if doc.get("schema_version") != SCHEMA_VERSION:
-        raise InputError(f"unsupported schema version (this ExFairS reads {SCHEMA_VERSION})",
+    if doc.get("schema_version") not in READABLE_VERSIONS:
+        raise InputError("unsupported schema version (this ExFairS reads "
+                         f"{', '.join(map(str, READABLE_VERSIONS))})",
                          field="schema_version", value=doc.get("schema_version"), source=source)
     meta = _section(doc, "metadata", ProfileMetadata, source)
     engine = _section(doc, "engine", EngineDefaults, source)

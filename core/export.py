@@ -10,17 +10,26 @@ arrival_s              arrival time
 prompt_tokens          int32; ``output_tokens`` (asked) and ``generated_tokens`` (served) too
 slo_e2e_s ...          the request's SLOs: ``slo_e2e_s``, ``slo_ttft_s``, ``slo_tpot_s`` (null =
                        not set)
-outcome                finished / violated / failed / timed_out / aborted
+outcome                finished / violated / failed / timed_out / aborted / rejected
 dispatch_s             left the client side for the engine (null: never)
 first_token_s          first output token (null: none); ``finish_s`` last token of a completed one
 preemptions, error     int32; the failure message (null when none)
 counted                bool: arrived inside the metrics window (the run's summary counts these)
 ttft_ms, e2el_ms       derived latencies (null where undefined), also ``tpot_ms``, ``queue_ms``
-token_times_s          list<double>: every output token's emission time, exact
+itl_us                 list<int64>: inter-token latencies in whole microseconds, one per output
+                       token after the first (``generated_tokens - 1`` entries)
+token_times_s          list<double>: every output token's exact emission time, or null where
+                       the microsecond times below reproduce it exactly
 =====================  =====================================================================
 
-Token times are stored exactly (float64) and zstd-compressed: simulated runs, whose tokens share
-step end times, cost about 1 byte per token; live runs, whose times are all distinct, about 6.
+Token times cost about 1.4 bytes per token on live runs (from about 6.8 stored as float64) and
+about 0.5 on simulated ones (benchmarks/results/results_size.md). Token ``k`` of a request was
+emitted at ``(round(first_token_s * 1e6) + sum(itl_us[:k])) / 1e6`` seconds: the gaps are taken
+between the times rounded to the microsecond, so the error does not accumulate. A reader who
+wants ITLs in ms takes ``itl_us / 1000``. The live backend's clock ticks in microseconds, so a
+live run's times are all exact in ``itl_us`` and its ``token_times_s`` is null; simulated times
+are not on that grid, so ``token_times_s`` keeps them exactly (reading a file back gives the
+records bit for bit either way).
 
 **Summary** (`flat_summary`): one JSON object of scalars — the `vllm bench serve` result keys
 (``duration``, ``completed``, ``failed``, ``total_input_tokens``, ``request_throughput``,
@@ -32,19 +41,23 @@ run's provenance, and ``per_client``: the same keys for each client. Undefined v
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from exfairs.atomic import atomic_temp_path
 from exfairs.errors import InputError
 from exfairs.metrics import AggregateMetrics, RunMetrics, in_window
-from exfairs.records import SLO, ClientInfo, Outcome, RequestRecord
+from exfairs.records import SLO, ClientInfo, Outcome, PolicySample, RequestRecord
 
 RECORDS_SCHEMA = "exfairs.records"
-RECORDS_SCHEMA_VERSION = 1
+RECORDS_SCHEMA_VERSION = 2
+_READABLE_RECORDS_VERSIONS = ("1", "2")
 
 # AggregateMetrics field → vllm bench serve key, where the two differ.
 _VLLM_NAMES = {"requests": "num_prompts", "duration_s": "duration"}
@@ -97,10 +110,76 @@ def records_table(records: Sequence[RequestRecord], window: tuple[float, float] 
         "e2el_ms": col([_ms(r.e2e_s) for r in rs], f64),
         "tpot_ms": col([_ms(r.tpot_s) for r in rs], f64),
         "queue_ms": col([_ms(r.queue_s) for r in rs], f64),
-        "token_times_s": col([list(r.token_times_s) for r in rs], pa.list_(f64)),
     }
+    columns["itl_us"], columns["token_times_s"] = _token_columns(rs)
+
     meta = {"exfairs.schema": RECORDS_SCHEMA, "exfairs.schema_version": str(RECORDS_SCHEMA_VERSION)}
     return pa.table(columns).replace_schema_metadata(meta)
+
+
+def micro(t: float) -> int:
+    """`t` seconds in whole microseconds (rounded to nearest)."""
+    return round(t * 1e6)
+
+
+def on_micro_grid(t: float) -> bool:
+    """Whether `t` seconds is exactly what `micro` reads back as seconds."""
+    return micro(t) / 1e6 == t
+
+
+def _token_columns(records: Sequence[RequestRecord]) -> tuple[Any, Any]:
+    """Per record: its inter-token gaps in microseconds, and its exact token times unless the
+    gaps (from ``micro(first_token_s)``) give every time back exactly; as Arrow list arrays."""
+    pa, _ = _arrow()
+    counts = np.fromiter((len(r.token_times_s) for r in records), dtype=np.int64,
+                         count=len(records))
+    flat = np.fromiter(itertools.chain.from_iterable(r.token_times_s for r in records),
+                       dtype=np.float64, count=int(counts.sum()))
+    # np.rint and round() both round half to even, so these are `micro` of every time.
+    us = np.rint(flat * 1e6).astype(np.int64)
+    on_grid = us / 1e6 == flat
+    starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    gaps = np.diff(us)
+    # Keep the gaps within each record: drop the one that crosses into the next record.
+    keep = np.ones(gaps.size, dtype=bool)
+    inner = starts[1:-1]
+    keep[inner[(inner > 0) & (inner < flat.size)] - 1] = False
+    gap_offsets = np.concatenate([[0], np.cumsum(np.maximum(counts - 1, 0))])
+    gap_values = gaps[keep] if gaps.size else np.zeros(0, dtype=np.int64)
+    exact_mask = np.zeros(len(records), dtype=bool)
+    for i, r in enumerate(records):
+        a, b = int(starts[i]), int(starts[i + 1])
+        if b > a:
+            base_ok = r.first_token_s is not None and micro(r.first_token_s) == int(us[a])
+            exact_mask[i] = not (base_ok and b - a == r.generated_tokens
+                                 and bool(on_grid[a:b].all()))
+        else:
+            exact_mask[i] = r.generated_tokens != 0
+    itl = pa.ListArray.from_arrays(pa.array(gap_offsets.astype(np.int32)),
+                                   pa.array(gap_values, type=pa.int64()))
+    exact = pa.ListArray.from_arrays(pa.array(starts.astype(np.int32)),
+                                     pa.array(flat, type=pa.float64()),
+                                     mask=pa.array(~exact_mask))
+    return itl, exact
+
+
+def _token_times(first_token_s: float | None, gaps: list[int] | None,
+                 exact: list[float] | None, generated: int) -> tuple[float, ...]:
+    """A record's token times from its Parquet columns (the inverse of `_token_columns`)."""
+    if exact is not None:
+        return tuple(float(t) for t in exact)
+    if first_token_s is None or generated == 0:
+        if gaps:
+            raise ValueError("itl_us without a first token")
+        return ()
+    us = micro(first_token_s)
+    out = [us / 1e6]
+    for g in gaps or ():
+        us += int(g)
+        out.append(us / 1e6)
+    if len(out) != generated:
+        raise ValueError(f"itl_us has {len(out) - 1} gaps for {generated} tokens")
+    return tuple(out)
 
 
 def write_records_parquet(records: Sequence[RequestRecord], path: str | os.PathLike[str],
@@ -111,10 +190,13 @@ def write_records_parquet(records: Sequence[RequestRecord], path: str | os.PathL
     table = records_table(records, window)
 
     def write(dest: str | os.PathLike[str]) -> None:
-        # zstd level 9: measured smallest of the encodings tried (benchmarks/results/
-        # results_size.md), at a few ms per file.
+        # zstd level 9 over byte-stream-split values: the smallest of the encodings tried
+        # (benchmarks/results/results_size.md); splitting the bytes of the gaps lets zstd see
+        # their mostly-constant high bytes as runs.
         pq.write_table(table, dest, compression="zstd", compression_level=9,
-                       use_dictionary=["client", "outcome"])
+                       use_dictionary=["client", "outcome"],
+                       column_encoding={"itl_us.list.element": "BYTE_STREAM_SPLIT",
+                                        "token_times_s.list.element": "BYTE_STREAM_SPLIT"})
 
     if not atomic:
         write(path)
@@ -148,7 +230,7 @@ def _read_checked(path: str | os.PathLike[str], reader: Any) -> Any:
     if meta.get("exfairs.schema") != RECORDS_SCHEMA:
         raise InputError("not an ExFairS records file", field="exfairs.schema",
                          value=meta.get("exfairs.schema"), source=str(p))
-    if meta.get("exfairs.schema_version") != str(RECORDS_SCHEMA_VERSION):
+    if meta.get("exfairs.schema_version") not in _READABLE_RECORDS_VERSIONS:
         raise InputError("unsupported records schema version", field="exfairs.schema_version",
                          value=meta.get("exfairs.schema_version"), source=str(p))
     return got
@@ -165,8 +247,12 @@ def read_records_parquet(path: str | os.PathLike[str]) -> tuple[RequestRecord, .
             "request_id", "client", "arrival_s", "prompt_tokens", "output_tokens", "slo_e2e_s",
             "slo_ttft_s", "slo_tpot_s", "outcome", "dispatch_s", "first_token_s", "finish_s",
             "generated_tokens", "preemptions", "error", "token_times_s")}
+        # Version 1 stored every token time exactly in token_times_s and had no itl_us.
+        gaps = (table.column("itl_us").to_pylist() if "itl_us" in table.column_names
+                else [None] * table.num_rows)
         out = []
         for i in range(table.num_rows):
+            first = _opt(cols["first_token_s"][i])
             out.append(RequestRecord(
                 request_id=int(cols["request_id"][i]), client=str(cols["client"][i]),
                 arrival_s=float(cols["arrival_s"][i]),
@@ -175,10 +261,11 @@ def read_records_parquet(path: str | os.PathLike[str]) -> tuple[RequestRecord, .
                 slo=SLO(e2e_s=_opt(cols["slo_e2e_s"][i]), ttft_s=_opt(cols["slo_ttft_s"][i]),
                         tpot_s=_opt(cols["slo_tpot_s"][i])),
                 outcome=Outcome(cols["outcome"][i]), dispatch_s=_opt(cols["dispatch_s"][i]),
-                first_token_s=_opt(cols["first_token_s"][i]),
+                first_token_s=first,
                 finish_s=_opt(cols["finish_s"][i]),
                 generated_tokens=int(cols["generated_tokens"][i]),
-                token_times_s=tuple(float(t) for t in cols["token_times_s"][i]),
+                token_times_s=_token_times(first, gaps[i], cols["token_times_s"][i],
+                                           int(cols["generated_tokens"][i])),
                 preemptions=int(cols["preemptions"][i]), error=cols["error"][i]))
     except (KeyError, TypeError, ValueError) as exc:
         raise InputError(f"malformed records file: {type(exc).__name__}: {exc}",
@@ -234,3 +321,64 @@ def _scalars(obj: Any, skip: tuple[str, ...] = ()) -> dict[str, Any]:
     return {f.name: _json_num(getattr(obj, f.name)) for f in dataclasses.fields(obj)
             if f.name not in skip
             and isinstance(getattr(obj, f.name), (int, float, str, bool))}
+
+
+# ----------------------------------------------------------------------------------------------
+# Policy samples
+
+SAMPLES_SCHEMA = "exfairs.policy_samples"
+
+
+def samples_table(samples: Sequence[PolicySample]) -> Any | None:
+    """The policy samples as a `pyarrow.Table`: ``time_s`` (double) and one list<double> column
+    per sampled quantity (values indexed like the run's clients). None when the samples do not
+    share one list of quantity names in one order (they then stay in the results JSON)."""
+    pa, _ = _arrow()
+    if not samples:
+        return None
+    names = [n for n, _ in samples[0].values]
+    if "time_s" in names or len(set(names)) != len(names) or any(
+            [n for n, _ in s.values] != names for s in samples):
+        return None
+    cols = {"time_s": pa.array([s.time_s for s in samples], type=pa.float64())}
+    for k, name in enumerate(names):
+        cols[name] = pa.array([list(s.values[k][1]) for s in samples],
+                              type=pa.list_(pa.float64()))
+    meta = {"exfairs.schema": SAMPLES_SCHEMA,
+            "exfairs.schema_version": str(RECORDS_SCHEMA_VERSION)}
+    return pa.table(cols).replace_schema_metadata(meta)
+
+
+def write_samples_parquet(table: Any, path: str | os.PathLike[str]) -> None:
+    """Write a `samples_table` to `path` (not atomically: the caller writes a temporary path)."""
+    _, pq = _arrow()
+    # Byte-stream split: the samples change slowly, so their high bytes repeat (about 4x
+    # smaller than the same numbers as JSON text; benchmarks/results/results_size.md).
+    split = {f"{n}.list.element": "BYTE_STREAM_SPLIT" for n in table.column_names
+             if n != "time_s"}
+    pq.write_table(table, path, compression="zstd", compression_level=9, use_dictionary=False,
+                   column_encoding=split)
+
+
+def read_samples_parquet(path: str | os.PathLike[str]) -> tuple[PolicySample, ...]:
+    """The policy samples of a file written by `write_samples_parquet` (InputError naming the
+    file when it is unreadable or of another schema)."""
+    pa, pq = _arrow()
+    p = Path(path)
+    try:
+        table = pq.read_table(p)
+    except (OSError, pa.ArrowException) as exc:
+        raise InputError(f"cannot read the policy samples file: {exc}", source=str(p)) from None
+    meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
+    if meta.get("exfairs.schema") != SAMPLES_SCHEMA or "time_s" not in table.column_names:
+        raise InputError("not an ExFairS policy samples file", field="exfairs.schema",
+                         value=meta.get("exfairs.schema"), source=str(p))
+    names = [n for n in table.column_names if n != "time_s"]
+    times = table.column("time_s").to_pylist()
+    cols = [table.column(n).to_pylist() for n in names]
+    try:
+        return tuple(PolicySample(time_s=float(t), values=tuple(
+            (n, tuple(float(v) for v in col[i])) for n, col in zip(names, cols, strict=True)))
+            for i, t in enumerate(times))
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"malformed policy samples file: {exc}", source=str(p)) from None

@@ -1,11 +1,12 @@
 """Content identities for cache keys: everything that can change a simulated result.
 
-A sweep cell's key (`exfairs.sweep.Cell.key`) hashes the identities below, so that editing a
+A sweep cell's key (`exfairs.sim.sweep.Cell.key`) hashes the identities below, so that editing a
 scenario, a trace it references, a profile, or any source file that computes results makes a new
 key instead of reusing an old cell:
 
 * `scenario_identity` — the scenario TOML's bytes (bundled or a file) and the bytes of every trace
-  it references (``trace = ...`` anywhere in it, resolved as the scenario reader does);
+  it references (``trace = ...`` anywhere in it, resolved as the scenario reader does) and of its
+  ``[dataset]`` (the dataset's files and its tokenizer's);
 * `profile_identity` — the profile JSON's bytes (bundled or a file);
 * `source_identity` — the source of the packages that compute results (core, sim, policies,
   calibration), file names and bytes, plus the file of a policy defined elsewhere (entry point).
@@ -57,6 +58,28 @@ def _trace_refs(doc: Any) -> Iterator[str]:
             yield from _trace_refs(v)
 
 
+def _dataset_parts(doc: Any, base_dir: Path | None) -> list[bytes]:
+    """The bytes of a ``[dataset]`` table's files: the dataset (every file of a directory, by
+    relative path) and its tokenizer's files, which set the measured lengths."""
+    from exfairs.datasets import _resolve
+
+    table = doc.get("dataset") if isinstance(doc, dict) else None
+    if not isinstance(table, dict) or not isinstance(table.get("path"), str):
+        return []
+    roots = [_resolve(table["path"], base_dir)]
+    tok = table.get("tokenizer")
+    if isinstance(tok, str):
+        roots.append(Path(tok) if base_dir is None or Path(tok).is_absolute()
+                     else base_dir / tok)
+    parts: list[bytes] = []
+    for root in roots:
+        files = sorted(f for f in root.rglob("*") if f.is_file()) if root.is_dir() else [root]
+        for f in files:
+            parts += [f.relative_to(root).as_posix().encode() if root.is_dir() else b"",
+                      f.read_bytes()]
+    return parts
+
+
 def scenario_identity(path_or_name: str) -> str:
     """Digest of a scenario (file path or bundled name) and the traces it references. Files are
     read on every call (they may change between calls); bundled ones once per process."""
@@ -67,8 +90,9 @@ def scenario_identity(path_or_name: str) -> str:
         return _bundled_scenario_identity(path_or_name)
     try:
         data = p.read_bytes()
-        refs = list(_trace_refs(tomllib.loads(data.decode("utf-8"))))
-        traces = [_read_bytes(ref, p.parent)[0] for ref in refs]
+        doc = tomllib.loads(data.decode("utf-8"))
+        refs = list(_trace_refs(doc))
+        traces = [_read_bytes(ref, p.parent)[0] for ref in refs] + _dataset_parts(doc, p.parent)
     except Exception:  # unreadable or invalid: the run reports it
         return f"name:{path_or_name}"
     return _digest(data, *(r.encode() for r in refs), *traces)
@@ -81,8 +105,9 @@ def _bundled_scenario_identity(name: str) -> str:
     try:
         data = resources.files("exfairs").joinpath("data", "scenarios",
                                                    f"{name}.toml").read_bytes()
-        refs = list(_trace_refs(tomllib.loads(data.decode("utf-8"))))
-        traces = [_read_bytes(ref, None)[0] for ref in refs]
+        doc = tomllib.loads(data.decode("utf-8"))
+        refs = list(_trace_refs(doc))
+        traces = [_read_bytes(ref, None)[0] for ref in refs] + _dataset_parts(doc, None)
     except Exception:
         return f"name:{name}"
     return _digest(data, *(r.encode() for r in refs), *traces)

@@ -150,7 +150,8 @@ class AggregateMetrics:
 
     Counts: `requests` arrived in the window; `completed` served all their tokens; `slo_met` met
     every SLO; `violations` = requests − slo_met (so unfinished, failed, timed-out and aborted ones
-    are violations); `failed`, `timed_out`, `aborted` count those outcomes; `unfinished` counts
+    are violations); `failed`, `timed_out`, `aborted`, `rejected` (refused early by the admission
+    option, issue 15) count those outcomes; `unfinished` counts
     requests still without a final outcome (none in a well-formed run). Token totals count completed
     requests, as `vllm bench serve` does.
     """
@@ -201,6 +202,8 @@ class AggregateMetrics:
     median_qoe: float
     p10_qoe: float
     min_qoe: float
+    # Last and defaulted so results written before issue 15 (no admission, so none rejected) read.
+    rejected: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -469,6 +472,7 @@ def _aggregate(records: Sequence[RequestRecord], per_request: Sequence[RequestMe
         failed=sum(1 for r in records if r.outcome is Outcome.FAILED),
         timed_out=sum(1 for r in records if r.outcome is Outcome.TIMED_OUT),
         aborted=sum(1 for r in records if r.outcome is Outcome.ABORTED),
+        rejected=sum(1 for r in records if r.outcome is Outcome.REJECTED),
         preemptions=sum(r.preemptions for r in records),
         total_input_tokens=in_tok,
         total_output_tokens=out_tok,
@@ -548,7 +552,8 @@ def service_timeline(records: Sequence[RequestRecord], clients: Sequence[ClientI
         if end is None:
             # Failed/timed-out requests stop being backlog at their last known event; aborted
             # (run ended) or unknown ones stay backlogged to the end of the run.
-            end = _last_time(r) if r.outcome in (Outcome.FAILED, Outcome.TIMED_OUT) else horizon
+            end = _last_time(r) if r.outcome in (Outcome.FAILED, Outcome.TIMED_OUT,
+                                                 Outcome.REJECTED) else horizon
         starts.append((c, r.arrival_s))
         ends.append((c, end))
         firsts.append(r.first_token_s if r.first_token_s is not None else end)

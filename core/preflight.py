@@ -1,8 +1,8 @@
 """Pre-flight: will a run fit in this machine's memory? Estimated from the drawn workload.
 
 Two structures grow with the number of clients. Before the workload is drawn, the capacity
-estimate (`exfairs.workload.capacity_estimate`) keeps two 120 × 120 float64 grids per client
-(230 kB each client: 2.3 GB for 10,000 clients). After the run, the largest structure is the
+estimate (`exfairs.calibration.capacity.capacity_estimate`) keeps two 120 × 120 float64 grids per
+client (230 kB each client: 2.3 GB for 10,000 clients). After the run, the largest structure is the
 metrics' service timeline (`exfairs.metrics`): for each
 client, cumulative service and a backlog flag (8 + 1 bytes) at every point of a time grid of
 about two points per event, where the events are every token emission, arrival and completion of

@@ -42,7 +42,9 @@ class Request:
     order), which makes (arrival_s, request_id) a total order. `output_tokens` is served exactly
     (live runs use ``ignore_eos`` and ``max_tokens = output_tokens``). `unloaded_e2e_s` is the
     request's latency alone on an idle engine under the profile the SLOs were resolved with (0 when
-    unknown); policies may use it to judge whether a deadline can still be met.
+    unknown); policies may use it to judge whether a deadline can still be met. `prompt_text`,
+    when set, is the prompt itself (from a dataset): `prompt_tokens` is then its measured or
+    estimated length.
     """
 
     request_id: int
@@ -52,6 +54,8 @@ class Request:
     output_tokens: int
     slo: SLO = field(default_factory=SLO)
     unloaded_e2e_s: float = 0.0
+    #: The prompt as text (a dataset row), sent to live servers as text; None: token ids.
+    prompt_text: str | None = None
 
     @property
     def deadline_s(self) -> float:
@@ -67,6 +71,7 @@ class Outcome(str, Enum):
     FAILED = "failed"  # the engine or server returned an error
     TIMED_OUT = "timed_out"  # the client gave up waiting
     ABORTED = "aborted"  # the run ended (drain limit, Ctrl-C, engine death) before it finished
+    REJECTED = "rejected"  # refused early: it could no longer meet its deadline (admission option)
 
     @property
     def completed(self) -> bool:
@@ -81,7 +86,7 @@ class RequestRecord:
     `dispatch_s` is when the request left the client side for the engine (the gate's release, or the
     submission in priority and engine modes). `token_times_s` holds the emission time of every
     generated token (its length is `generated_tokens`); the first is `first_token_s`, the last
-    `finish_s` for completed requests.
+    `finish_s` for completed requests; for a REJECTED one `finish_s` is when it was refused.
     """
 
     request_id: int

@@ -8,6 +8,11 @@ indices, ``per_client``), then::
     "records_file": "X.parquet", "records_sha256": "...", "num_records": N,
     "run": {"info": {...RunInfo...}, "clients": [...], "metrics": {...}, "policy_samples": [...]}
 
+When the policy recorded samples in one layout, they go to ``X.samples.parquet`` instead of
+``run.policy_samples`` (``"samples_file"``, ``"samples_sha256"``, ``"num_policy_samples"``; a
+column ``time_s`` and one list column per sampled quantity, indexed like the clients): about 4x
+smaller than as JSON text, and read back with the result either way.
+
 ``run`` holds every dataclass field by field under its field names, so it reads like the types in
 `exfairs.records`, `exfairs.metrics` and this module: enums are their values, ``(name, value)``
 pair tuples (engine knobs, policy parameters, policy-sample values) JSON objects, NaN is JSON
@@ -25,6 +30,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -175,16 +181,27 @@ def records_path(path: str | os.PathLike[str]) -> Path:
     return Path(path).with_suffix(".parquet")
 
 
-def result_to_dict(result: RunResult, records_file: str = "", records_sha256: str = ""
-                   ) -> dict[str, Any]:
-    """The JSON document of `result` (what `write_result` writes; the records go to Parquet)."""
+def samples_path(path: str | os.PathLike[str]) -> Path:
+    """The policy samples (Parquet) file that belongs to the results JSON at `path`."""
+    return Path(path).with_suffix(".samples.parquet")
+
+
+def result_to_dict(result: RunResult, records_file: str = "", records_sha256: str = "",
+                   samples_file: str = "", samples_sha256: str = "") -> dict[str, Any]:
+    """The JSON document of `result` (what `write_result` writes; the records go to Parquet,
+    and so do the policy samples when `samples_file` is given)."""
     from exfairs.export import flat_summary
 
     run = encode_run(result)
-    return {"schema": SCHEMA, "schema_version": SCHEMA_VERSION,
-            **flat_summary(result.info, result.clients, result.metrics),
-            "records_file": records_file, "records_sha256": records_sha256,
-            "num_records": len(result.records), "run": run}
+    doc = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION,
+           **flat_summary(result.info, result.clients, result.metrics),
+           "records_file": records_file, "records_sha256": records_sha256,
+           "num_records": len(result.records), "run": run}
+    if samples_file:
+        run["policy_samples"] = []
+        doc.update(samples_file=samples_file, samples_sha256=samples_sha256,
+                   num_policy_samples=len(result.policy_samples))
+    return doc
 
 
 def _sha256(path: Path) -> str:
@@ -198,20 +215,31 @@ def _sha256(path: Path) -> str:
 def write_result(result: RunResult, path: str | os.PathLike[str]) -> None:
     """Write `result` to `path` (JSON) and its records beside it (`records_path`), each file
     atomically; on an exception neither file changes."""
-    from exfairs.export import write_records_parquet
+    from exfairs.export import samples_table, write_records_parquet, write_samples_parquet
 
     dest = Path(path)
-    rec_dest = records_path(dest)
+    rec_dest, smp_dest = records_path(dest), samples_path(dest)
     m = result.metrics
-    # The JSON is renamed into place first, then the records: in between (or after a crash
-    # there) the checksum tells a reader that the records file is not this JSON's.
-    with atomic_temp_path(rec_dest) as tmp_records:
+    table = samples_table(result.policy_samples)
+    # The JSON is renamed into place first, then the records and samples: in between (or after
+    # a crash there) the checksums tell a reader that those files are not this JSON's.
+    with contextlib.ExitStack() as stack:
+        tmp_records = stack.enter_context(atomic_temp_path(rec_dest))
         write_records_parquet(result.records, tmp_records, (m.window_start_s, m.window_end_s),
                               atomic=False)
-        doc = result_to_dict(result, rec_dest.name, _sha256(tmp_records))
+        smp_name = smp_sha = ""
+        if table is not None:
+            tmp_samples = stack.enter_context(atomic_temp_path(smp_dest))
+            write_samples_parquet(table, tmp_samples)
+            smp_name, smp_sha = smp_dest.name, _sha256(tmp_samples)
+        doc = result_to_dict(result, rec_dest.name, _sha256(tmp_records), smp_name, smp_sha)
         with atomic_writer(dest) as f:
             json.dump(doc, f, allow_nan=False, separators=(",", ":"))
             f.write("\n")
+    if table is None:
+        # A samples file from an earlier write of this name belongs to no JSON now.
+        with contextlib.suppress(FileNotFoundError):
+            smp_dest.unlink()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -369,19 +397,39 @@ def result_from_dict(doc: Any, source: str = "<dict>") -> RunResult:
 def _records_file(doc: dict[str, Any], path: Path) -> Path:
     """The records file named by a schema-2 document, checked to exist and to be the one the
     document was written with (its SHA-256)."""
-    name = doc.get("records_file")
+    return _named_file(doc, path, "records_file", "records_sha256", "records")
+
+
+def _named_file(doc: dict[str, Any], path: Path, key: str, sha_key: str, what: str) -> Path:
+    name = doc.get(key)
     if not isinstance(name, str) or not name or Path(name).name != name:
-        raise InputError("expected the records file's name", field="records_file", value=name,
+        raise InputError(f"expected the {what} file's name", field=key, value=name,
                          source=str(path))
-    rec_path = path.parent / name
-    if not rec_path.is_file():
-        raise InputError("the records file is missing", field="records_file", value=name,
+    file = path.parent / name
+    if not file.is_file():
+        raise InputError(f"the {what} file is missing", field=key, value=name,
                          source=str(path))
-    if _sha256(rec_path) != doc.get("records_sha256"):
-        raise InputError("the records file does not belong to this results file (checksum "
-                         "differs); rerun the cell", field="records_file", value=name,
+    if _sha256(file) != doc.get(sha_key):
+        raise InputError(f"the {what} file does not belong to this results file (checksum "
+                         "differs); rerun the cell", field=key, value=name,
                          source=str(path))
-    return rec_path
+    return file
+
+
+def _attach_samples(result: RunResult, doc: dict[str, Any], path: Path) -> RunResult:
+    """`result` with the policy samples of the samples file the document names (if any)."""
+    from exfairs.export import read_samples_parquet
+
+    name = doc.get("samples_file")
+    if not name:
+        return result
+    smp = _named_file(doc, path, "samples_file", "samples_sha256", "policy samples")
+    samples = read_samples_parquet(smp)
+    if len(samples) != doc.get("num_policy_samples"):
+        raise InputError(f"the policy samples file has {len(samples)} rows",
+                         field="num_policy_samples", value=doc.get("num_policy_samples"),
+                         source=str(path))
+    return dataclasses.replace(result, policy_samples=samples)
 
 
 def _attach_records(result: RunResult, doc: dict[str, Any], path: Path) -> RunResult:
@@ -427,6 +475,8 @@ def read_result(path: str | os.PathLike[str], *, records: bool = True) -> RunRes
         raise InputError(f"not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}); "
                          "the file may be truncated", source=str(p)) from None
     result = result_from_dict(doc, str(p))
+    if doc.get("schema_version") == 2:
+        result = _attach_samples(result, doc, p)
     if records and doc.get("schema_version") == 2:
         result = _attach_records(result, doc, p)
     elif not records:

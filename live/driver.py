@@ -15,7 +15,8 @@ plug-in's step log can name the workload request and client of every scheduled v
 The policy hears about the run as the simulator tells it: `on_arrival` at arrival, `on_dispatch`
 at release/submission, `on_service` with real token counts as they stream (the prompt's tokens
 with the first output token, then one decode token per output token), `on_violation` via
-`SloTracker` (advanced every `advance_every_s` and at every event), `on_finish` at the last token.
+`SloTracker` (advanced every `advance_every_s`, at every event and at every SLO deadline, so a
+violation reaches the policy within about a millisecond of it), `on_finish` at the last token.
 
 Clock: ``time.monotonic()`` minus the run's start, in seconds. Every request of the workload ends
 in exactly one `RequestRecord`, whatever happens: finished/violated when all tokens came,
@@ -54,6 +55,8 @@ from exfairs.rng import stream
 from exfairs.slo import Resolution, SloTracker
 
 _log = logging.getLogger(__name__)
+#: Shortest sleep of the ticker: a deadline due now is resolved by the `_advance` that follows.
+_MIN_TICK_S = 1e-3
 
 
 def prompt_token_ids(seed: int, request: Request, vocab_size: int, min_token_id: int = 10
@@ -186,7 +189,9 @@ class LiveDriver:
 
     # -- clock and bookkeeping -------------------------------------------------------------------
     def _now(self) -> float:
-        return time.monotonic() - self._t0
+        # Whole microseconds: finer than any HTTP stream resolves, and the records file then
+        # stores every token time exactly as an integer gap (exfairs.export).
+        return round((time.monotonic() - self._t0) * 1e6) / 1e6
 
     def _apply(self, resolutions: Sequence[Resolution] | Resolution | None, now_s: float) -> None:
         if resolutions is None:
@@ -373,7 +378,11 @@ class LiveDriver:
             if self._progress is not None and now >= next_progress:
                 self._progress(self.progress())
                 next_progress = now + self._progress_every_s
-            await asyncio.sleep(self._config.advance_every_s)
+            # Wake at the next SLO deadline too, so a violation reaches the policy when it
+            # happens (as in the simulator), not up to `advance_every_s` later (issue 12).
+            until_deadline = self._tracker.next_deadline_s() - self._now()
+            await asyncio.sleep(min(self._config.advance_every_s,
+                                    max(_MIN_TICK_S, until_deadline)))
 
     def progress(self) -> Progress:
         """Counts at this moment."""

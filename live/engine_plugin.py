@@ -37,6 +37,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from exfairs.atomic import atomic_write_text
+from exfairs.calibration.costmodel import sampling_mode
 from exfairs.live.engine_queue import PluginWaitingQueue
 from exfairs.live.engine_run import EngineRun
 from exfairs.live.inprocess import import_vllm, vllm_version
@@ -156,7 +157,16 @@ class ExfairsScheduler(Scheduler):  # type: ignore[misc]  # (Any base)
         elif tagged is not None and self._run is not None and \
                 tagged[0] == self._run.spec.run_id:
             self._tags[request.request_id] = tagged
-            self._run.anchor(tagged[1], time.monotonic())
+            added = time.monotonic()
+            self._run.anchor(tagged[1], added)
+            if self._run.log is not None:  # replay needs when the engine saw it
+                self._run.log.note_added(request.request_id, added)
+        if control is None and self._run is not None and self._run.log is not None:
+            # The sampler's cost per row depends on its path (calibration from runs needs it).
+            sp = request.sampling_params
+            if sp is not None:
+                self._run.log.note_sampling(request.request_id, sampling_mode(
+                    float(sp.temperature), float(sp.top_p), int(sp.top_k or -1)))
         super().add_request(request)
 
     # -- victim ------------------------------------------------------------------------------------

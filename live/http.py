@@ -4,7 +4,10 @@ Requests go to ``/v1/completions`` as token-id prompts (exact prompt lengths) or
 ``chat`` endpoint, to ``/v1/chat/completions`` as one user message of text: one common English
 word per prompt token id, so the server's prompt length is close to, not exactly, the workload's
 (the chat template adds a few tokens; the mean ratio server/workload is recorded in the result's
-engine knobs as ``chat_prompt_token_ratio``). Every request carries ``stream: true``,
+engine knobs as ``chat_prompt_token_ratio``). A request with a dataset prompt
+(`Request.prompt_text`) is sent as that text on either endpoint (``prompt`` string, or the user
+message); the ratio of the server's count to the workload's (tokenised or estimated) length is
+then recorded as ``text_prompt_token_ratio``. Every request carries ``stream: true``,
 ``stream_options: {include_usage, continuous_usage_stats}``, vLLM's ``ignore_eos``, the tenant id
 (the client name) as OpenAI's ``user`` field and as ``vllm_xargs: {"exfairs_client": ...}`` (vLLM
 passes it to the scheduler as ``SamplingParams.extra_args``) and, in priority mode, vLLM's
@@ -70,6 +73,7 @@ class HttpBackend:
         # Chat endpoint: server-counted vs requested prompt tokens, summed over requests.
         self._prompt_counted = 0
         self._prompt_requested = 0
+        self._text_prompts = 0  # of them, dataset text prompts (lengths measured or estimated)
         self._extra_knobs: list[tuple[str, int | float | str | bool]] = []
 
     @property
@@ -155,9 +159,13 @@ class HttpBackend:
              ) -> dict[str, Any]:
         """The JSON body sent for `request` (streaming, the configured endpoint)."""
         s = self._sampling
-        prompt: dict[str, Any] = (
-            {"prompt": list(prompt_token_ids)} if self._config.endpoint == "completions" else
-            {"messages": [{"role": "user", "content": prompt_text(prompt_token_ids)}]})
+        text = request.prompt_text
+        if self._config.endpoint == "completions":
+            prompt: dict[str, Any] = {"prompt": text if text is not None
+                                      else list(prompt_token_ids)}
+        else:
+            content = text if text is not None else prompt_text(prompt_token_ids)
+            prompt = {"messages": [{"role": "user", "content": content}]}
         body: dict[str, Any] = {
             "model": self._model,
             **prompt,
@@ -210,6 +218,7 @@ class HttpBackend:
                             usage.get("prompt_tokens") is not None:
                         self._prompt_counted += int(usage["prompt_tokens"])
                         self._prompt_requested += request.prompt_tokens
+                        self._text_prompts += request.prompt_text is not None
                     if obj.get("choices"):
                         new = int(total) - seen if total is not None else 1
                     elif total is not None:  # the final usage-only chunk: reconcile
@@ -240,9 +249,11 @@ class HttpBackend:
             ("backend", self.name), ("url", self._config.base_url),
             ("model", self._model or ""), ("endpoint", self.endpoint_path),
         ]
-        if self._config.endpoint == "chat" and self._prompt_requested:
-            out.append(("chat_prompt_token_ratio",
-                        round(self._prompt_counted / self._prompt_requested, 4)))
+        if self._prompt_requested and (self._config.endpoint == "chat" or self._text_prompts):
+            # Server-counted over workload prompt tokens: how far the workload's lengths (word
+            # stand-ins, or a dataset's estimated / tokenised text) are from the server's.
+            key = "text_prompt_token_ratio" if self._text_prompts else "chat_prompt_token_ratio"
+            out.append((key, round(self._prompt_counted / self._prompt_requested, 4)))
         if self._max_num_seqs is not None:
             out.append(("max_num_seqs", self._max_num_seqs))
         return tuple(out + self._extra_knobs)

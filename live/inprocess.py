@@ -98,6 +98,12 @@ class InProcessBackend:
         return self._config.max_num_seqs
 
     @property
+    def accepts_text(self) -> bool:
+        """Whether text prompts can be served: not when the engine skips its tokenizer (the
+        validation model has none)."""
+        return not self._config.skip_tokenizer_init
+
+    @property
     def started(self) -> bool:
         """True once the engine is up (and until `close`)."""
         return self._engine is not None
@@ -150,7 +156,12 @@ class InProcessBackend:
         self._submitted += 1
         # Unique per submission: reusing an id vLLM still holds (e.g. just aborted) is an error.
         key = f"{request.request_id}.{self._submitted}"
-        prompt = {"prompt_token_ids": list(prompt_token_ids)}
+        prompt: dict[str, Any] = {"prompt_token_ids": list(prompt_token_ids)}
+        if request.prompt_text is not None:
+            if not self.accepts_text:
+                raise BackendError("a text prompt, but the engine runs with "
+                                   "skip_tokenizer_init (no tokenizer to encode it)")
+            prompt = {"prompt": request.prompt_text}
         dead = self._dead_error
         try:
             async for out in engine.generate(prompt, params, key, priority=priority):

@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from exfairs import __version__
+from exfairs.dataset_spec import dataset_knobs
+from exfairs.errors import InputError
 from exfairs.live.backend import Backend
 from exfairs.live.config import DriverConfig, SchedulingPolicy, VllmEngineConfig
 from exfairs.live.driver import LiveDriver, LiveRunOutput, Progress
@@ -111,6 +113,19 @@ def warmup(backend: Backend, prepared: PreparedRun, *, max_batch: int | None = N
     return go
 
 
+def check_text_prompts(prepared: PreparedRun, backend: Backend) -> None:
+    """Refuse, before any load, a workload of text prompts on a backend that cannot encode text
+    (an in-process engine without a tokenizer, such as the validation model)."""
+    if getattr(backend, "accepts_text", True):
+        return
+    if any(r.prompt_text is not None for r in prepared.workload.requests):
+        raise InputError("the scenario's dataset sends text prompts, but this engine has no "
+                         "tokenizer (skip_tokenizer_init): serve a model with a tokenizer "
+                         "(e.g. the 'tiny' model) or a scenario without a dataset",
+                         field="dataset", value=prepared.scenario.dataset.path
+                         if prepared.scenario.dataset is not None else None)
+
+
 async def run_live_experiment(
     prepared: PreparedRun,
     experiment: str | Experiment,
@@ -141,6 +156,7 @@ async def run_live_experiment(
     from exfairs.metrics import compute_metrics
 
     exp = experiment if isinstance(experiment, Experiment) else parse_experiment(experiment)
+    check_text_prompts(prepared, backend)
     params = dict(policy_params or {})
     policy = make_policy(exp.policy, params)
     cfg = driver_config or DriverConfig()
@@ -163,12 +179,16 @@ async def run_live_experiment(
     if plugin.error is not None:
         status = f"failed: {plugin.error}"
         _log.error("%s: %s", exp.name, plugin.error)
+    # run_zero_mono: the run clock's zero on the host's monotonic clock, which the step log uses
+    # (replay maps logged steps onto the run clock with it).
     knobs: list[tuple[str, Scalar]] = [("live_status", status),
-                                       ("max_inflight", driver.max_inflight)]
+                                       ("max_inflight", driver.max_inflight),
+                                       ("run_zero_mono", driver.start_monotonic)]
     if out.clock_check is not None:
         knobs += [(f"clock_{k}", v) for k, v in asdict(out.clock_check).items()]
     knobs += list(plugin.knobs())
     knobs += list(engine_knobs) or list(backend.knobs())
+    knobs += list(dataset_knobs(prepared.scenario.dataset))
     samples = out.policy_samples
     if exp.mode is Mode.ENGINE:
         samples = plugin.report.policy_samples if plugin.report is not None else ()

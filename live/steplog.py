@@ -38,6 +38,12 @@ class LoggedRequest:
     request_id: int | None
     client: str | None
     prompt_tokens: int
+    #: Monotonic time the engine core took the request in (``add_request``, between steps);
+    #: NaN when the log predates this field or the request was added before the run opened.
+    added_mono: float = math.nan
+    #: Sampler path of the request (`exfairs.calibration.costmodel.sampling_mode`): "greedy",
+    #: "random" or "top-p"; "" when the log predates this field.
+    sampling: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +96,8 @@ class StepLogBuffer:
     def __init__(self) -> None:
         self._index: dict[str, int] = {}
         self._req_meta: list[tuple[str, int, str, int]] = []  # vllm id, workload id, client, prompt
+        self._added: dict[str, float] = {}  # vllm id -> monotonic time of add_request
+        self._sampling: dict[str, str] = {}  # vllm id -> sampling mode
         self.t_start = array("d")
         self.t_end = array("d")
         self.n_waiting = array("q")
@@ -114,6 +122,14 @@ class StepLogBuffer:
             self._req_meta.append((vllm_id, -1 if request_id is None else request_id,
                                    client or "", prompt_tokens))
         return i
+
+    def note_added(self, vllm_id: str, mono: float) -> None:
+        """The engine core took request `vllm_id` in at monotonic time `mono`."""
+        self._added.setdefault(vllm_id, mono)
+
+    def note_sampling(self, vllm_id: str, mode: str) -> None:
+        """Request `vllm_id` samples in `mode` (costmodel.sampling_mode)."""
+        self._sampling.setdefault(vllm_id, mode)
 
     def add_step(self, start_mono: float, num_waiting: int, num_running: int) -> None:
         """Open a step (its scheduled requests and preemptions follow, then `end_step`)."""
@@ -146,7 +162,8 @@ class StepLogBuffer:
         """Write the log as ``.npz`` atomically; returns the path."""
         dest = Path(path)
         meta = json.dumps({"format": FORMAT_VERSION, "run_id": run_id,
-                           "requests": self._req_meta})
+                           "requests": self._req_meta,
+                           "added": self._added, "sampling": self._sampling})
 
         def col(a: array, dtype: str) -> np.ndarray:  # type: ignore[type-arg]
             return np.frombuffer(a, dtype=dtype) if len(a) else np.zeros(0, dtype=dtype)
@@ -168,8 +185,12 @@ def read_steplog(path: str | Path) -> StepLog:
         if meta.get("format") != FORMAT_VERSION:
             raise ValueError(f"{path}: not a step log of format {FORMAT_VERSION}")
         cols = {k: z[k] for k in z.files if k != "meta"}
+    added = meta.get("added", {})
+    sampling = meta.get("sampling", {})
     reqs = tuple(LoggedRequest(vllm_id=str(v), request_id=None if int(i) < 0 else int(i),
-                               client=str(c) or None, prompt_tokens=int(p))
+                               client=str(c) or None, prompt_tokens=int(p),
+                               added_mono=float(added.get(str(v), math.nan)),
+                               sampling=str(sampling.get(str(v), "")))
                  for v, i, c, p in meta["requests"])
     so, po = cols["sched_off"].tolist(), cols["pre_off"].tolist()
     s_req, s_tok = cols["s_req"].tolist(), cols["s_tokens"].tolist()

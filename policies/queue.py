@@ -26,6 +26,8 @@ from exfairs.records import Request
 # an entry is live only while `PolicyQueue._token[request_id]` equals it; removed requests and
 # requests moved from `ready` to `late` leave stale entries behind that are skipped lazily.
 _Entry = tuple[float, int, int, Request]
+# Up to this many backlogged clients, `_select` compares them one by one (see `_select_few`).
+_FEW = 8
 
 
 class _ClientQueue:
@@ -43,11 +45,23 @@ class PolicyQueue:
 
     The queue does not call `on_arrival` (the driver does, once, when the request arrives); `pop`
     calls `policy.on_dispatch`. `deadline_aware` defaults to the policy's own preference.
+
+    `hopeless_last` (default off; implies `deadline_aware`): a request that can no longer meet
+    its deadline is demoted behind every savable one, across clients too — the policy's ranking
+    is consulted among clients with a savable request first, and only when none has one among
+    the rest — whatever the policy (issue 15). `pop_hopeless` takes all such requests out (for
+    a driver that rejects them).
     """
 
-    def __init__(self, policy: Policy, *, deadline_aware: bool | None = None) -> None:
+    def __init__(self, policy: Policy, *, deadline_aware: bool | None = None,
+                 hopeless_last: bool = False) -> None:
         self._policy = policy
         self._deadline_aware = policy.deadline_aware if deadline_aware is None else deadline_aware
+        self._hopeless_last = bool(hopeless_last)
+        if self._hopeless_last:
+            self._deadline_aware = True
+        self._ready_count = np.zeros(0, dtype=np.int64)  # live `ready` entries per client
+        self._late_ids: set[int] = set()  # queued requests in a `late` heap
         self._queues: list[_ClientQueue] = []
         self._count = np.zeros(0, dtype=np.int64)
         self._head_arrival = np.zeros(0)
@@ -59,6 +73,9 @@ class PolicyQueue:
         # itself is never compared.
         self._expiry: list[tuple[float, int, int, Request]] = []
         self._len = 0
+        # Backlogged client indices: with few of them a decision compares them in Python,
+        # which is cheaper than the vectorised selection over every registered client.
+        self._backlogged: set[int] = set()
 
     def __len__(self) -> int:
         return self._len
@@ -87,8 +104,10 @@ class PolicyQueue:
         turns_late = self._turns_late_at(request)
         if self._deadline_aware and turns_late <= now_s:
             self._enter(q.late, request)
+            self._late_ids.add(request.request_id)
         else:
             token = self._enter(q.ready, request)
+            self._ready_count[c] += 1
             if self._deadline_aware and math.isfinite(turns_late):
                 heapq.heappush(self._expiry, (turns_late, request.request_id, token, request))
         self._members[request.request_id] = c
@@ -102,11 +121,47 @@ class PolicyQueue:
         if c is None:
             return False
         del self._token[request_id]
+        self._leave(request_id, c)
         self._count[c] -= 1
         self._len -= 1
         self._clean_tops(c)
         self._set_head(c)
         return True
+
+    def pop_hopeless(self, now_s: float) -> list[Request]:
+        """Remove and return every queued request that can no longer meet its deadline at
+        `now_s` (deadline-aware queues only; none otherwise), in (arrival, id) order. The
+        policy is not told: the driver resolves them (`on_violation`, `on_drop`)."""
+        if not self._deadline_aware:
+            return []
+        if self._expiry and self._expiry[0][0] <= now_s:
+            self._expire(now_s)
+        if not self._late_ids:
+            return []
+        out: list[Request] = []
+        for q in self._queues:
+            for _, rid, token, request in q.late:
+                if self._token.get(rid) == token:
+                    out.append(request)
+        out.sort(key=lambda r: (r.arrival_s, r.request_id))
+        for r in out:
+            self.remove(r.request_id)
+        return out
+
+    def next_hopeless_s(self) -> float:
+        """When the next queued, still savable request turns hopeless (inf: none; only for
+        deadline-aware queues). The ranking of a `hopeless_last` queue changes then by time
+        alone, so a driver wakes itself there."""
+        h = self._expiry
+        while h and self._token.get(h[0][1]) != h[0][2]:
+            heapq.heappop(h)
+        return h[0][0] if h else math.inf
+
+    def _leave(self, rid: int, c: int) -> None:
+        if rid in self._late_ids:
+            self._late_ids.discard(rid)
+        else:
+            self._ready_count[c] -= 1
 
     def peek(self, now_s: float) -> Request | None:
         """The request `pop(now_s)` would return, without removing it."""
@@ -119,10 +174,25 @@ class PolicyQueue:
         c = self._select(now_s)
         if c < 0:
             return None
+        return self.pop_client(c, now_s)
+
+    def select(self, now_s: float) -> int:
+        """Index of the client whose head `pop(now_s)` would return (-1 when empty). Its head
+        is `head(c)`."""
+        return self._select(now_s)
+
+    def head(self, c: int) -> Request:
+        """The next request of backlogged client index `c`."""
+        return self._head(c)
+
+    def pop_client(self, c: int, now_s: float) -> Request:
+        """Remove and return the head of backlogged client index `c` (as `pop` does once it
+        has chosen `c`); tells the policy through `on_dispatch`."""
         q = self._queues[c]
         _, rid, _, request = heapq.heappop(q.ready if q.ready else q.late)
         del self._members[rid]
         del self._token[rid]
+        self._leave(rid, c)
         self._count[c] -= 1
         self._len -= 1
         self._clean_tops(c)
@@ -146,6 +216,8 @@ class PolicyQueue:
             self._count = np.concatenate([self._count, np.zeros(extra, dtype=np.int64)])
             self._head_arrival = np.concatenate([self._head_arrival, np.full(extra, math.inf)])
             self._head_id = np.concatenate([self._head_id, np.zeros(extra, dtype=np.int64)])
+            self._ready_count = np.concatenate([self._ready_count,
+                                                np.zeros(extra, dtype=np.int64)])
 
     @staticmethod
     def _turns_late_at(request: Request) -> float:
@@ -167,6 +239,8 @@ class PolicyQueue:
             c = self._members[rid]
             # The stale `ready` entry is skipped lazily; a fresh one goes to `late`.
             self._enter(self._queues[c].late, request)
+            self._ready_count[c] -= 1
+            self._late_ids.add(rid)
             self._clean_tops(c)
             self._set_head(c)
 
@@ -176,9 +250,11 @@ class PolicyQueue:
         if top is None:
             self._head_arrival[c] = math.inf
             self._head_id[c] = 0
+            self._backlogged.discard(c)
         else:
             self._head_arrival[c] = top[0]
             self._head_id[c] = top[1]
+            self._backlogged.add(c)
 
     def _head(self, c: int) -> Request:
         q = self._queues[c]
@@ -197,7 +273,18 @@ class PolicyQueue:
                 f"{type(self._policy).__name__}.client_scores returned shape {scores.shape}, "
                 f"expected ({n},)"
             )
-        backlogged = self._count[:n] > 0
+        if self._hopeless_last and self._late_ids:
+            savable = self._ready_count[:n] > 0
+            if savable.any():
+                return self._select_among(scores, savable)
+        few = self._backlogged
+        if len(few) <= _FEW:
+            return self._select_few(scores)
+        return self._select_among(scores, self._count[:n] > 0)
+
+    def _select_among(self, scores: npt.NDArray[np.float64],
+                      backlogged: npt.NDArray[np.bool_]) -> int:
+        """The vectorised rule over the clients flagged in `backlogged` (at least one)."""
         masked = np.where(backlogged, scores, math.inf)
         if np.isnan(masked).any():
             raise ValueError(f"{type(self._policy).__name__}.client_scores returned NaN")
@@ -212,3 +299,20 @@ class PolicyQueue:
         if tied.shape[0] == 1:
             return int(tied[0])
         return int(tied[np.argmin(self._head_id[tied])])
+
+    def _select_few(self, scores: npt.NDArray[np.float64]) -> int:
+        """`_select`'s order over the few backlogged clients, in Python: the least (score, head
+        arrival, head request id). Head ids are distinct, so this is the vectorised rule's pick
+        (an all-+inf backlog falls to arrival and id, as there)."""
+        best = -1
+        key: tuple[float, float, int] | None = None
+        arrival = self._head_arrival
+        head_id = self._head_id
+        for c in self._backlogged:
+            sc = float(scores[c])
+            if sc != sc:
+                raise ValueError(f"{type(self._policy).__name__}.client_scores returned NaN")
+            k = (sc, float(arrival[c]), int(head_id[c]))
+            if key is None or k < key:
+                best, key = c, k
+        return best

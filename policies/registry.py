@@ -48,20 +48,31 @@ def _load_builtins() -> None:
             importlib.import_module(f"{package.__name__}.{info.name}")
 
 
-def _all() -> dict[str, type[Policy]]:
-    _load_builtins()
-    found = dict(_BUILTIN)
+@functools.cache
+def _plugins() -> tuple[tuple[str, type[Policy]], ...]:
+    # Scanned once per process: entry_points() reads every installed distribution's metadata
+    # (about 80 ms here), and a sweep looks a policy up for each cell's key (1,000 cells: 80 s of
+    # a resume, benchmarks/results/resume_cost.md). What is installed does not change mid-run.
+    out: list[tuple[str, type[Policy]]] = []
     for ep in entry_points(group="exfairs.policies"):
-        if ep.name.upper() in found:
-            continue
         try:
             cls = ep.load()
         except Exception as exc:  # a broken plug-in must not break the built-ins
             _log.warning("could not load policy plug-in %s: %s", ep.name, exc)
             continue
         if isinstance(cls, type) and issubclass(cls, Policy):
-            cls.name = cls.name or ep.name
-            found[ep.name.upper()] = cls
+            out.append((ep.name, cls))
+    return tuple(out)
+
+
+def _all() -> dict[str, type[Policy]]:
+    _load_builtins()
+    found = dict(_BUILTIN)
+    for name, cls in _plugins():
+        if name.upper() in found:
+            continue
+        cls.name = cls.name or name
+        found[name.upper()] = cls
     return found
 
 

@@ -1,10 +1,10 @@
 """ROUND_ROBIN: one queue per client, backlogged clients visited in turn (docs/design.md §3).
 
 Gate and engine modes: a client's score is the sequence number of its last dispatch (−1 if never
-served), so the backlogged client served longest ago goes next; never-served clients and clients
-returning after an idle spell join the rotation at its front, ordered by their head request's
-arrival (the queue's tie-break). With n clients continuously backlogged this visits them in a fixed
-cycle, one request each.
+served; the re-dispatch of a preempted request is not a new turn), so the backlogged client
+served longest ago goes next; never-served clients and clients returning after an idle spell
+join the rotation at its front, ordered by their head request's arrival (the queue's tie-break).
+With n clients continuously backlogged this visits them in a fixed cycle, one request each.
 
 Priority mode: the k-th request a client submits gets priority k (1, 2, 3, ...), so the engine's
 waiting queue interleaves clients request by request.
@@ -30,6 +30,7 @@ class RoundRobin(Policy):
         self._submitted = np.zeros(0, dtype=np.int64)  # requests arrived, per client
         self._rank: dict[int, int] = {}  # request id → k (its client's k-th request)
         self._seq = 0
+        self._dispatched: set[int] = set()  # dispatched, unfinished request ids
 
     def _grow(self, n_clients: int) -> None:
         extra = n_clients - self._last_dispatch.shape[0]
@@ -45,15 +46,25 @@ class RoundRobin(Policy):
         self._rank[request.request_id] = int(self._submitted[c])
 
     def on_dispatch(self, request: Request, now_s: float) -> None:
+        # A re-dispatch after a preemption is not a turn: the recomputation is the engine's
+        # choice. Counting it made the re-admitted client the most recently served, so engine
+        # mode's default victim rule picked it again at the next shortage, and two clients could
+        # evict each other's prefill forever (the engine-mode livelock of issue 13).
+        rid = request.request_id
+        if rid in self._dispatched:
+            return
+        self._dispatched.add(rid)
         self._last_dispatch[self.client_index(request.client)] = self._seq
         self._seq += 1
-        self._rank.pop(request.request_id, None)
+        self._rank.pop(rid, None)
 
     def on_finish(self, request: Request, now_s: float, slo_met: bool) -> None:
         self._rank.pop(request.request_id, None)
+        self._dispatched.discard(request.request_id)
 
     def on_drop(self, request: Request, now_s: float) -> None:
         self._rank.pop(request.request_id, None)
+        self._dispatched.discard(request.request_id)
 
     def client_scores(self, now_s: float) -> FloatArray:
         return self._last_dispatch.copy()

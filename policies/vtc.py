@@ -130,11 +130,13 @@ class VTC(Policy):
 
     def _charge_decode(self, c: int, decode_tokens: int) -> None:
         """Charge `decode_tokens` output tokens to client index `c`, first from its prepayment."""
-        if self._prepaid[c] > 0:
+        # Hot (once per client per engine step): nothing is prepaid outside priority mode, and
+        # float(weight) divides to the same double as the numpy scalar would.
+        if self._precharge and self._prepaid[c] > 0:
             paid = min(float(self._prepaid[c]), float(decode_tokens))
             self._prepaid[c] -= paid
             decode_tokens -= int(paid)
-        self._counter[c] += self.w_q * decode_tokens / self._weights[c]
+        self._counter[c] += self.w_q * decode_tokens / float(self._weights[c])
 
     def on_preempt(self, request: Request, now_s: float) -> None:
         if request.request_id not in self._waiting_ids:

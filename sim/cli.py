@@ -2,7 +2,7 @@
 
     exfairs-sim run SCENARIO -e ExFairS -e VTC [--seed 0] [--load 1.0] [--profile ID|FILE]
     exfairs-sim sweep [SWEEP_FILE] [--jobs N] [--out DIR]  # no arguments: the default sweep
-    exfairs-sim list                                         # scenarios, experiments, profiles
+    exfairs-sim list                     # scenarios, sweeps, datasets, experiments, profiles
     exfairs-sim compare A B [--json OUT]   # two runs (files or directories), paired differences
 
 Bad input exits with code 2 and a one-paragraph message; Ctrl-C exits 130 keeping finished cells.
@@ -49,23 +49,18 @@ def _engine_config_cls() -> type:
     return EngineConfig
 
 
-def _parse_bool(text: str) -> bool:
-    low = text.strip().lower()
-    if low in ("1", "true", "yes", "on"):
-        return True
-    if low in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
-
-
 def _add_engine_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("engine knobs (vLLM names; default: the profile's values)")
     for f in _engine_fields():
         t = _field_type(f)
-        conv: Any = _parse_bool if t is bool else t
-        g.add_argument(f"--{f.name.replace('_', '-')}", dest=f"engine__{f.name}", type=conv,
-                       default=None, metavar=t.__name__.upper())
-    # The gate's bound travels with the engine knobs (exfairs.sweep.GATE_KNOB), as in live runs.
+        flag = f"--{f.name.replace('_', '-')}"
+        if t is bool:  # --enable-prefix-caching / --no-enable-prefix-caching, as vLLM's CLI
+            g.add_argument(flag, dest=f"engine__{f.name}", default=None,
+                           action=argparse.BooleanOptionalAction)
+            continue
+        g.add_argument(flag, dest=f"engine__{f.name}", type=t, default=None,
+                       metavar=t.__name__.upper())
+    # The gate's bound travels with the engine knobs (exfairs.sim.sweep.GATE_KNOB), as in live runs.
     g.add_argument("--max-inflight", dest="engine__max_inflight", type=int, default=None,
                    metavar="INT", help="gate mode (QUEUE_*): requests released into the engine at "
                    "most (default max_num_seqs); a warning says when it exceeds the KV cache")
@@ -81,6 +76,16 @@ def _policy_params(items: Sequence[str]) -> tuple[tuple[str, tuple[tuple[str, An
 
     return tuple(sorted((k, tuple(sorted(v.items())))
                         for k, v in parse_param_args(items).items()))
+
+
+def _add_horizon_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--duration", type=float, default=None, metavar="S",
+                   help="arrival horizon in seconds instead of the scenario's duration_s (its "
+                        "warm-up and cool-down unchanged)")
+    g.add_argument("--num-prompts", type=int, default=None, metavar="N",
+                   help="serve exactly N requests (the first N arrivals; warm-up and cool-down "
+                        "keep their share of the horizon), as vllm bench serve --num-prompts")
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -109,7 +114,9 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--jobs", type=int, default=1, help="parallel processes (default 1)")
     run.add_argument("--policy-param", action="append", default=[], metavar="POLICY.PARAM=VALUE",
                      help="policy parameter, repeatable (e.g. ExFairS.alpha=0.5)")
-    run.add_argument("--no-plots", action="store_true", help="skip the plots")
+    _add_horizon_options(run)
+    run.add_argument("--plots", action=argparse.BooleanOptionalAction, default=True,
+                     help="write the plots (default: yes)")
     add_plot_format_flag(run)
     _add_engine_options(run)
 
@@ -130,19 +137,23 @@ def _build_parser() -> argparse.ArgumentParser:
                     help="parallel processes (default: number of CPUs)")
     sw.add_argument("--out", type=Path, default=None,
                     help="output directory (default results/<sweep name>)")
-    sw.add_argument("--force", action="store_true", help="recompute cells already done")
+    sw.add_argument("--force", action=argparse.BooleanOptionalAction, default=False,
+                    help="recompute cells already done (default: reuse them)")
     sw.add_argument("--executor", choices=("process", "dask"), default="process",
                     help="process pool (default) or Dask (needs the 'dist' extra)")
     sw.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
                     help="with --executor dask: an existing Dask scheduler (default: a local "
                          "cluster of --jobs workers)")
-    sw.add_argument("--no-plots", action="store_true", help="skip the plots")
+    _add_horizon_options(sw)
+    sw.add_argument("--plots", action=argparse.BooleanOptionalAction, default=True,
+                    help="write the plots (default: yes)")
     add_plot_format_flag(sw)
     sw.add_argument("--policy-param", action="append", default=[], metavar="POLICY.PARAM=VALUE",
                     help="policy parameter, repeatable")
     _add_engine_options(sw)
 
-    sub.add_parser("list", help="bundled scenarios, experiment names and profiles")
+    sub.add_parser("list", help="bundled scenarios, sweeps, datasets, experiment names and "
+                                "profiles")
 
     cmp_ = sub.add_parser(
         "compare", help="two runs or sets of runs side by side, with paired differences",
@@ -154,7 +165,28 @@ def _build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("b", type=Path, metavar="B", help="results file or directory")
     cmp_.add_argument("--json", type=Path, default=None, metavar="OUT",
                       help="also write the comparison as JSON to OUT")
+    rep = sub.add_parser(
+        "report", help="one self-contained HTML report of runs (tables and inline SVG figures)",
+        description="Write one HTML file with the summary table (mean and 95%% interval over "
+                    "seeds), the per-client table and the figures (aggregated lines against load; "
+                    "per scenario and load the lowest seed's fairness figure) inline as SVG.")
+    rep.add_argument("dirs", type=Path, nargs="+", metavar="DIR",
+                     help="results file or directory of them (simulated or live)")
+    rep.add_argument("--html", type=Path, required=True, metavar="OUT", help="the HTML file")
+    rep.add_argument("--no-figures", action="store_true", help="tables only (fast)")
     return parser
+
+
+def _cmd_report(ns: argparse.Namespace) -> int:
+    from exfairs.report import write_html_report
+
+    for path in ns.dirs:
+        if not path.exists():
+            raise InputError("no such file or directory", field="DIR", value=str(path))
+    check_output_file(ns.html, field="--html")
+    out = write_html_report(ns.dirs, ns.html, figures=not ns.no_figures)
+    sys.stdout.write(f"report: {out}\n")
+    return 0
 
 
 def _progress(label: str) -> Any:
@@ -194,19 +226,20 @@ def _finish(config: Any, run: Any, out_dir: Path, plots: bool,
 
 
 def _cmd_run(ns: argparse.Namespace) -> int:
-    from exfairs.sweep import SweepConfig, run_sweep
+    from exfairs.sim.sweep import SweepConfig, run_sweep
 
     config = SweepConfig(
         name="run", scenarios=(ns.scenario,),
         experiments=tuple(ns.experiments or ("FCFS", "VTC", "ExFairS")),
         seeds=(ns.seed,), load_factors=(ns.load,), profile=ns.profile,
-        engine=_engine_overrides(ns), policy_params=_policy_params(ns.policy_param))
+        engine=_engine_overrides(ns), policy_params=_policy_params(ns.policy_param),
+        duration_s=ns.duration, num_prompts=ns.num_prompts)
     if ns.jobs < 1:
         raise InputError("must be ≥ 1", field="--jobs", value=ns.jobs)
     check_results_dir(ns.out)
     # Summary and plots are written while run_sweep still holds the directory's lock.
     run_sweep(config, ns.out, jobs=ns.jobs, force=True, progress=_progress("run"),
-              on_done=lambda run: _finish(config, run, ns.out, plots=not ns.no_plots,
+              on_done=lambda run: _finish(config, run, ns.out, plots=ns.plots,
                                           formats=ns.plot_formats))
     return 0
 
@@ -214,7 +247,7 @@ def _cmd_run(ns: argparse.Namespace) -> int:
 def _cmd_sweep(ns: argparse.Namespace) -> int:
     import os
 
-    from exfairs.sweep import load_sweep, override, run_sweep
+    from exfairs.sim.sweep import load_sweep, override, run_sweep
 
     config = load_sweep(ns.sweep)
     changes: dict[str, Any] = {
@@ -223,6 +256,8 @@ def _cmd_sweep(ns: argparse.Namespace) -> int:
         "seeds": tuple(ns.seeds) if ns.seeds else None,
         "load_factors": tuple(ns.load_factors) if ns.load_factors else None,
         "profile": ns.profile,
+        "duration_s": ns.duration,
+        "num_prompts": ns.num_prompts,
     }
     knobs = _engine_overrides(ns)
     if knobs:
@@ -249,7 +284,7 @@ def _cmd_sweep(ns: argparse.Namespace) -> int:
         skipped = sum(o.skipped for o in run.outcomes)
         if skipped:
             sys.stderr.write(f"{skipped} cell(s) already done were reused (--force recomputes)\n")
-        _finish(config, run, out_dir, plots=not ns.no_plots, formats=ns.plot_formats)
+        _finish(config, run, out_dir, plots=ns.plots, formats=ns.plot_formats)
 
     run_sweep(config, out_dir, jobs=jobs, force=ns.force, progress=_progress("sweep"),
               executor=ns.executor, scheduler=ns.scheduler, on_done=done)
@@ -258,10 +293,14 @@ def _cmd_sweep(ns: argparse.Namespace) -> int:
 
 def _cmd_list() -> int:
     from exfairs.calibration.profile import bundled_profile_ids
+    from exfairs.datasets import bundled_datasets
     from exfairs.policies import experiment_names
     from exfairs.scenario import bundled_scenarios
+    from exfairs.sim.sweep import bundled_sweeps
 
     sys.stdout.write("scenarios:   " + " ".join(bundled_scenarios()) + "\n")
+    sys.stdout.write("sweeps:      " + " ".join(bundled_sweeps()) + "\n")
+    sys.stdout.write("datasets:    " + " ".join(bundled_datasets()) + "\n")
     sys.stdout.write("experiments: " + " ".join(experiment_names()) + "\n")
     sys.stdout.write("profiles:    " + " ".join(bundled_profile_ids()) + "\n")
     return 0
@@ -291,7 +330,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ns = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING - 10 * min(ns.verbose, 2),
                         format="%(levelname)s %(name)s: %(message)s")
-    commands = {"run": _cmd_run, "sweep": _cmd_sweep, "compare": _cmd_compare}
+    commands = {"run": _cmd_run, "sweep": _cmd_sweep, "compare": _cmd_compare,
+                "report": _cmd_report}
 
     def body() -> int:
         command = commands.get(ns.command)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields, replace
 from typing import Any, Literal
 
@@ -10,6 +11,8 @@ from exfairs.errors import ConfigError
 from exfairs.preflight import machine_memory_bytes
 
 SchedulingPolicy = Literal["fcfs", "priority"]
+PromptCredit = Literal["chunk", "first_token"]
+_CREDITS = ("chunk", "first_token")
 _POLICIES = ("fcfs", "priority")
 
 #: Largest token or block count a knob may take: the engines do int64 arithmetic on products of
@@ -40,7 +43,25 @@ class EngineConfig:
     * `scheduling_policy` — ``"fcfs"`` (waiting queue in submission order; the most recently
       admitted request is preempted) or ``"priority"`` (waiting queue by (priority, arrival);
       victim = largest priority value, then latest arrival);
-    * `max_model_len` — prompt + output tokens a request may have; longer requests fail.
+    * `max_model_len` — prompt + output tokens a request may have; longer requests fail;
+    * `submit_latency_s` — seconds from a request's submission (its arrival in priority and
+      engine modes, its release by the gate in gate mode) until the engine core can schedule it.
+      vLLM's engine core reads its input only between steps (docs/design.md §11), so a request
+      sent during a step joins at the following ``schedule()``; with a latency > 0 a gate
+      release made at a step end misses the step that starts then and joins one step later, as
+      measured live. 0 (default) = seen at the very next decision point (the behaviour before
+      issue 12). Not a vLLM knob: a property of the front end → engine-core path;
+    * `prompt_credit` — when a gate or priority-mode policy (which lives in front of the engine)
+      hears a request's prompt tokens in `on_service`: ``"chunk"`` (default, the behaviour before
+      issue 12) as each prefill chunk is computed; ``"first_token"`` all at once with the first
+      output token — and a preempted request's recomputed prompt + output with its next token —
+      which is all a client of a real server can see and what the live driver does. Engine mode
+      always credits per chunk (the policy runs inside the engine, live too);
+    * `reserve_full_prompt` — admit a waiting request only if its whole prompt (+ output so far)
+      fits in the free KV blocks, though only the scheduled chunk is allocated: vLLM 0.32's
+      ``scheduler_reserve_full_isl=True`` (its default; `v1/core/kv_cache_manager.py`
+      ``full_sequence_must_fit``). False (default here) = the first chunk must fit, the behaviour
+      before issue 12. vLLM's watermark (default 0) is not modelled.
     """
 
     max_num_seqs: int
@@ -51,6 +72,9 @@ class EngineConfig:
     enable_chunked_prefill: bool = True
     long_prefill_token_threshold: int = 0
     scheduling_policy: SchedulingPolicy = "fcfs"
+    submit_latency_s: float = 0.0
+    prompt_credit: PromptCredit = "chunk"
+    reserve_full_prompt: bool = False
 
     def __post_init__(self) -> None:
         for name in ("max_num_seqs", "max_num_batched_tokens", "block_size", "num_gpu_blocks",
@@ -75,6 +99,17 @@ class EngineConfig:
                 f"must be ≤ {seq_limit}: the simulated engine keeps {SEQ_SLOT_BYTES} bytes per "
                 f"slot, and this machine has {machine_memory_bytes() // 2**20} MiB",
                 field="max_num_seqs", value=self.max_num_seqs)
+        lat = self.submit_latency_s
+        if (isinstance(lat, bool) or not isinstance(lat, (int, float)) or not math.isfinite(lat)
+                or not 0.0 <= lat <= 60.0):
+            raise ConfigError("must be a number of seconds in [0, 60]", field="submit_latency_s",
+                              value=lat)
+        if self.prompt_credit not in _CREDITS:
+            raise ConfigError(f"must be one of {', '.join(_CREDITS)}", field="prompt_credit",
+                              value=self.prompt_credit)
+        if not isinstance(self.reserve_full_prompt, bool):
+            raise ConfigError("must be true or false", field="reserve_full_prompt",
+                              value=self.reserve_full_prompt)
         if not isinstance(self.enable_chunked_prefill, bool):
             raise ConfigError("must be true or false", field="enable_chunked_prefill",
                               value=self.enable_chunked_prefill)

@@ -154,7 +154,8 @@ class EngineProcess:
                 front.deliver(sched.apply(plan, end))
                 now = end
                 continue
-            ends = _cumulative(now, cost.decode_run_ms(k, plan.decode_seqs, plan.decode_ctx))
+            ends = _cumulative(now, cost.decode_run_ms(k, plan.decode_seqs, plan.decode_ctx,
+                                                        first_step=plan.step))
             self._cut = k - 1
             if env.peek() <= ends[-1]:
                 self._run_ends = ends

@@ -142,24 +142,35 @@ class PolicyWaiting:
 
     static = False
 
-    def __init__(self, policy: Policy, seqs: Mapping[int, Seq]) -> None:
-        self._q = PolicyQueue(policy)
+    def __init__(self, policy: Policy, seqs: Mapping[int, Seq], *,
+                 hopeless_last: bool = False) -> None:
+        self._q = PolicyQueue(policy, hopeless_last=hopeless_last)
         self._seqs = seqs
+        # (now, client) of the last peek: the scheduler pops right after peeking, with no hook
+        # in between, so the ranking cannot have changed and one decision serves both.
+        self._peeked: tuple[float, int] | None = None
 
     def __len__(self) -> int:
         return len(self._q)
 
     def peek(self, now_s: float) -> Seq:
-        r = self._q.peek(now_s)
-        assert r is not None
-        return self._seqs[r.request_id]
+        c = self._q.select(now_s)
+        assert c >= 0
+        self._peeked = (now_s, c)
+        return self._seqs[self._q.head(c).request_id]
 
     def pop(self, now_s: float) -> Seq:
-        r = self._q.pop(now_s)
+        peeked = self._peeked
+        self._peeked = None
+        if peeked is not None and peeked[0] == now_s:
+            r: Request | None = self._q.pop_client(peeked[1], now_s)
+        else:
+            r = self._q.pop(now_s)
         assert r is not None
         return self._seqs[r.request_id]
 
     def push(self, seq: Seq, now_s: float) -> None:
+        self._peeked = None
         self._q.push(seq.req, now_s)
 
     prepend = push

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import deque
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -47,11 +48,12 @@ import simpy
 
 from exfairs.calibration.profile import Profile
 from exfairs.errors import ConfigError, InputError
+from exfairs.policies.admission import AdmissionConfig, SloAdmission
 from exfairs.policies.base import Policy
 from exfairs.policies.experiments import Experiment, Mode, parse_experiment
 from exfairs.policies.queue import PolicyQueue
 from exfairs.policies.registry import make_policy
-from exfairs.records import Outcome, PolicySample, RequestRecord, Workload, slo_met
+from exfairs.records import Outcome, PolicySample, Request, RequestRecord, Workload, slo_met
 from exfairs.sim.config import EngineConfig
 from exfairs.sim.costs import LinearStepCost, StepCostModel
 from exfairs.sim.plan import StepObserver, StepOutcome
@@ -67,6 +69,7 @@ from exfairs.sim.queues import (
     policy_victim,
     priority_victim,
 )
+from exfairs.sim.replay import ClockedStepCost
 from exfairs.sim.scheduler import Scheduler
 from exfairs.slo import SloTracker
 
@@ -128,6 +131,7 @@ def simulate(
     step_by_step: bool = False,
     observer: StepObserver | None = None,
     step_cost: StepCostModel | None = None,
+    admission: AdmissionConfig | None = None,
 ) -> SimResult:
     """Simulate `workload` under `experiment` on an engine with `profile`'s step costs.
 
@@ -137,7 +141,11 @@ def simulate(
     `max_num_seqs`) bounds the requests released into the engine. `sample_every_s` > 0 is the
     policy-sample period in simulated seconds. `step_by_step=True` disables the fast path (the
     reference for tests); `observer` is called after every step or run of steps. `step_cost`
-    replaces the profile's linear cost model (`exfairs.sim.costs.StepCostModel`).
+    replaces the profile's linear cost model (`exfairs.sim.costs.StepCostModel`). `admission`
+    (`exfairs.policies.admission.AdmissionConfig`; default: none) adds SLO-aware admission and
+    hopeless-request handling: gate mode takes every option, engine mode ``hopeless=demote``,
+    priority mode none; a rejected request's record has outcome REJECTED and `finish_s` = the
+    time it was refused.
 
     Deterministic: the same arguments give identical results. Raises InputError/ConfigError for
     bad arguments or a malformed workload.
@@ -151,9 +159,18 @@ def simulate(
     if max_inflight is not None and (isinstance(max_inflight, bool)
                                      or not isinstance(max_inflight, int) or max_inflight < 1):
         raise ConfigError("must be an integer ≥ 1", field="max_inflight", value=max_inflight)
+    if admission is not None and admission.active:
+        if exp.mode is Mode.PRIORITY:
+            raise ConfigError("admission options need gate (QUEUE_) or engine (ENGINE_) mode: "
+                              "priority mode fixes priorities at submission", field="admission",
+                              value=admission.label)
+        if exp.mode is Mode.ENGINE and (admission.hopeless == "reject"
+                                        or admission.limit != "off"):
+            raise ConfigError("engine mode takes only hopeless=demote (no gate to limit or "
+                              "reject at)", field="admission", value=admission.label)
     policy = make_policy(exp.policy, policy_params)
     run = _Run(workload, exp, profile, cfg, policy, max_inflight, float(sample_every_s),
-               step_by_step, observer, step_cost)
+               step_by_step, observer, step_cost, admission)
     return run.result()
 
 
@@ -164,7 +181,8 @@ class _Run:
     def __init__(self, workload: Workload, exp: Experiment, profile: Profile, cfg: EngineConfig,
                  policy: Policy, max_inflight: int | None, sample_every_s: float,
                  step_by_step: bool, observer: StepObserver | None,
-                 step_cost: StepCostModel | None) -> None:
+                 step_cost: StepCostModel | None,
+                 admission: AdmissionConfig | None = None) -> None:
         self.mode = exp.mode
         if self.mode is Mode.GATE and cfg.scheduling_policy != "fcfs":
             cfg = _replace_policy(cfg, "fcfs")
@@ -198,16 +216,21 @@ class _Run:
             self.seqs.append(s)
             self.by_id[r.request_id] = s
 
+        adm = admission if admission is not None else AdmissionConfig()
+        self._reject = adm.hopeless == "reject"
+        self._hopeless_wakes = adm.hopeless != "keep"
+        self.rejected: dict[int, float] = {}  # request id → time refused (admission option)
         self.gate: PolicyQueue | None = None
         waiting: WaitingQueue
         victim: VictimChooser
         if self.mode is Mode.GATE:
-            self.gate = PolicyQueue(policy)
+            self.gate = PolicyQueue(policy, hopeless_last=adm.hopeless != "keep")
             waiting, victim = FcfsWaiting(), fcfs_victim
         elif self.mode is Mode.PRIORITY:
             waiting, victim = PriorityWaiting(), priority_victim
         else:
-            waiting, victim = PolicyWaiting(policy, self.by_id), policy_victim(policy)
+            waiting = PolicyWaiting(policy, self.by_id, hopeless_last=adm.hopeless != "keep")
+            victim = policy_victim(policy)
         self.max_inflight = max_inflight if max_inflight is not None else cfg.max_num_seqs
         self.warnings: tuple[str, ...] = ()
         if self.gate is not None:
@@ -216,9 +239,29 @@ class _Run:
                 _log.warning("%s", warning)
                 self.warnings = (warning,)
         self.inflight = 0
+        # submit_latency_s > 0: submissions become visible to the engine that much later. In
+        # priority and engine modes every arrival is a submission; gate releases wait in
+        # `_in_transit` (visible time, seq) in release order.
+        self.latency = float(cfg.submit_latency_s)
+        self._arrival_lag = self.latency if self.mode is not Mode.GATE else 0.0
+        self._in_transit: deque[tuple[float, Seq]] = deque()
+        # Gate slots free since the previous decision point: a request that arrived during the
+        # step would have been released live at its arrival, not at the step end.
+        self._early_slots = 0
+        # prompt_credit "first_token" (gate and priority modes): prompt tokens reach on_service
+        # with the first token; `_resume` holds preempted requests and their tokens then.
+        self._credit_first = cfg.prompt_credit == "first_token" and self.mode is not Mode.ENGINE
+        self._resume: dict[int, tuple[Seq, int]] = {}
+        self._prev_decision_s = 0.0
         cost = step_cost if step_cost is not None else LinearStepCost(
             profile.cost_model(cfg.max_num_batched_tokens))
         self.sched = Scheduler(cfg, waiting, victim, observer)
+        self.limiter: SloAdmission | None = None
+        if self.gate is not None and adm.limit == "predictive":
+            self.limiter = SloAdmission(
+                adm, lambda n, ctx: float(cost.decode_run_ms(1, n, ctx)[0]) / 1000.0,
+                profile.coefficients.prefill_token_ms / 1000.0, self.max_inflight,
+                kv_tokens=cfg.kv_capacity_tokens)
         self.tracker = SloTracker()
         self.next_arrival = 0  # index into seqs
         self.sample_every_s = sample_every_s
@@ -231,6 +274,9 @@ class _Run:
         self._dl_armed = math.inf  # time of the pending deadline event
         self.env = SimEnvironment(initial_time=0.0)
         self.engine = EngineProcess(self.env, self.sched, cost, self, fast=not step_by_step)
+        if isinstance(cost, ClockedStepCost):
+            engine_proc = self.engine
+            cost.bind_clock(lambda: engine_proc.now_s)
         self.env.process(self._arrivals())
         self.env.process(self._sampler())
 
@@ -251,8 +297,9 @@ class _Run:
         """Wakes the engine at every arrival time (the engine takes the requests in)."""
         env = self.env
         last = -math.inf
+        lag = self._arrival_lag
         for s in self.seqs:
-            t = s.arrival_s
+            t = s.arrival_s + lag if lag else s.arrival_s
             if t > last:
                 last = t
                 if t > env.now:
@@ -272,7 +319,9 @@ class _Run:
 
     def _arm_deadline(self) -> None:
         """Keep one event at the earliest open SLO deadline (`SloTracker.next_deadline_s`)."""
-        t = self.tracker.next_deadline_s()
+        # A request seen after its deadline passed (it arrived during a long step) has a
+        # deadline in the past: its event comes now and resolves it at the next decision point.
+        t = max(self.tracker.next_deadline_s(), self.env.now)
         if t < self._dl_armed:
             self._dl_armed = t
             self.env.at(t).callbacks.append(self._on_deadline)
@@ -292,7 +341,9 @@ class _Run:
     def _ask_wakeup(self, now: float) -> None:
         if not self._asks_wakeups:
             return
-        t = self.policy.next_wakeup(now)
+        self._wake_at(self.policy.next_wakeup(now), now)
+
+    def _wake_at(self, t: float, now: float) -> None:
         if t > now and math.isfinite(t) and t not in self._wakes:
             self._wakes.add(t)
             self.env.at(t).callbacks.append(self._on_wakeup)
@@ -310,9 +361,15 @@ class _Run:
         seqs = self.seqs
         i = self.next_arrival
         n = len(seqs)
-        while i < n and seqs[i].arrival_s <= now:
-            self._ingest(seqs[i], now)
-            i += 1
+        lag = self._arrival_lag
+        if lag:
+            while i < n and seqs[i].arrival_s + lag <= now:
+                self._ingest(seqs[i], now)
+                i += 1
+        else:
+            while i < n and seqs[i].arrival_s <= now:
+                self._ingest(seqs[i], now)
+                i += 1
         # Deadlines only come with arrivals; otherwise the pending event is still the earliest.
         if i != self.next_arrival or self._dl_armed == math.inf:
             self.next_arrival = i
@@ -320,13 +377,51 @@ class _Run:
         gate = self.gate
         if gate is not None:
             waiting = self.sched.waiting
+            if self._in_transit:
+                self._drain(now)
+            if self._reject:
+                for hopeless in gate.pop_hopeless(now):
+                    self._refuse(hopeless, now)
+            limiter = self.limiter
             while len(gate) and self.inflight < self.max_inflight:
-                r = gate.pop(now)
+                if limiter is None:
+                    r: Request | None = gate.pop(now)
+                else:
+                    c = gate.select(now)
+                    head = gate.head(c)
+                    verdict = limiter.decide(head, now, self.inflight)
+                    if verdict == "wait":
+                        break
+                    if verdict == "late" and self._reject:
+                        gate.remove(head.request_id)
+                        self._refuse(head, now)
+                        continue
+                    r = gate.pop_client(c, now)
+                    limiter.released(r, now, binding=verdict == "admit")
                 assert r is not None
                 s = self.by_id[r.request_id]
-                s.dispatch_s = now
                 self.inflight += 1
-                waiting.push(s, now)
+                if self.latency:
+                    sent = now
+                    if self._early_slots > 0:
+                        self._early_slots -= 1
+                        sent = max(s.arrival_s, self._prev_decision_s)
+                    s.dispatch_s = sent
+                    self._send(s, sent + self.latency, now)
+                else:
+                    s.dispatch_s = now
+                    waiting.push(s, now)
+            # Visible by now already (sent early in the step, or a latency below the clock's
+            # resolution at `now`): this decision point sees it.
+            if self._in_transit:
+                self._drain(now)
+            if self.latency:
+                self._early_slots = self.max_inflight - self.inflight
+                self._prev_decision_s = now
+        if self._hopeless_wakes and gate is not None:
+            # Demotion and rejection change by time alone: decide again when the next queued
+            # request turns hopeless (the fast path and step by step then see the same times).
+            self._wake_at(gate.next_hopeless_s(), now)
         while self._next_sample_s <= now:
             snap = policy.state_snapshot(now)
             self.samples.append(PolicySample(
@@ -337,9 +432,40 @@ class _Run:
         if self._asks_wakeups:
             self._ask_wakeup(now)
 
+    def _drain(self, now: float) -> None:
+        """Requests in transit visible by `now` join the waiting queue, in release order (an
+        early-sent one may be visible before one released before it)."""
+        keep: deque[tuple[float, Seq]] = deque()
+        waiting = self.sched.waiting
+        for item in self._in_transit:
+            if item[0] <= now:
+                waiting.push(item[1], now)
+            else:
+                keep.append(item)
+        self._in_transit = keep
+
+    def _send(self, s: Seq, visible_s: float, now: float) -> None:
+        """A gate release reaches the engine at `visible_s` (wakes it then, if after `now`)."""
+        self._in_transit.append((visible_s, s))
+        if visible_s > now:
+            self.env.at(visible_s).callbacks.append(self._on_visible)
+
+    def _on_visible(self, ev: simpy.Event) -> None:
+        self.engine.attention(self.env.now)
+
+    def _refuse(self, req: Request, now: float) -> None:
+        """Admission option ``hopeless=reject``: `req`, queued at the gate, can no longer meet
+        its deadline and leaves the system (a violation, then a drop)."""
+        if self.tracker.fail(req.request_id, now) is not None:
+            self.policy.on_violation(req, now)
+        self.policy.on_drop(req, now)
+        self.rejected[req.request_id] = now
+
     def preempted(self, seqs: tuple[Seq, ...], now_s: float) -> None:
         for s in seqs:
             self.policy.on_preempt(s.req, now_s)
+            if self._credit_first:
+                self._resume.setdefault(s.rid, (s, s.gen))
 
     def admitted(self, seqs: tuple[Seq, ...], now_s: float) -> None:
         # Priority and gate modes: the first dispatch was the submission or the gate's release;
@@ -353,6 +479,8 @@ class _Run:
 
     def exhausted(self) -> bool:
         if self.next_arrival < len(self.seqs):
+            return False
+        if self._in_transit:
             return False
         if self.gate is not None and len(self.gate):
             raise RuntimeError("simulation stalled with requests left (a bug)")
@@ -384,7 +512,8 @@ class _Run:
         policy = self.policy
         names = self.client_names
         if out.n_steps == 1:
-            for c, p, d in out.service:
+            service = self._first_token_credit(out) if self._credit_first else out.service
+            for c, p, d in service:
                 policy.on_service(names[c], p, d, t)
         else:
             policy.on_service_run(tuple((names[c], d) for c, _, d in out.service), out.ends_s)
@@ -402,8 +531,23 @@ class _Run:
                 policy.on_violation(s.req, t)
             policy.on_finish(s.req, t, met)
             self.inflight -= 1
+            if self.limiter is not None:
+                self.limiter.finished(s.rid)
         if self._asks_wakeups:
             self._ask_wakeup(t)
+
+    def _first_token_credit(self, out: StepOutcome) -> tuple[tuple[int, int, int], ...]:
+        """`out.service` with prefill credits moved to first tokens (prompt_credit)."""
+        credit: dict[int, int] = {}
+        for s in out.first_tokens:
+            credit[s.client] = credit.get(s.client, 0) + s.prompt
+        if self._resume:
+            for rid, (s, gen) in list(self._resume.items()):
+                if s.gen > gen:  # its first token after the recomputation
+                    credit[s.client] = credit.get(s.client, 0) + s.prompt + gen
+                    del self._resume[rid]
+        rows = [(c, credit.pop(c, 0), d) for c, _, d in out.service]
+        return tuple(rows)
 
     # -- results ---------------------------------------------------------------------------------
     def result(self) -> SimResult:
@@ -417,6 +561,13 @@ class _Run:
                     request_id=s.rid, client=req.client, arrival_s=req.arrival_s,
                     prompt_tokens=req.prompt_tokens, output_tokens=req.output_tokens,
                     slo=req.slo, outcome=Outcome.FAILED, error=s.error))
+                continue
+            if s.rid in self.rejected:
+                records.append(RequestRecord(
+                    request_id=s.rid, client=req.client, arrival_s=req.arrival_s,
+                    prompt_tokens=req.prompt_tokens, output_tokens=req.output_tokens,
+                    slo=req.slo, outcome=Outcome.REJECTED, finish_s=self.rejected[s.rid],
+                    error="rejected at the gate: it could no longer meet its deadline"))
                 continue
             times: list[float] = []
             for a, b in s.emission_steps():

@@ -260,6 +260,7 @@ class Scheduler:
         waiting = self.waiting
         running = self.running
         max_seqs = cfg.max_num_seqs
+        full_isl = cfg.reserve_full_prompt
         admitted: list[Seq] = []
         n_waiting = len(waiting)
         while True:
@@ -283,6 +284,11 @@ class Scheduler:
                 n = budget
             need = (s.computed + n + bs - 1) // bs - s.blocks
             if need > self.free_blocks:
+                stop = "kv"
+                break
+            if full_isl and (s.prompt + s.gen + bs - 1) // bs - s.blocks > self.free_blocks:
+                # vLLM 0.32 (scheduler_reserve_full_isl): the whole prompt + output so far must
+                # fit in free blocks, though only the chunk is allocated.
                 stop = "kv"
                 break
             waiting.pop(now_s)

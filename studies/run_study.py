@@ -2,7 +2,7 @@
 
     python studies/run_study.py [--jobs N] [--out DIR] [--force] [--seeds S ...]
 
-Two sweeps run through `exfairs.sweep.run_sweep` (one results file per cell, resumable: a rerun
+Two sweeps run through `exfairs.sim.sweep.run_sweep` (one results file per cell, resumable: a rerun
 into the same --out reuses finished cells): the study itself (studies/exfairs-study.toml) and the
 "before" sweep (studies/exfairs-before.toml: ExFairS with the parameters that reproduce the rule
 as it was before the study's changes). Cells are keyed by their configuration and the package
@@ -34,8 +34,8 @@ from exfairs.atomic import atomic_temp_path, atomic_write_text
 from exfairs.errors import InputError
 from exfairs.plots import client_color, plot_aggregated, plot_fairness
 from exfairs.results import RunResult, read_result
+from exfairs.sim.sweep import SweepConfig, load_sweep, override, run_sweep
 from exfairs.summary import Stat, SummaryRow, mean_ci95, summarize, write_summary_csv
-from exfairs.sweep import SweepConfig, load_sweep, override, run_sweep
 
 _log = logging.getLogger("exfairs.study")
 

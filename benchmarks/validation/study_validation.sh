@@ -13,8 +13,8 @@ LOG=$(mktemp)
 for scen in exfairs-1 exfairs-3; do
   echo "=== $scen $(date -u +%H:%M:%S)"
   "$PY" -m exfairs.live.cli validate "$scen" -e QUEUE_FCFS -e QUEUE_VTC -e QUEUE_ExFairS \
-    --model "$MODEL" --load-format dummy --skip-tokenizer-init true \
-    --dtype float32 --enforce-eager true --profile cpu-llama-60m --load 0.9 --duration 90 \
+    --model "$MODEL" --load-format dummy --skip-tokenizer-init \
+    --dtype float32 --enforce-eager --profile cpu-llama-60m --load 0.9 --duration 90 \
     --omp-threads 1 --out "benchmarks/results/validation/study-$scen"
   echo "=== rc $? $(date -u +%H:%M:%S)"
 done > "$LOG" 2>&1

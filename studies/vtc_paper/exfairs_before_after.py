@@ -44,7 +44,7 @@ def _load_old(rev: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from exfairs.sweep import Cell, compute_cell
+    from exfairs.sim.sweep import Cell, compute_cell
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rev", default="c7fd7bc", help="git revision of the rule before (c7fd7bc)")

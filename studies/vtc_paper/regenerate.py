@@ -65,7 +65,7 @@ def run_experiment(exp: Experiment, experiments: tuple[str, ...] = EXPERIMENTS, 
                    short: bool = False) -> list[Row]:
     """Simulate `experiments` on `exp`'s scenario; the figures of `vtc_suite` over its window."""
     from exfairs.scenario import load_scenario
-    from exfairs.sweep import Cell, compute_cell
+    from exfairs.sim.sweep import Cell, compute_cell
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,4 +1,5 @@
-"""A small live profiling run on vllm-cpu produces a valid profile (run in .venv-live)."""
+"""Small profiling runs on vllm-cpu produce valid profiles: the old in-process profiler, and
+the live path (AsyncLLM + the scheduler plug-in's step log)."""
 
 from __future__ import annotations
 
@@ -19,8 +20,8 @@ def test_vllm_profile_small_grid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "1")
     monkeypatch.setenv("VLLM_CPU_OMP_THREADS_BIND", "nobind")
     out, prof = tmp_path / "steps.json", tmp_path / "prof.json"
-    rc = main(["profile", "--backend", "vllm", "--model", "validation", "--model-dir",
-               str(tmp_path / "models"), "--enforce-eager", "--max-num-seqs", "4",
+    rc = main(["profile", "--backend", "vllm", "--in-process", "--model", "validation",
+               "--model-dir", str(tmp_path / "models"), "--enforce-eager", "--max-num-seqs", "4",
                "--max-num-batched-tokens", "256", "--max-model-len", "512",
                "--prefill-sizes", "32,200,300", "--decode-batches", "1,4",
                "--decode-contexts", "16,128", "--mixed-batches", "2", "--mixed-prefills", "64",
@@ -47,3 +48,35 @@ def test_vllm_profile_small_grid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert p.engine.num_gpu_blocks > 1 and p.engine.max_num_seqs == 4
     assert p.metadata.engine_version.startswith("vllm")
     assert ms.wall_time_s > 0
+
+
+@pytest.mark.live
+@pytest.mark.slow
+def test_live_path_profile_records_steps_by_the_step_log(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("vllm")
+    for k, v in (("HF_HUB_OFFLINE", "1"), ("VLLM_CPU_KVCACHE_SPACE", "1"),
+                 ("VLLM_CPU_OMP_THREADS_BIND", "nobind")):
+        monkeypatch.setenv(k, v)
+    out, prof = tmp_path / "steps.json", tmp_path / "prof.json"
+    rc = main(["profile", "--backend", "vllm", "--model", "validation", "--model-dir",
+               str(tmp_path / "models"), "--enforce-eager", "--max-num-seqs", "4",
+               "--max-num-batched-tokens", "256", "--max-model-len", "512",
+               "--prefill-sizes", "32,300", "--decode-contexts", "16", "--mixed-batches", "2",
+               "--mixed-prefills", "64", "--repeats", "2", "--decode-steps", "3",
+               "--id", "cpu-live-path-test", "--out", str(out), "--profile-out", str(prof)])
+    assert rc == 0
+    ms = load_measurements(out)
+    assert set(ms.runs()) == {"rep0", "rep1"}  # one plug-in run (step log) per repeat
+    assert list((tmp_path / "steps.json.steplogs").glob("*.steps.npz"))
+    assert {s.sampling for s in ms.steps} == {"greedy", "top-p"}
+    assert any(s.decode_seqs == 4 and s.prefill_tokens == 0 for s in ms.steps)
+    assert any(s.decode_seqs > 0 and s.prefill_tokens > 0 for s in ms.steps)
+    # The 300-token prompt is chunked by the 256-token budget.
+    assert any(s.prefill_tokens == 256 and s.decode_seqs == 0 for s in ms.steps)
+    p = load_profile(prof)
+    assert p.residuals is not None and p.fit is not None and "run" in p.fit.method
+    # fit --from-runs reads the same step logs.
+    rc = main(["fit", "--from-runs", str(tmp_path / "steps.json.steplogs"), "--engine-from",
+               str(prof), "--out", str(tmp_path / "p2.json")])
+    assert rc == 0 and load_profile(tmp_path / "p2.json").coefficients.structured

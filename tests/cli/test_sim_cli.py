@@ -50,7 +50,7 @@ def test_default_sweep_end_to_end(tmp_path: Path) -> None:
                           timeout=600, check=False)
     assert proc.returncode == 0, proc.stderr
     out_dir = tmp_path / "results" / "default"
-    from exfairs.sweep import load_sweep
+    from exfairs.sim.sweep import load_sweep
 
     n_cells = len(load_sweep("default").cells())
     assert len(list(out_dir.glob("*.json"))) == n_cells

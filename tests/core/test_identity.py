@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from exfairs import identity
-from exfairs.sweep import Cell
+from exfairs.sim.sweep import Cell
 
 
 def _clear() -> None:

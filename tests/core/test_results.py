@@ -183,7 +183,8 @@ def test_atomic_write_leaves_no_partial_file(tmp_path: Path, monkeypatch: pytest
         write_result(res, new)
     assert not new.exists() and not new.with_suffix(".parquet").exists()
     # No temp files left.
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.json", "run.parquet"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.json", "run.parquet",
+                                                          "run.samples.parquet"]
 
 
 def test_atomic_writer_context(tmp_path: Path) -> None:
@@ -207,3 +208,24 @@ def test_compute_metrics_roundtrip_recomputes_identically(tmp_path: Path) -> Non
     back = read_result(tmp_path / "r.json")
     assert compute_metrics(back.records, back.clients) == res.metrics
     assert back.clients[2] == ClientInfo("idle")
+
+
+def test_policy_samples_go_to_their_own_parquet_file(tmp_path: Path) -> None:
+    """Samples are stored beside the JSON (not in it), come back exactly, and a samples file
+    that is not the JSON's is refused; a rewrite without samples removes the old file."""
+    res = make_result("VTC", 3, window=(2.0, 15.0))
+    assert res.policy_samples
+    path = tmp_path / "r.json"
+    write_result(res, path)
+    doc = json.loads(path.read_text())
+    assert doc["run"]["policy_samples"] == [] and doc["samples_file"] == "r.samples.parquet"
+    assert read_result(path).policy_samples == res.policy_samples
+    assert read_result(path, records=False).policy_samples == res.policy_samples
+    other = replace(res, policy_samples=res.policy_samples[:1])
+    write_result(other, tmp_path / "o.json")
+    (tmp_path / "o.samples.parquet").replace(tmp_path / "r.samples.parquet")
+    with pytest.raises(InputError, match="samples_file"):
+        read_result(path)
+    write_result(replace(res, policy_samples=()), path)
+    assert not (tmp_path / "r.samples.parquet").exists()
+    assert read_result(path).policy_samples == ()

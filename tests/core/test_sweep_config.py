@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from exfairs.errors import InputError
-from exfairs.sweep import Cell, SweepConfig, load_sweep, sweep_from_toml
+from exfairs.sim.sweep import Cell, SweepConfig, load_sweep, sweep_from_toml
 
 
 def test_bundled_default_sweep_loads() -> None:

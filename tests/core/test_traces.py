@@ -248,3 +248,33 @@ def test_replay_keeps_the_pattern_and_wraps() -> None:
     # 8 arrivals fit, the 9th (native 10.67) is placed at 8 s.
     native = np.array([0, 1, 1.5, 4, 16 / 3, 19 / 3, 20.5 / 3, 28 / 3])
     assert t == pytest.approx(native * 8 / (32 / 3))
+
+
+# -- tenant column (issue #14) ----------------------------------------------------------------
+
+
+def test_tenant_column_maps_rows_to_clients(tmp_path: Path) -> None:
+    from exfairs.traces import ByTenant, TraceColumns, workload_from_trace
+
+    p = tmp_path / "t.csv"
+    p.write_text("ts,in,out,user\n0,10,2,zed\n1,11,3,bob\n2,12,0,zed\n3,13,4,amy\n4,14,5,bob\n",
+                 encoding="utf-8")
+    cols = TraceColumns(timestamp="ts", input="in", output="out", tenant="user",
+                        on_zero_output="drop")
+    w = workload_from_trace(p, clients=["bob", "x"], mapping=ByTenant(), columns=cols)
+    # bob by name; zed then amy (first appearances) dealt to clients 0 and 1.
+    assert [(r.client, r.prompt_tokens) for r in w.requests] == [
+        ("bob", 10), ("bob", 11), ("x", 13), ("bob", 14)]
+    jl = tmp_path / "t.jsonl"
+    jl.write_text('{"ts": 0, "in": 5, "out": 1, "user": 7}\n{"ts": 1, "in": 6, "out": 1}\n',
+                  encoding="utf-8")
+    with pytest.raises(InputError) as exc:
+        workload_from_trace(jl, clients=["a"], mapping=ByTenant(), columns=cols)
+    assert exc.value.field == "line 2.user"
+
+
+def test_by_tenant_without_a_tenant_column_is_refused() -> None:
+    from exfairs.traces import ByTenant, workload_from_trace
+
+    with pytest.raises(InputError, match="tenant column"):
+        workload_from_trace("azure-code", clients=["a"], mapping=ByTenant(), limit=5)

@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scipy import stats
 
+from exfairs.calibration.capacity import capacity_estimate, estimate_capacity_rps
 from exfairs.calibration.costmodel import CostCoefficients, CostModel
 from exfairs.calibration.profile import EngineDefaults, load_profile
 from exfairs.errors import InputError
@@ -30,11 +31,9 @@ from exfairs.scenario import (
 )
 from exfairs.workload import (
     MAX_REQUESTS,
-    capacity_estimate,
     clamp_lengths,
     client_rates_rps,
     draw_workload,
-    estimate_capacity_rps,
     measure_window,
 )
 

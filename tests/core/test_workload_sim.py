@@ -6,10 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from exfairs.calibration.capacity import estimate_capacity_rps
 from exfairs.calibration.profile import load_profile
 from exfairs.scenario import load_scenario
 from exfairs.sim.runner import simulate
-from exfairs.workload import draw_workload, estimate_capacity_rps
+from exfairs.workload import draw_workload
 
 
 @pytest.mark.parametrize("name", ["default", "load-sweep"])

@@ -312,8 +312,9 @@ def test_cli_validate_accepts_engine_experiments_in_process(tiny_model_dir: Path
     rc = main(["validate", str(DATA / "live-tiny.toml"), "-e", "ENGINE_VTC", "-e", "ENGINE_ExFairS",
                "--model", str(tiny_model_dir), "--profile", "cpu-tiny-llama", "--duration", "2",
                "--out", str(out), "--no-plots", "--no-warmup", "--dtype", "float32",
-               "--enforce-eager", "true", "--max-num-seqs", "4", "--block-size", str(BLOCK),
-               "--num-gpu-blocks-override", str(BLOCKS), "--max-model-len", "512"])
+               "--enforce-eager", "--max-num-seqs", "4", "--block-size", str(BLOCK),
+               "--num-gpu-blocks-override", str(BLOCKS), "--max-model-len", "512",
+               "--allow-busy"])  # a test machine's load is not the point here
     assert rc == 0
     report = json.loads((out / "validation.json").read_text())
     assert set(report["experiments"]) == {"ENGINE_VTC", "ENGINE_ExFairS"}

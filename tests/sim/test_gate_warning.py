@@ -13,7 +13,7 @@ from exfairs.errors import InputError
 from exfairs.results import read_result
 from exfairs.sim.cli import main
 from exfairs.sim.runner import gate_kv_warning, simulate
-from exfairs.sweep import Cell, compute_cell
+from exfairs.sim.sweep import Cell, compute_cell
 
 
 def _wl() -> object:

@@ -25,7 +25,7 @@ slo = { e2e = { scale = 10 } }
 name = "b"
 prompt_class = "short"
 rate_per_min = 1
-arrival = { process = "gamma", burstiness = 4 }
+arrival = { process = "gamma", cv2 = 4 }
 slo = { e2e = { scale = 10 } }
 """
 

@@ -15,7 +15,7 @@ from sweep_helpers import comparable_bytes, leftovers, result_files, write_tiny_
 
 from exfairs.results import read_result
 from exfairs.sim.cli import main
-from exfairs.sweep import Cell, SweepConfig, run_sweep
+from exfairs.sim.sweep import Cell, SweepConfig, run_sweep
 
 
 def _args(scenario: Path, out: Path, *extra: str) -> list[str]:

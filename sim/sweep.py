@@ -27,6 +27,7 @@ from exfairs.atomic import remove_stale_temps
 from exfairs.dirlock import locked_dir
 from exfairs.errors import InputError
 from exfairs.paths import check_named_input, check_output_dir, read_input_bytes
+from exfairs.rng import MAX_SEED
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -41,8 +42,6 @@ _log = logging.getLogger(__name__)
 Scalar = int | float | str | bool
 Knobs = tuple[tuple[str, Scalar], ...]
 
-#: Seeds fit a signed 64-bit integer (results files and numpy both take them as such).
-MAX_SEED = 2**63 - 1
 # A sweep's name becomes a directory name (results/<name>): no separators, no leading dot.
 _SWEEP_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 
@@ -58,6 +57,9 @@ class Cell:
     profile: str
     engine: Knobs = ()
     policy_params: Knobs = ()
+    #: `exfairs.sim.prepare.prepare_run`'s arrival horizon / request count (None: the scenario's).
+    duration_s: float | None = None
+    num_prompts: int | None = None
 
     def key(self) -> str:
         """Hash of everything that determines the cell's result (`exfairs.identity`): scenario
@@ -81,6 +83,11 @@ class Cell:
             "version": __version__,
             "source": source_identity(policy),
         }
+        # Only when set, so that the keys of cells without them are unchanged.
+        if self.duration_s is not None:
+            doc["duration_s"] = self.duration_s
+        if self.num_prompts is not None:
+            doc["num_prompts"] = self.num_prompts
         blob = json.dumps(doc, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -109,6 +116,10 @@ class SweepConfig:
     engine: Knobs = ()
     policy_params: tuple[tuple[str, Knobs], ...] = ()
     source: str | None = field(default=None, compare=False)
+    #: Every cell's arrival horizon (seconds) or request count instead of the scenario's horizon
+    #: (`exfairs-sim --duration / --num-prompts`); None: the scenario's own.
+    duration_s: float | None = None
+    num_prompts: int | None = None
 
     def __post_init__(self) -> None:
         for fname in ("scenarios", "experiments", "seeds", "load_factors"):
@@ -124,6 +135,19 @@ class SweepConfig:
                     or not math.isfinite(lf):
                 raise InputError("load factors must be numbers in (0, 100]", field="load_factors",
                                  value=lf)
+        if self.duration_s is not None and self.num_prompts is not None:
+            raise InputError("give --duration or --num-prompts, not both", field="--num-prompts",
+                             value=self.num_prompts)
+        if self.duration_s is not None and (
+                isinstance(self.duration_s, bool) or not isinstance(self.duration_s, (int, float))
+                or not 0 < self.duration_s <= 1e7 or not math.isfinite(self.duration_s)):
+            raise InputError("must be a number of seconds in (0, 1e7]", field="--duration",
+                             value=self.duration_s)
+        if self.num_prompts is not None and (
+                isinstance(self.num_prompts, bool) or not isinstance(self.num_prompts, int)
+                or not 1 <= self.num_prompts <= 5_000_000):
+            raise InputError("must be an integer in [1, 5000000]", field="--num-prompts",
+                             value=self.num_prompts)
 
     def cells(self) -> list[Cell]:
         """Every cell of the grid, in a fixed order."""
@@ -137,7 +161,9 @@ class SweepConfig:
                 for lf in self.load_factors:
                     for seed in self.seeds:
                         out.append(Cell(scen, exp.name, seed, float(lf), self.profile, self.engine,
-                                        params.get(exp.policy.upper(), ())))
+                                        params.get(exp.policy.upper(), ()),
+                                        duration_s=self.duration_s,
+                                        num_prompts=self.num_prompts))
         return out
 
 
@@ -217,6 +243,14 @@ def sweep_from_toml(text: str, source: str) -> SweepConfig:
     return config
 
 
+def bundled_sweeps() -> list[str]:
+    """Names of the sweeps shipped with the package (``exfairs/data/sweeps``)."""
+    from importlib import resources
+
+    folder = resources.files("exfairs").joinpath("data", "sweeps")
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".toml"))
+
+
 def load_sweep(path_or_name: str | os.PathLike[str]) -> SweepConfig:
     """A sweep file by path, or a bundled sweep by name (``default``)."""
     from importlib import resources
@@ -233,8 +267,8 @@ def load_sweep(path_or_name: str | os.PathLike[str]) -> SweepConfig:
     folder = resources.files("exfairs").joinpath("data", "sweeps")
     res = folder.joinpath(f"{path_or_name}.toml")
     if not res.is_file():
-        bundled = sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".toml"))
-        raise InputError(f"no such sweep file or bundled sweep (bundled: {', '.join(bundled)})",
+        raise InputError("no such sweep file or bundled sweep (bundled: "
+                         f"{', '.join(bundled_sweeps())})",
                          field="sweep", value=str(path_or_name))
     return sweep_from_toml(res.read_text(encoding="utf-8"), f"<bundled sweep {path_or_name}>")
 
@@ -268,6 +302,7 @@ def compute_cell(cell: Cell) -> RunResult:
     apart from the wall-clock fields of `RunInfo`."""
     import time
 
+    from exfairs.dataset_spec import dataset_knobs
     from exfairs.metrics import compute_metrics
     from exfairs.policies import parse_experiment
     from exfairs.results import RunInfo, RunResult, git_revision
@@ -287,7 +322,8 @@ def compute_cell(cell: Cell) -> RunResult:
         backend="sim", scenario=scenario.name, experiment=experiment.name,
         policy=experiment.policy, mode=experiment.mode.value, seed=cell.seed,
         load_factor=cell.load_factor, profile_id=profile.id,
-        engine_knobs=_engine_knobs(engine) + _gate_knobs(sim), policy_params=cell.policy_params,
+        engine_knobs=_engine_knobs(engine) + _gate_knobs(sim)
+        + dataset_knobs(scenario.dataset), policy_params=cell.policy_params,
         package_version=__version__, git_revision=git_revision(),
         created_utc=_utc_now(), wall_time_s=wall,
     )
@@ -301,7 +337,8 @@ def _prepare(cell: Cell) -> Any:
     from exfairs.sim.prepare import prepare_run
 
     return prepare_run(cell.scenario, cell.seed, load_factor=cell.load_factor,
-                       profile=cell.profile, engine_overrides=split_gate_knob(cell.engine)[0])
+                       profile=cell.profile, engine_overrides=split_gate_knob(cell.engine)[0],
+                       duration_s=cell.duration_s, num_prompts=cell.num_prompts)
 
 
 #: Travels with the engine knobs (a sweep file's [engine] table, `exfairs-sim --max-inflight`)

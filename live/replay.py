@@ -1,0 +1,258 @@
+"""Replay a live run in the simulator with the run's own step durations (issue 12, item 4).
+
+`replay_live_run` re-simulates one live experiment with `exfairs.sim.replay.ReplayStepCost`:
+simulated step k ends where live step k ended, so whatever still differs is the scheduler
+model's doing (admission, batching, preemption, policy decisions, when requests reach the
+engine), not the cost model's. Per request it reports whether the first token and the last token
+came in the same engine step in both worlds, and the mean TTFT and e2e latency of each.
+
+What it takes from the live run: the step log (steps with at least one request of the run; the
+plug-in's control requests and empty schedules are left out), the run clock's zero
+(``run_zero_mono`` in the result's engine knobs) and, per request, when the engine core took it
+in (``added_mono`` in the log). In priority and engine modes the simulated arrival is that engine
+time (the engine cannot schedule a request earlier); in gate mode the gate is simulated, and
+``submit_latency_s`` is the median live time from release to engine. Latencies are measured
+from the workload's arrival times in both worlds. (`gate_latency_s` says how that latency is
+set.)
+
+Step end on the run clock: the next run step's ``schedule()`` start when the engine stayed busy
+(a request of step k or a waiting one is in step k + 1), else the step's own end plus the median
+gap between busy steps — the definition of `exfairs.calibration` step periods.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import math
+import statistics
+from dataclasses import dataclass, replace
+
+from exfairs.live.steplog import StepLog, StepRecord
+from exfairs.policies.experiments import Mode, parse_experiment
+from exfairs.records import Outcome, Request, Workload
+from exfairs.results import RunResult
+from exfairs.sim.config import EngineConfig
+from exfairs.sim.plan import StepInfo
+from exfairs.sim.prepare import PreparedRun
+from exfairs.sim.replay import ReplayStepCost
+from exfairs.sim.runner import simulate
+
+#: Targets of issue 12 for a replay.
+MATCH_TARGET = 0.99
+MEAN_TARGET = 0.02
+
+
+@dataclass(frozen=True, slots=True)
+class RequestReplay:
+    """One request in both worlds: engine-step index (among the run's steps) of its first and
+    last token, and its TTFT and e2e latency (ms). Step −1: the request has no such token."""
+
+    request_id: int
+    client: str
+    live_first_step: int
+    sim_first_step: int
+    live_finish_step: int
+    sim_finish_step: int
+    live_ttft_ms: float
+    sim_ttft_ms: float
+    live_e2e_ms: float
+    sim_e2e_ms: float
+
+    @property
+    def matches(self) -> bool:
+        """First and last token in the same step in both worlds."""
+        return (self.live_first_step == self.sim_first_step
+                and self.live_finish_step == self.sim_finish_step)
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayReport:
+    """The replay of one live experiment. Means are over requests finished in both worlds;
+    errors are (sim − live) / live."""
+
+    experiment: str
+    mode: str
+    live_steps: int
+    sim_steps: int
+    submit_latency_s: float
+    requests: tuple[RequestReplay, ...]
+
+    @property
+    def match_fraction(self) -> float:
+        """Share of requests whose first-token and finish steps both match."""
+        return sum(r.matches for r in self.requests) / len(self.requests) if self.requests \
+            else math.nan
+
+    def _mean(self, attr: str) -> float:
+        vals = [getattr(r, attr) for r in self.requests]
+        vals = [v for v in vals if math.isfinite(v)]
+        return statistics.fmean(vals) if vals else math.nan
+
+    @property
+    def mean_ttft_error(self) -> float:
+        live = self._mean("live_ttft_ms")
+        return (self._mean("sim_ttft_ms") - live) / live
+
+    @property
+    def mean_e2e_error(self) -> float:
+        live = self._mean("live_e2e_ms")
+        return (self._mean("sim_e2e_ms") - live) / live
+
+    @property
+    def meets_targets(self) -> bool:
+        """≥ 99 % of requests match and both means are within 2 % (issue 12)."""
+        return (self.match_fraction >= MATCH_TARGET and abs(self.mean_ttft_error) <= MEAN_TARGET
+                and abs(self.mean_e2e_error) <= MEAN_TARGET)
+
+    def summary(self) -> str:
+        """One line per experiment for the terminal and the results README."""
+        first = sum(r.live_first_step == r.sim_first_step for r in self.requests)
+        fin = sum(r.live_finish_step == r.sim_finish_step for r in self.requests)
+        n = len(self.requests)
+        return (f"replay {self.experiment}: {self.match_fraction * 100:.1f}% of {n} requests "
+                f"match (first-token step {first}/{n}, finish step {fin}/{n}); mean TTFT "
+                f"{self._mean('sim_ttft_ms'):.1f}/{self._mean('live_ttft_ms'):.1f} ms "
+                f"({self.mean_ttft_error * 100:+.2f}%), mean e2e {self._mean('sim_e2e_ms'):.1f}/"
+                f"{self._mean('live_e2e_ms'):.1f} ms ({self.mean_e2e_error * 100:+.2f}%); steps "
+                f"sim/live {self.sim_steps}/{self.live_steps}; submit latency "
+                f"{self.submit_latency_s * 1e3:.2f} ms; "
+                f"{'targets met' if self.meets_targets else 'TARGETS MISSED'}")
+
+
+def run_steps(log: StepLog) -> list[StepRecord]:
+    """The steps that served at least one request of the run, in order."""
+    return [s for s in log.steps if any(x.request.request_id is not None for x in s.scheduled)
+            and math.isfinite(s.end_mono)]
+
+
+def step_ends(steps: list[StepRecord], zero_mono: float) -> list[float]:
+    """Run-clock end of every run step (module docstring)."""
+    gaps = [b.start_mono - a.end_mono for a, b in itertools.pairwise(steps)
+            if _continues(a, b)]
+    gap = statistics.median(gaps) if gaps else 0.0
+    out = []
+    for k, s in enumerate(steps):
+        nxt = steps[k + 1] if k + 1 < len(steps) else None
+        end = nxt.start_mono if nxt is not None and _continues(s, nxt) else s.end_mono + gap
+        out.append(end - zero_mono)
+    return out
+
+
+def _continues(a: StepRecord, b: StepRecord) -> bool:
+    if a.num_waiting > 0:
+        return True
+    ids = {x.request.vllm_id for x in a.scheduled}
+    return any(x.request.vllm_id in ids for x in b.scheduled)
+
+
+def _live_steps(steps: list[StepRecord]) -> dict[int, tuple[int, int]]:
+    out: dict[int, tuple[int, int]] = {}
+    for k, s in enumerate(steps):
+        for x in s.scheduled:
+            rid = x.request.request_id
+            if rid is None or not x.samples_token:
+                continue
+            first = out.get(rid, (k, k))[0]
+            out[rid] = (first, k)
+    return out
+
+
+def replay_live_run(prepared: PreparedRun, live: RunResult, log: StepLog, *,
+                    engine: EngineConfig | None = None,
+                    policy_params: dict[str, object] | None = None,
+                    max_inflight: int | None = None,
+                    submit_latency_s: float | None = None) -> ReplayReport:
+    """Re-simulate the live experiment `live` (whose step log is `log`) of the prepared run with
+    the logged step durations; see the module docstring. ValueError if the run lacks what a
+    replay needs (a step log with steps, ``run_zero_mono``)."""
+    knobs = dict(live.info.engine_knobs)
+    zero = knobs.get("run_zero_mono")
+    if not isinstance(zero, (int, float)):
+        raise ValueError(f"{live.info.experiment}: the live result has no run_zero_mono (made "
+                         "before replay existed); re-run it")
+    steps = run_steps(log)
+    if not steps:
+        raise ValueError(f"{live.info.experiment}: the step log has no step of the run")
+    exp = parse_experiment(live.info.experiment)
+    zero = float(zero)
+    added = {r.request_id: r.added_mono - zero for r in log.requests
+             if r.request_id is not None and math.isfinite(r.added_mono)}
+    live_recs = {r.request_id: r for r in live.records}
+    base = engine if engine is not None else prepared.engine
+    workload = prepared.workload
+    if exp.mode is Mode.GATE:
+        latency = gate_latency_s(live) if submit_latency_s is None else submit_latency_s
+    else:
+        latency = 0.0
+        workload = _arrive_at_engine(workload, added)
+    # The live driver credits prompt tokens at the first token (gate and priority modes).
+    # vLLM 0.32 reserves the full prompt at admission (scheduler_reserve_full_isl).
+    cfg = replace(base, submit_latency_s=latency, prompt_credit="first_token",
+                  reserve_full_prompt=True)
+    ends = step_ends(steps, zero)
+    durations = [b - a for a, b in itertools.pairwise(ends)]
+    cost = ReplayStepCost(ends, fallback_ms=1000.0 * statistics.median(durations)
+                          if durations else 1.0)
+    sim_ends: list[float] = []
+
+    def observe(info: StepInfo) -> None:
+        if info.n_steps:
+            sim_ends.append(info.end_s)
+
+    inflight = max_inflight
+    if inflight is None and exp.mode is Mode.GATE:
+        mi = knobs.get("max_inflight")
+        inflight = int(mi) if isinstance(mi, (int, float)) and not isinstance(mi, bool) else None
+    sim = simulate(workload, exp, prepared.profile, engine=cfg, policy_params=policy_params,
+                   max_inflight=inflight, step_by_step=True, observer=observe, step_cost=cost)
+    nominal = {r.request_id: r.arrival_s for r in prepared.workload.requests}
+    live_steps = _live_steps(steps)
+    out = []
+    for rec in sim.records:
+        lv = live_recs.get(rec.request_id)
+        if lv is None or lv.outcome not in (Outcome.FINISHED, Outcome.VIOLATED) or \
+                rec.first_token_s is None or rec.finish_s is None:
+            continue
+        assert lv.first_token_s is not None and lv.finish_s is not None
+        a = nominal[rec.request_id]
+        lf, ll = live_steps.get(rec.request_id, (-1, -1))
+        out.append(RequestReplay(
+            request_id=rec.request_id, client=rec.client, live_first_step=lf,
+            sim_first_step=_index(sim_ends, rec.first_token_s), live_finish_step=ll,
+            sim_finish_step=_index(sim_ends, rec.finish_s),
+            live_ttft_ms=(lv.first_token_s - a) * 1e3, sim_ttft_ms=(rec.first_token_s - a) * 1e3,
+            live_e2e_ms=(lv.finish_s - a) * 1e3, sim_e2e_ms=(rec.finish_s - a) * 1e3))
+    return ReplayReport(experiment=exp.name, mode=exp.mode.value, live_steps=len(steps),
+                        sim_steps=len(sim_ends), submit_latency_s=latency, requests=tuple(out))
+
+
+def gate_latency_s(live: RunResult) -> float:
+    """Release-to-engine latency for a gate replay: the live client's median lag behind the
+    engine's output (``clock_first_token_lag_p50_ms``), which a release made at a step end adds
+    on top of the front end → engine-core hop; 1 ms when the run did not record it. Only its
+    order matters: any value between the inter-step gap (~0.3 ms here) and a step (~30 ms) makes
+    a release at a step end miss the step that starts then, as the engine core does live
+    (`added_mono` minus the release time is about one step: the core reads input between steps)."""
+    lag = dict(live.info.engine_knobs).get("clock_first_token_lag_p50_ms")
+    if isinstance(lag, (int, float)) and not isinstance(lag, bool) and math.isfinite(lag) \
+            and lag > 0:
+        return float(lag) / 1e3
+    return 1e-3
+
+
+def _index(ends: list[float], t: float) -> int:
+    i = bisect.bisect_left(ends, t)
+    return i if i < len(ends) and ends[i] == t else -1
+
+
+def _arrive_at_engine(workload: Workload, added: dict[int, float]) -> Workload:
+    """The workload with each request arriving when the live engine core took it in (kept in
+    order: a request never arrives before the one ahead of it)."""
+    reqs: list[Request] = []
+    last = -math.inf
+    for r in workload.requests:
+        t = max(last, added.get(r.request_id, r.arrival_s), r.arrival_s)
+        last = t
+        reqs.append(replace(r, arrival_s=t))
+    return replace(workload, requests=tuple(reqs))
