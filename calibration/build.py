@@ -22,7 +22,7 @@ from exfairs.calibration.fit_structured import (
 )
 from exfairs.calibration.fit_structured import heldout_by_run as _heldout_by_run
 from exfairs.calibration.measurements import MeasurementSet
-from exfairs.calibration.profile import FitError, Measurement, Profile
+from exfairs.calibration.profile import FitError, Measurement, Profile, ProfileMetadata
 from exfairs.rng import stream
 
 
@@ -92,6 +92,16 @@ def build_structured_profile(ms: MeasurementSet, *, profile_id: str = "", hardwa
         coeffs = fit_structured(all_steps, opt)
         fitted_on = list(runs.values())
     resid = residuals_of(coeffs, fitted_on)
+    meta, meas = provenance(ms, profile_id=profile_id, hardware=hardware, model=model, seed=seed,
+                            keep_measurements=keep_measurements)
+    return Profile(meta, ms.engine, coeffs, err, meas, resid), per
+
+
+def provenance(ms: MeasurementSet, *, profile_id: str, hardware: str, model: str, seed: int,
+               keep_measurements: int) -> tuple[ProfileMetadata, tuple[Measurement, ...]]:
+    """A profile's metadata (the run's, with any given id/hardware/model) and the measurements
+    it keeps: all of them, or `keep_measurements` drawn without replacement (seeded stream
+    "calibration"/"keep"), in their original order."""
     meta = replace(ms.metadata, id=profile_id or ms.metadata.id,
                    hardware=hardware or ms.metadata.hardware, model=model or ms.metadata.model)
     meas = ms.measurements()
@@ -99,4 +109,4 @@ def build_structured_profile(ms: MeasurementSet, *, profile_id: str = "", hardwa
         idx = sorted(stream(seed, "calibration", "keep").choice(
             len(meas), size=keep_measurements, replace=False).tolist())
         meas = [meas[i] for i in idx]
-    return Profile(meta, ms.engine, coeffs, err, tuple(meas), resid), per
+    return meta, tuple(meas)

@@ -165,18 +165,13 @@ def build_profile(ms: MeasurementSet, *, profile_id: str = "", hardware: str = "
                   model: str = "", seed: int = 0, test_share: float = 0.25,
                   fit_floor: bool = True, keep_measurements: int = 400) -> Profile:
     """Fit `ms` and wrap the result as a profile with the run's provenance."""
-    from exfairs.rng import stream
+    from exfairs.calibration.build import provenance
 
     res = fit_cost_model(ms.measurements(), seed=seed, test_share=test_share,
                          fit_floor=fit_floor)
-    meta = replace(ms.metadata, id=profile_id or ms.metadata.id,
-                   hardware=hardware or ms.metadata.hardware, model=model or ms.metadata.model)
-    meas = ms.measurements()
-    if keep_measurements < len(meas):
-        idx = sorted(stream(seed, "calibration", "keep").choice(
-            len(meas), size=keep_measurements, replace=False).tolist())
-        meas = [meas[i] for i in idx]
-    return Profile(meta, ms.engine, res.coefficients, res.error, tuple(meas))
+    meta, meas = provenance(ms, profile_id=profile_id, hardware=hardware, model=model, seed=seed,
+                            keep_measurements=keep_measurements)
+    return Profile(meta, ms.engine, res.coefficients, res.error, meas)
 
 
 def _resolve_model(args: argparse.Namespace) -> tuple[str, dict[str, object]]:
