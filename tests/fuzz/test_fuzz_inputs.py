@@ -40,6 +40,7 @@ from fuzz_docs import (
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from exfairs.calibration.costmodel import COEFFICIENT_NAMES
 from exfairs.calibration.profile import load_profile
 from exfairs.errors import InputError
 from exfairs.scenario import load_scenario
@@ -294,8 +295,10 @@ PROF_TABLES = [("metadata",), ("engine",), ("coefficients",), M0]
 PROF_REQUIRED = [("schema",), ("schema_version",), ("metadata",), ("metadata", "id"),
                  ("metadata", "hardware"), ("metadata", "model"), ("engine",),
                  ("engine", "num_gpu_blocks"), ("coefficients",),
-                 *[("coefficients", k) for k in PROFILE["coefficients"] if k != "floor_ms"],
-                 *[(*M0, k) for k in PROFILE["measurements"][0]]]
+                 # Schema 2's structured terms and a measurement's rows and sampling mode are
+                 # optional (a schema-2 file may hold a linear fit), so only schema 1's are required.
+                 *[("coefficients", k) for k in COEFFICIENT_NAMES],
+                 *[(*M0, k) for k in PROFILE["measurements"][0] if k not in ("rows", "sampling")]]
 PROF_KNOWN = {"schema", "schema_version", "metadata", "engine", "coefficients", "fit",
               "measurements", *PROFILE["metadata"], *PROFILE["engine"],
               *PROFILE["coefficients"], *PROFILE["fit"], *PROFILE["measurements"][0]}
