@@ -4,6 +4,12 @@ README with tables vs the targets, validation.json, the live results and step lo
 
     python benchmarks/validation/run_validation.py --model DIR            # full, ≤ ~35 min
     python benchmarks/validation/run_validation.py --model DIR --smoke    # ~2-3 min check
+    python benchmarks/validation/run_validation.py --live-from benchmarks/results/validation \
+        --profile cpu-llama-60m-live --sim-profile OTHER --out OUT       # no engine, ~2 min
+
+`--live-from` compares the simulator (cost model of `--sim-profile`, default `--profile`) with
+live runs recorded by an earlier run (same `--profile`, `--duration`, `--seeds`): the workload is
+prepared with `--profile` either way, so both worlds serve the same requests.
 
 DIR: a model made by ``make_tiny_model(DIR, "validation")`` (config-only 60M Llama, loaded with
 load_format dummy). Scenarios: cpu-val-mix (load 0.9), cpu-val-burst (1.2), exfairs-1 and
@@ -49,8 +55,15 @@ JAIN_TARGET = 0.02
 
 def _args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", required=True, type=Path)
-    p.add_argument("--profile", default="cpu-llama-60m")
+    p.add_argument("--model", type=Path, help="validation model directory (not with --live-from)")
+    p.add_argument("--profile", default="cpu-llama-60m",
+                   help="profile the workload is prepared with (loads, SLO scales)")
+    p.add_argument("--sim-profile", default=None,
+                   help="profile whose cost model the simulator uses (default: --profile); e.g. "
+                        "one fitted with `exfairs-calibrate fit --from-runs` on other runs")
+    p.add_argument("--live-from", type=Path, default=None, metavar="DIR",
+                   help="start no engine: compare with the live results recorded in DIR (a "
+                        "previous run's --out, same --profile/--duration/--seeds)")
     p.add_argument("--duration", type=float, default=12.0, help="arrival seconds per run")
     p.add_argument("--edge", type=float, default=2.0, help="warm-up = cool-down seconds")
     p.add_argument("--seeds", default="0,1,2")
@@ -67,7 +80,10 @@ def _args() -> argparse.Namespace:
     p.add_argument("--prompt-credit", choices=("chunk", "first_token"), default="first_token",
                    help="simulated EngineConfig.prompt_credit (default first_token, as the "
                         "live driver credits)")
-    return p.parse_args()
+    ns = p.parse_args()
+    if (ns.model is None) == (ns.live_from is None):
+        p.error("give exactly one of --model DIR (run live) and --live-from DIR (recorded runs)")
+    return ns
 
 
 def _prepare(spec: str, seed: int, load: float, ns: argparse.Namespace) -> Any:
@@ -81,6 +97,7 @@ def _prepare(spec: str, seed: int, load: float, ns: argparse.Namespace) -> Any:
 
 def _simulate(prepared: Any, exp: Any, ns: argparse.Namespace) -> Any:
     from exfairs.calibration.costmodel import sampling_mode
+    from exfairs.calibration.profile import load_profile
     from exfairs.metrics import compute_metrics
     from exfairs.results import RunInfo, RunResult
     from exfairs.sim.costs import step_cost_for
@@ -89,13 +106,14 @@ def _simulate(prepared: Any, exp: Any, ns: argparse.Namespace) -> Any:
     eng = replace(prepared.engine, submit_latency_s=ns.submit_latency,
                   prompt_credit=ns.prompt_credit, reserve_full_prompt=True)
     # The live runs sample with the live default (temperature 0.7, top-p 0.9).
-    cost = step_cost_for(prepared.profile, eng.max_num_batched_tokens,
+    profile = prepared.profile if ns.sim_profile is None else load_profile(ns.sim_profile)
+    cost = step_cost_for(profile, eng.max_num_batched_tokens,
                          sampling_mode=sampling_mode(0.7, 0.9, -1))
-    sim = simulate(prepared.workload, exp, prepared.profile, engine=eng, step_cost=cost)
+    sim = simulate(prepared.workload, exp, profile, engine=eng, step_cost=cost)
     metrics = compute_metrics(sim.records, prepared.workload.clients, window=prepared.window)
     info = RunInfo(backend="sim", scenario=prepared.scenario.name, experiment=exp.name,
                    policy=exp.policy, mode=exp.mode.value, seed=prepared.workload.seed,
-                   load_factor=prepared.load_factor, profile_id=prepared.profile.id)
+                   load_factor=prepared.load_factor, profile_id=profile.id)
     return RunResult(info=info, clients=prepared.workload.clients, records=sim.records,
                      metrics=metrics, policy_samples=sim.policy_samples)
 
@@ -131,6 +149,15 @@ async def _live(plan: list[tuple[str, int, str, Any]], ns: argparse.Namespace,
         finally:
             await backend.close()
     return results
+
+
+def _recorded(plan: list[tuple[str, str, str, Any]], src: Path
+              ) -> dict[tuple[str, str, str], Any]:
+    """The live results of `plan` as a previous run wrote them under `src`/live/."""
+    from exfairs.results import read_result
+
+    return {(s, t, e): read_result(src / "live" / f"{s}__{e}__run{t}__live.json")
+            for s, t, e, _ in plan}
 
 
 def _all(res: Any, metric: str) -> float:
@@ -176,7 +203,13 @@ def main() -> int:
     from exfairs.live.steplog import read_steplog
     from exfairs.policies import parse_experiment
 
-    notes = check_machine(ns.max_load, ns.allow_busy, ns.cpus)
+    recorded: dict[str, Any] = {}
+    if ns.live_from is None:
+        notes = check_machine(ns.max_load, ns.allow_busy, ns.cpus)
+    else:
+        recorded = json.loads((ns.live_from / "validation.json").read_text(encoding="utf-8"))
+        notes = [f"live runs recorded {recorded['started']} in {ns.live_from} "
+                 f"({'; '.join(recorded['notes'])})"]
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     scenarios = SCENARIOS[:1] if ns.smoke else SCENARIOS
     exps = ("QUEUE_FCFS", "ENGINE_VTC", "ExFairS") if ns.smoke else EXPERIMENTS
@@ -191,26 +224,35 @@ def main() -> int:
     sims = {(n, t, e): _simulate(prepared[(n, t)], parse_experiment(e), ns)
             for n, _, _, t, _ in runs if t != "floor" for e in exps}
     t0 = time.time()
-    lives = asyncio.run(_live(plan, ns, out))
-    wall = time.time() - t0
-    load_after = os.getloadavg()
+    if ns.live_from is None:
+        lives = asyncio.run(_live(plan, ns, out))
+        wall, load_after = time.time() - t0, os.getloadavg()
+    else:
+        lives = _recorded(plan, ns.live_from)
+        wall, load_after = float(recorded["live_wall_s"]), tuple(recorded["load_after"])
     replays = {}
     for (n, t, e), live in lives.items():
         path = Path(str(dict(live.info.engine_knobs)["steplog_path"]))
+        if not path.exists():  # recorded on another checkout: the log sits beside the results
+            path = (ns.live_from or out) / "live" / "steplogs" / path.name
         replays[(n, t, e)] = replay_live_run(prepared[(n, t)], live, read_steplog(path))
     doc: dict[str, Any] = {"started": started, "notes": notes, "live_wall_s": wall,
                            "load_after": load_after, "duration_s": ns.duration,
                            "edge_s": ns.edge, "seeds": seeds, "scenarios": []}
     lines = [f"# Simulator vs live vLLM (issue 12){' — SMOKE' if ns.smoke else ''}", "",
-             f"Produced by `python benchmarks/validation/run_validation.py --model DIR"
-             f"{' --smoke' if ns.smoke else ''}` on {started}; live runs took {wall / 60:.1f} min.",
+             f"Produced by `python benchmarks/validation/run_validation.py "
+             f"{' '.join(sys.argv[1:]) if ns.live_from else '--model DIR'}"
+             f"{' --smoke' if ns.smoke and not ns.live_from else ''}` on {started}; "
+             f"live runs took {wall / 60:.1f} min.",
              f"Machine: {'; '.join(notes)}; load average after: {load_after[0]:.2f}.",
              f"Each scenario SHORTENED to {ns.duration:g} s of arrivals (metrics window "
-             f"{ns.edge:g}–{ns.duration - ns.edge:g} s), seeds {seeds}, profile {ns.profile}; "
+             f"{ns.edge:g}–{ns.duration - ns.edge:g} s), seeds {seeds}, profile {ns.profile}"
+             f"{f' (simulator cost model: {ns.sim_profile})' if ns.sim_profile else ''}; "
              f"simulator with submit_latency_s {ns.submit_latency:g}, prompt_credit "
              f"{ns.prompt_credit}, reserve_full_prompt true, sampling cost of top-p. "
              "Errors are (sim − live) / live on means over seeds (violation rate, Jain: "
-             "sim − live). `floor` = live seed 0 run twice (the same errors between two live "
+             "sim − live; per client: over the seeds where the client has a request in the "
+             "window). `floor` = live seed 0 run twice (the same errors between two live "
              "runs). Replay = the live run re-simulated with its own step durations.", ""]
     met = total = 0
     for name, _, load in scenarios:
@@ -251,8 +293,16 @@ def main() -> int:
                           for k in keys]
                     lv = [float(getattr(lives[k].metrics.client(c.name).metrics, metric))
                           for k in keys]
-                    err = _err(statistics.fmean(sv), statistics.fmean(lv), kind)
-                    ok = math.isfinite(err) and abs(err) <= target
+                    # A client with no request in a seed's window has no mean in either world:
+                    # that seed is left out; a mean in one world only is a miss.
+                    pairs = list(zip(sv, lv, strict=True))
+                    both = [(a, b) for a, b in pairs if math.isfinite(a) and math.isfinite(b)]
+                    one = sum(math.isfinite(a) != math.isfinite(b) for a, b in pairs)
+                    if not both and not one:
+                        continue
+                    err = _err(statistics.fmean(a for a, _ in both),
+                               statistics.fmean(b for _, b in both), kind) if both else math.nan
+                    ok = not one and math.isfinite(err) and abs(err) <= target
                     met += ok
                     total += 1
                     sc["rows"].append({"experiment": e, "metric": f"{metric}[{c.name}]",
