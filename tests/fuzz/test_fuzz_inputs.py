@@ -296,9 +296,10 @@ PROF_REQUIRED = [("schema",), ("schema_version",), ("metadata",), ("metadata", "
                  ("metadata", "hardware"), ("metadata", "model"), ("engine",),
                  ("engine", "num_gpu_blocks"), ("coefficients",),
                  # Schema 2's structured terms and a measurement's rows and sampling mode are
-                 # optional (a schema-2 file may hold a linear fit), so only schema 1's are required.
+                 # optional (a schema-2 file may hold a linear fit): only schema 1's are required.
                  *[("coefficients", k) for k in COEFFICIENT_NAMES],
-                 *[(*M0, k) for k in PROFILE["measurements"][0] if k not in ("rows", "sampling")]]
+                 *[(*M0, k) for k in PROFILE["measurements"][0]
+                   if k not in ("rows", "sampling")]]
 PROF_KNOWN = {"schema", "schema_version", "metadata", "engine", "coefficients", "fit",
               "measurements", *PROFILE["metadata"], *PROFILE["engine"],
               *PROFILE["coefficients"], *PROFILE["fit"], *PROFILE["measurements"][0]}
