@@ -10,18 +10,24 @@ two revisions whose cache keys differ still pair up. Exit status 1 when records 
 from __future__ import annotations
 
 import csv
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
+from exfairs.results import _encode, read_result
+
 
 def _cells(d: Path) -> dict[str, Any]:
+    # Through the reader, so that directories written with different results schemas (the
+    # metrics stored once from schema 3 on) compare by content; encoded, so NaN equals NaN.
     out = {}
     for f in d.glob("*.json"):
         parts = f.name.split("__")
         if len(parts) >= 5:
-            out["__".join(parts[:4])] = json.loads(f.read_text(encoding="utf-8"))
+            r = read_result(f)
+            out["__".join(parts[:4])] = {"records": _encode(r.records),
+                                         "metrics": _encode(r.metrics),
+                                         "policy_samples": _encode(r.policy_samples)}
     return out
 
 

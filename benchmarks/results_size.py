@@ -1,6 +1,7 @@
 """Bytes per request of a run's result files: schema 1 (one JSON, token times zlib+base64) vs
-schema 2 (flat-summary JSON + Parquet records), on simulated runs of bundled scenarios and on the
-live runs recorded in benchmarks/results/validation.
+today's schema (flat-summary JSON + Parquet records), on simulated runs of bundled scenarios and
+on live runs recorded in benchmarks/results/validation (`--live` globs there; files of any
+results schema).
 
 The recorded live runs predate the live clock's microsecond ticks (exfairs.live.driver); their
 run-clock times (dispatch, first token, finish, token times) are rounded to the microsecond here,
@@ -57,13 +58,26 @@ def on_live_clock(result: RunResult) -> RunResult:
 
 
 def read_recorded(path: Path) -> RunResult:
-    """A recorded (schema-1) live result; aggregates written before `rejected` was counted get
-    0 there (no request of those runs was rejected: the outcome did not exist yet)."""
+    """A recorded live result. Schema-1 aggregates written before `rejected` was counted get 0
+    there (no request of those runs was rejected: the outcome did not exist yet); later files
+    are read as they are."""
     doc = json.loads(path.read_text(encoding="utf-8"))
+    if doc.get("schema_version") != 1:
+        return read_result(path)
     metrics = doc["metrics"]
     for agg in [metrics["overall"], *(c["metrics"] for c in metrics["per_client"])]:
         agg.setdefault("rejected", 0)
     return results_mod.result_from_dict(doc, str(path))
+
+
+def column_bytes(path: Path, column: str) -> int:
+    """Compressed bytes of one column's chunks in a Parquet file (from its footer)."""
+    import pyarrow.parquet as pq
+
+    md = pq.read_metadata(path)
+    return sum(md.row_group(g).column(c).total_compressed_size
+               for g in range(md.num_row_groups) for c in range(md.num_columns)
+               if md.row_group(g).column(c).path_in_schema == column)
 
 
 def row(label: str, result: RunResult, where: Path) -> str:
@@ -71,23 +85,32 @@ def row(label: str, result: RunResult, where: Path) -> str:
     old = v1_bytes(result)
     js, pq = v2_bytes(result, where)
     assert read_result(where / "r.json") == result
+    gaps = column_bytes(where / "r.parquet", "itl_us.list.element")
     tokens = sum(r.generated_tokens for r in result.records) / n
     return (f"| {label} | {len(result.records)} | {tokens:.0f} | {old / n:.0f} | {js / n:.0f} | "
-            f"{pq / n:.0f} | {(js + pq) / n:.0f} | {old / (js + pq):.1f}× |")
+            f"{pq / n:.0f} | {gaps / n:.0f} | {(js + pq) / n:.0f} | {old / (js + pq):.1f}× |")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--scenarios", nargs="+",
+    ap.add_argument("--scenarios", nargs="*",
                     default=["default", "exfairs-1", "exfairs-2", "exfairs-3", "exfairs-4",
                              "exfairs-5", "azure-conv"])
     ap.add_argument("--experiments", nargs="+", default=["ExFairS", "QUEUE_VTC"])
     ap.add_argument("--load", type=float, default=1.0)
     ap.add_argument("--profile", default="a100-llama2-7b")
+    # The schema-1 live runs recorded before the microsecond clock, and the first repetition of
+    # each schema-2 live run of the validation (labelled "(2)": written with the clock).
+    ap.add_argument("--live", nargs="*", default=["cpu-val-*/*__live.json",
+                                                  "study-*/*__live.json",
+                                                  "live/*__run0__live.json"],
+                    help="globs under benchmarks/results/validation")
     args = ap.parse_args()
-    print("| run | requests | mean output tokens | schema 1 B/req | schema 2 JSON B/req | "
-          "schema 2 Parquet (records + samples) B/req | schema 2 total B/req | smaller by |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    v = results_mod.SCHEMA_VERSION
+    print(f"| run | requests | mean output tokens | schema 1 B/req | schema {v} JSON B/req | "
+          f"schema {v} Parquet (records + samples) B/req | of which itl_us B/req | "
+          f"schema {v} total B/req | smaller by |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     with tempfile.TemporaryDirectory() as tmp:
         where = Path(tmp)
         for scen in args.scenarios:
@@ -95,9 +118,12 @@ def main() -> None:
                 cell = Cell(scenario=scen, experiment=exp, seed=0, load_factor=args.load,
                             profile=args.profile)
                 print(row(f"sim {scen} {exp}", compute_cell(cell), where), flush=True)
-        for path in sorted((ROOT / "results" / "validation").glob("*/*__live.json")):
-            print(row(f"live {path.parent.name} {path.name.split('__')[1]}",
-                      on_live_clock(read_recorded(path)), where), flush=True)
+        for pattern in args.live:
+            for path in sorted((ROOT / "results" / "validation").glob(pattern)):
+                name, exp = path.name.split("__")[:2]
+                label = (f"live {name} {exp} (2)" if path.parent.name == "live"
+                         else f"live {path.parent.name} {exp}")
+                print(row(label, on_live_clock(read_recorded(path)), where), flush=True)
 
 
 if __name__ == "__main__":

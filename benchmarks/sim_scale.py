@@ -1,7 +1,7 @@
 """Simulator cost in registered clients: the same 1,000 requests from 10 or 10,000 clients.
 
     .venv/bin/python benchmarks/sim_scale.py [--requests 1000] [--clients 10 10000]
-        [-e FCFS -e QUEUE_VTC ...] [--sample-every 1.0]
+        [-e FCFS -e QUEUE_VTC ...] [--sample-every 1.0] [--no-metrics] [--sparse-samples]
 
 Workload: `--requests` requests, Poisson arrivals at 4 req/s from the stream ("sim_scale",
 "arrivals") under seed 0, prompt 64–1,024 and output 16–256 tokens (uniform, streams "prompt" /
@@ -23,7 +23,7 @@ import time
 
 
 def run_one(n_requests: int, n_clients: int, experiment: str, sample_every_s: float,
-            with_metrics: bool = True) -> dict[str, float]:
+            with_metrics: bool = True, sparse_samples: bool = False) -> dict[str, float]:
     from exfairs.calibration.profile import DEFAULT_PROFILE_ID, load_profile
     from exfairs.metrics import compute_metrics
     from exfairs.records import SLO, ClientInfo, Request, Workload
@@ -44,7 +44,8 @@ def run_one(n_requests: int, n_clients: int, experiment: str, sample_every_s: fl
     wl = Workload(name="scale", seed=0, clients=clients, requests=reqs,
                   duration_s=float(arrivals[-1]) + 1.0)
     c0 = time.process_time()
-    res = simulate(wl, experiment, profile, engine=engine, sample_every_s=sample_every_s)
+    res = simulate(wl, experiment, profile, engine=engine, sample_every_s=sample_every_s,
+                   sparse_samples=sparse_samples)
     c1 = time.process_time()
     rss_sim = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     if with_metrics:
@@ -63,11 +64,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-e", "--experiment", action="append")
     ap.add_argument("--sample-every", type=float, default=1.0)
     ap.add_argument("--no-metrics", action="store_true", help="time simulate() only")
+    ap.add_argument("--sparse-samples", action="store_true",
+                    help="policy samples of the clients heard from only (simulate's option)")
     ap.add_argument("--child", nargs=2, metavar=("CLIENTS", "EXPERIMENT"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
         out = run_one(args.requests, int(args.child[0]), args.child[1], args.sample_every,
-                      not args.no_metrics)
+                      not args.no_metrics, args.sparse_samples)
         print(json.dumps(out))
         return 0
     exps = args.experiment or ["FCFS", "QUEUE_FCFS", "ENGINE_FCFS", "VTC", "QUEUE_VTC",
@@ -81,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
             proc = subprocess.run(
                 [sys.executable, __file__, "--requests", str(args.requests), "--sample-every",
                  str(args.sample_every), "--child", str(n), exp]
-                + (["--no-metrics"] if args.no_metrics else []),
+                + (["--no-metrics"] if args.no_metrics else [])
+                + (["--sparse-samples"] if args.sparse_samples else []),
                 capture_output=True, text=True, check=True)
             r = json.loads(proc.stdout.strip().splitlines()[-1])
             rows.append(r)

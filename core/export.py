@@ -15,7 +15,6 @@ dispatch_s             left the client side for the engine (null: never)
 first_token_s          first output token (null: none); ``finish_s`` last token of a completed one
 preemptions, error     int32; the failure message (null when none)
 counted                bool: arrived inside the metrics window (the run's summary counts these)
-ttft_ms, e2el_ms       derived latencies (null where undefined), also ``tpot_ms``, ``queue_ms``
 itl_us                 list<int64>: inter-token latencies in whole microseconds, one per output
                        token after the first (``generated_tokens - 1`` entries)
 token_times_s          list<double>: every output token's exact emission time, or null where
@@ -30,6 +29,14 @@ wants ITLs in ms takes ``itl_us / 1000``. The live backend's clock ticks in micr
 live run's times are all exact in ``itl_us`` and its ``token_times_s`` is null; simulated times
 are not on that grid, so ``token_times_s`` keeps them exactly (reading a file back gives the
 records bit for bit either way).
+
+Latencies are not stored (version 2 had ``ttft_ms``/``e2el_ms``/``tpot_ms``/``queue_ms``
+columns); pandas derives them from the times, one line each (README, "Results files"):
+``ttft_ms = (first_token_s - arrival_s) * 1e3``, ``queue_ms = (dispatch_s - arrival_s) * 1e3``,
+``e2el_ms = (finish_s - arrival_s) * 1e3`` where ``outcome`` is finished or violated, and
+``tpot_ms = (e2el_ms - ttft_ms) / (generated_tokens - 1)`` where ``generated_tokens >= 2``. The
+footer carries no column statistics and no serialized Arrow schema, so pandas reads ``client`` and
+``outcome`` as plain strings.
 
 **Summary** (`flat_summary`): one JSON object of scalars — the `vllm bench serve` result keys
 (``duration``, ``completed``, ``failed``, ``total_input_tokens``, ``request_throughput``,
@@ -56,11 +63,11 @@ from exfairs.metrics import AggregateMetrics, RunMetrics, in_window
 from exfairs.records import SLO, ClientInfo, Outcome, PolicySample, RequestRecord
 
 RECORDS_SCHEMA = "exfairs.records"
-RECORDS_SCHEMA_VERSION = 2
-_READABLE_RECORDS_VERSIONS = ("1", "2")
+RECORDS_SCHEMA_VERSION = 3
+_READABLE_RECORDS_VERSIONS = ("1", "2", "3")
 
 # AggregateMetrics field → vllm bench serve key, where the two differ.
-_VLLM_NAMES = {"requests": "num_prompts", "duration_s": "duration"}
+VLLM_NAMES = {"requests": "num_prompts", "duration_s": "duration"}
 
 
 def _arrow() -> tuple[Any, Any]:
@@ -71,10 +78,6 @@ def _arrow() -> tuple[Any, Any]:
         raise InputError(f"Parquet records need pyarrow ({exc}); pip install pyarrow",
                          field="pyarrow", value=None) from exc
     return pa, pq
-
-
-def _ms(x: float | None) -> float | None:
-    return None if x is None else x * 1e3
 
 
 def records_table(records: Sequence[RequestRecord], window: tuple[float, float] | None) -> Any:
@@ -106,10 +109,6 @@ def records_table(records: Sequence[RequestRecord], window: tuple[float, float] 
         "preemptions": col([r.preemptions for r in rs], i32),
         "error": col([r.error for r in rs], pa.string()),
         "counted": col([r.request_id in counted for r in rs], pa.bool_()),
-        "ttft_ms": col([_ms(r.ttft_s) for r in rs], f64),
-        "e2el_ms": col([_ms(r.e2e_s) for r in rs], f64),
-        "tpot_ms": col([_ms(r.tpot_s) for r in rs], f64),
-        "queue_ms": col([_ms(r.queue_s) for r in rs], f64),
     }
     columns["itl_us"], columns["token_times_s"] = _token_columns(rs)
 
@@ -186,15 +185,13 @@ def write_records_parquet(records: Sequence[RequestRecord], path: str | os.PathL
                           window: tuple[float, float] | None, *, atomic: bool = True) -> None:
     """Write `records` to `path` as Parquet (see `records_table`), atomically unless `atomic` is
     False (for a caller that already writes to a temporary path)."""
-    _, pq = _arrow()
     table = records_table(records, window)
 
     def write(dest: str | os.PathLike[str]) -> None:
         # zstd level 9 over byte-stream-split values: the smallest of the encodings tried
         # (benchmarks/results/results_size.md); splitting the bytes of the gaps lets zstd see
         # their mostly-constant high bytes as runs.
-        pq.write_table(table, dest, compression="zstd", compression_level=9,
-                       use_dictionary=["client", "outcome"],
+        _write_parquet(table, dest, use_dictionary=["client", "outcome"],
                        column_encoding={"itl_us.list.element": "BYTE_STREAM_SPLIT",
                                         "token_times_s.list.element": "BYTE_STREAM_SPLIT"})
 
@@ -203,6 +200,18 @@ def write_records_parquet(records: Sequence[RequestRecord], path: str | os.PathL
         return
     with atomic_temp_path(path) as tmp:
         write(tmp)
+
+
+def _write_parquet(table: Any, dest: str | os.PathLike[str], **options: Any) -> None:
+    """Write `table` with zstd 9, no column statistics and no serialized Arrow schema (on runs
+    of a few hundred requests the footer is a large share of the file, and readers need
+    neither; benchmarks/results/results_size.md); the table's metadata go to the file's
+    key-value metadata, where the readers here look for them."""
+    _, pq = _arrow()
+    with pq.ParquetWriter(dest, table.schema, compression="zstd", compression_level=9,
+                          write_statistics=False, store_schema=False, **options) as writer:
+        writer.add_key_value_metadata(table.schema.metadata or {})
+        writer.write_table(table)
 
 
 def _opt(x: Any) -> float | None:
@@ -285,7 +294,7 @@ def _json_num(x: Any) -> Any:
 
 def aggregate_dict(m: AggregateMetrics) -> dict[str, Any]:
     """One `AggregateMetrics` under `vllm bench serve`'s key names (null for NaN)."""
-    return {_VLLM_NAMES.get(f.name, f.name): _json_num(getattr(m, f.name))
+    return {VLLM_NAMES.get(f.name, f.name): _json_num(getattr(m, f.name))
             for f in dataclasses.fields(m)}
 
 
@@ -331,16 +340,23 @@ SAMPLES_SCHEMA = "exfairs.policy_samples"
 
 def samples_table(samples: Sequence[PolicySample]) -> Any | None:
     """The policy samples as a `pyarrow.Table`: ``time_s`` (double) and one list<double> column
-    per sampled quantity (values indexed like the run's clients). None when the samples do not
-    share one list of quantity names in one order (they then stay in the results JSON)."""
+    per sampled quantity (values indexed like the run's clients; for sparse samples,
+    `PolicySample.clients`, a list<int32> column ``clients`` too, the values aligned with it).
+    None when the samples do not share one list of quantity names in one order, or mix sparse
+    and dense samples (they then stay in the results JSON)."""
     pa, _ = _arrow()
     if not samples:
         return None
     names = [n for n, _ in samples[0].values]
-    if "time_s" in names or len(set(names)) != len(names) or any(
-            [n for n, _ in s.values] != names for s in samples):
+    sparse = samples[0].clients is not None
+    if "time_s" in names or "clients" in names or len(set(names)) != len(names) or any(
+            [n for n, _ in s.values] != names or (s.clients is not None) != sparse
+            for s in samples):
         return None
     cols = {"time_s": pa.array([s.time_s for s in samples], type=pa.float64())}
+    if sparse:
+        cols["clients"] = pa.array([list(s.clients or ()) for s in samples],
+                                   type=pa.list_(pa.int32()))
     for k, name in enumerate(names):
         cols[name] = pa.array([list(s.values[k][1]) for s in samples],
                               type=pa.list_(pa.float64()))
@@ -351,13 +367,11 @@ def samples_table(samples: Sequence[PolicySample]) -> Any | None:
 
 def write_samples_parquet(table: Any, path: str | os.PathLike[str]) -> None:
     """Write a `samples_table` to `path` (not atomically: the caller writes a temporary path)."""
-    _, pq = _arrow()
     # Byte-stream split: the samples change slowly, so their high bytes repeat (about 4x
     # smaller than the same numbers as JSON text; benchmarks/results/results_size.md).
     split = {f"{n}.list.element": "BYTE_STREAM_SPLIT" for n in table.column_names
-             if n != "time_s"}
-    pq.write_table(table, path, compression="zstd", compression_level=9, use_dictionary=False,
-                   column_encoding=split)
+             if n not in ("time_s", "clients")}
+    _write_parquet(table, path, use_dictionary=False, column_encoding=split)
 
 
 def read_samples_parquet(path: str | os.PathLike[str]) -> tuple[PolicySample, ...]:
@@ -373,12 +387,15 @@ def read_samples_parquet(path: str | os.PathLike[str]) -> tuple[PolicySample, ..
     if meta.get("exfairs.schema") != SAMPLES_SCHEMA or "time_s" not in table.column_names:
         raise InputError("not an ExFairS policy samples file", field="exfairs.schema",
                          value=meta.get("exfairs.schema"), source=str(p))
-    names = [n for n in table.column_names if n != "time_s"]
+    names = [n for n in table.column_names if n not in ("time_s", "clients")]
     times = table.column("time_s").to_pylist()
     cols = [table.column(n).to_pylist() for n in names]
     try:
+        clients: list[tuple[int, ...] | None] = (
+            [tuple(int(c) for c in row) for row in table.column("clients").to_pylist()]
+            if "clients" in table.column_names else [None] * len(times))
         return tuple(PolicySample(time_s=float(t), values=tuple(
-            (n, tuple(float(v) for v in col[i])) for n, col in zip(names, cols, strict=True)))
-            for i, t in enumerate(times))
+            (n, tuple(float(v) for v in col[i])) for n, col in zip(names, cols, strict=True)),
+            clients=clients[i]) for i, t in enumerate(times))
     except (TypeError, ValueError) as exc:
         raise InputError(f"malformed policy samples file: {exc}", source=str(p)) from None

@@ -1,8 +1,8 @@
 """Content identities for cache keys: everything that can change a simulated result.
 
-A sweep cell's key (`exfairs.sim.sweep.Cell.key`) hashes the identities below, so that editing a
-scenario, a trace it references, a profile, or any source file that computes results makes a new
-key instead of reusing an old cell:
+A sweep cell's key (`exfairs.sim.sweep_grid.Cell.key`) hashes the identities below, so that
+editing a scenario, a trace it references, a profile, or any source file that computes results
+makes a new key instead of reusing an old cell:
 
 * `scenario_identity` — the scenario TOML's bytes (bundled or a file) and the bytes of every trace
   it references (``trace = ...`` anywhere in it, resolved as the scenario reader does) and of its
@@ -149,6 +149,16 @@ def _package_source(package: str) -> str:
     return _digest(*parts)
 
 
+def _in_result_packages(path: Path) -> bool:
+    """True when `path` lies under a folder of `RESULT_PACKAGES` (its bytes are already hashed)."""
+    resolved = path.resolve()
+    for package in RESULT_PACKAGES:
+        for root in getattr(importlib.import_module(package), "__path__", []):
+            if resolved.is_relative_to(Path(root).resolve()):
+                return True
+    return False
+
+
 @functools.cache
 def source_identity(policy: str | None = None) -> str:
     """Digest of the result-computing source, and of `policy`'s own file when it lives outside
@@ -158,11 +168,11 @@ def source_identity(policy: str | None = None) -> str:
         try:
             from exfairs.policies.registry import policy_class
 
-            cls = policy_class(policy)
-            if not cls.__module__.startswith("exfairs."):
-                src = inspect.getsourcefile(cls)
-                if src is not None:
-                    parts.append(Path(src).read_bytes())
+            src = inspect.getsourcefile(policy_class(policy))
+            # By where the file is, not by module name: a module can join the exfairs.policies
+            # namespace from a folder outside the package (an extra __path__ entry).
+            if src is not None and not _in_result_packages(Path(src)):
+                parts.append(Path(src).read_bytes())
         except Exception:
             parts.append(f"policy:{policy}".encode())
     return _digest(*parts)

@@ -487,7 +487,9 @@ def _plot_policy_state(result: RunResult, out: Path, key: _Group,
     names = [c.name for c in result.clients]
     for ax, metric in zip(axes, metrics, strict=True):
         t = np.asarray([s.time_s for s in samples if any(n == metric for n, _ in s.values)])
-        rows = [dict(s.values)[metric] for s in samples if any(n == metric for n, _ in s.values)]
+        # Sparse samples are laid out by client index (NaN where a client is left out).
+        rows = [dict(s.dense(len(names)))[metric] for s in samples
+                if any(n == metric for n, _ in s.values)]
         width = min(len(v) for v in rows)
         vals = np.asarray([v[:width] for v in rows], dtype=np.float64)
         for ci in range(width):

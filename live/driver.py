@@ -2,7 +2,9 @@
 policy objects as the simulator in gate or priority mode (docs/design.md §2).
 
 * gate mode: arrivals wait in a `PolicyQueue`; whenever fewer than `max_inflight` requests are in
-  the engine, the policy's best-ranked request is released (submitted with priority 0);
+  the engine, the policy's best-ranked request is released (submitted with priority 0); with
+  `admission` (`exfairs.live.gate`) hopeless requests are demoted or refused (REJECTED) and the
+  predictive limit may hold the pick back (re-checked at every event and tick);
 * priority mode: every arrival is submitted at once with ``policy.submission_priority`` (the engine
   must schedule by priority);
 * engine mode: every arrival is submitted at once (priority 0); the policy lives in the engine
@@ -39,7 +41,9 @@ import numpy as np
 
 from exfairs.live.backend import Backend, BackendError, BackendTimeout, EngineDead, EngineTimes
 from exfairs.live.config import DriverConfig
+from exfairs.live.gate import LiveGate, check_live_admission
 from exfairs.live.plugin_protocol import request_xargs
+from exfairs.policies.admission import AdmissionConfig, SloAdmission
 from exfairs.policies.base import FloatArray, Policy
 from exfairs.policies.experiments import Mode
 from exfairs.policies.queue import PolicyQueue
@@ -136,7 +140,9 @@ class LiveDriver:
     """Runs one workload through one backend under one policy and mode. Single use.
 
     `stop` (optional) is an event the caller may set (e.g. on SIGINT) to end the run early; the
-    run then aborts what is in flight and still returns every record.
+    run then aborts what is in flight and still returns every record. `admission` (gate mode
+    only; ConfigError otherwise) and `limiter` (its predictive limit,
+    `exfairs.live.gate.predictive_limiter`) add SLO-aware admission at the gate.
     """
 
     def __init__(
@@ -151,7 +157,11 @@ class LiveDriver:
         progress: Callable[[Progress], None] | None = None,
         progress_every_s: float = 1.0,
         run_tag: str | None = None,
+        admission: AdmissionConfig | None = None,
+        limiter: SloAdmission | None = None,
     ) -> None:
+        adm = admission if admission is not None else AdmissionConfig()
+        check_live_admission(adm, mode)
         self._workload = workload
         self._policy = policy if mode is not Mode.ENGINE else _EngineSide()
         self._run_tag = run_tag
@@ -164,7 +174,8 @@ class LiveDriver:
         limit = self._config.max_inflight or backend.max_num_seqs
         self._max_inflight = limit if limit is not None else 256
         self._tracker = SloTracker()
-        self._queue = PolicyQueue(policy)
+        self._queue = PolicyQueue(policy, hopeless_last=adm.hopeless != "keep")
+        self._gate = LiveGate(self._queue, adm, limiter)
         self._flights: dict[int, _Flight] = {}
         self._records: dict[int, RequestRecord] = {}
         self._samples: list[PolicySample] = []
@@ -260,11 +271,22 @@ class LiveDriver:
         """Gate: release queued requests in policy order while the engine has free slots."""
         if self._stop.is_set():
             return
-        while len(self._flights) < self._max_inflight and len(self._queue):
-            request = self._queue.pop(now_s)
-            if request is None:
-                break
+        released, refused = self._gate.release(now_s, len(self._flights), self._max_inflight)
+        for request in refused:
+            self._refuse(request, now_s)
+        for request in released:
             self._launch(request, now_s, 0)
+
+    def _refuse(self, request: Request, now_s: float) -> None:
+        """Admission ``hopeless=reject``: a queued request that can no longer meet its deadline
+        leaves at the gate (a violation, then a drop), as in the simulator."""
+        self._apply(self._tracker.fail(request.request_id, now_s), now_s)
+        self._policy.on_drop(request, now_s)
+        self._finalize(RequestRecord(
+            request_id=request.request_id, client=request.client, arrival_s=request.arrival_s,
+            prompt_tokens=request.prompt_tokens, output_tokens=request.output_tokens,
+            slo=request.slo, outcome=Outcome.REJECTED, finish_s=now_s,
+            error="rejected at the gate: it could no longer meet its deadline"))
 
     def _launch(self, request: Request, now_s: float, priority: int) -> None:
         fl = _Flight(request=request, dispatch_s=now_s, priority=priority)
@@ -357,6 +379,7 @@ class LiveDriver:
                 self._apply(self._tracker.fail(r.request_id, now), now)
                 self._policy.on_drop(r, now)
             self._flights.pop(r.request_id, None)
+            self._gate.finished(r.request_id)
             self._served.append(fl)
             self._finalize(self._record_from(fl, outcome, finish_s=finish_s, error=error))
             self._pump(now)
@@ -375,12 +398,15 @@ class LiveDriver:
                     values=tuple((k, tuple(float(x) for x in v)) for k, v in sorted(snap.items())),
                 ))
                 next_sample = now + self._config.sample_every_s
+            if self._mode is Mode.GATE and self._gate.time_driven:
+                self._pump(now)  # demotion, rejection and the limit change with time alone
             if self._progress is not None and now >= next_progress:
                 self._progress(self.progress())
                 next_progress = now + self._progress_every_s
             # Wake at the next SLO deadline too, so a violation reaches the policy when it
             # happens (as in the simulator), not up to `advance_every_s` later (issue 12).
-            until_deadline = self._tracker.next_deadline_s() - self._now()
+            until_deadline = min(self._tracker.next_deadline_s(),
+                                 self._queue.next_hopeless_s()) - self._now()
             await asyncio.sleep(min(self._config.advance_every_s,
                                     max(_MIN_TICK_S, until_deadline)))
 

@@ -10,10 +10,11 @@ What it takes from the live run: the step log (steps with at least one request o
 plug-in's control requests and empty schedules are left out), the run clock's zero
 (``run_zero_mono`` in the result's engine knobs) and, per request, when the engine core took it
 in (``added_mono`` in the log). In priority and engine modes the simulated arrival is that engine
-time (the engine cannot schedule a request earlier); in gate mode the gate is simulated, and
-``submit_latency_s`` is the median live time from release to engine. Latencies are measured
-from the workload's arrival times in both worlds. (`gate_latency_s` says how that latency is
-set.)
+time (the engine cannot schedule a request earlier); in gate mode the gate is simulated with the
+live driver's hook order (``hook_order="stream"``), each request arrives when the driver saw it
+(`_seen_by_gate`), and ``submit_latency_s`` is the release-to-engine latency fitted to the run's
+releases at arrival (`fitted_gate_latency_s`; `gate_latency_s`, the client's lag, without any).
+Latencies are measured from the workload's arrival times in both worlds.
 
 Step end on the run clock: the next run step's ``schedule()`` start when the engine stayed busy
 (a request of step k or a waiting one is in step k + 1), else the step's own end plus the median
@@ -32,7 +33,7 @@ from exfairs.live.steplog import StepLog, StepRecord
 from exfairs.policies.experiments import Mode, parse_experiment
 from exfairs.records import Outcome, Request, Workload
 from exfairs.results import RunResult
-from exfairs.sim.config import EngineConfig
+from exfairs.sim.config import EngineConfig, HookOrder
 from exfairs.sim.plan import StepInfo
 from exfairs.sim.prepare import PreparedRun
 from exfairs.sim.replay import ReplayStepCost
@@ -162,10 +163,12 @@ def replay_live_run(prepared: PreparedRun, live: RunResult, log: StepLog, *,
                     engine: EngineConfig | None = None,
                     policy_params: dict[str, object] | None = None,
                     max_inflight: int | None = None,
-                    submit_latency_s: float | None = None) -> ReplayReport:
+                    submit_latency_s: float | None = None,
+                    hook_order: HookOrder = "stream") -> ReplayReport:
     """Re-simulate the live experiment `live` (whose step log is `log`) of the prepared run with
-    the logged step durations; see the module docstring. ValueError if the run lacks what a
-    replay needs (a step log with steps, ``run_zero_mono``)."""
+    the logged step durations; see the module docstring. `hook_order` is the simulated
+    `EngineConfig.hook_order` (default "stream": the live driver's order, gate mode). ValueError
+    if the run lacks what a replay needs (a step log with steps, ``run_zero_mono``)."""
     knobs = dict(live.info.engine_knobs)
     zero = knobs.get("run_zero_mono")
     if not isinstance(zero, (int, float)):
@@ -182,14 +185,19 @@ def replay_live_run(prepared: PreparedRun, live: RunResult, log: StepLog, *,
     base = engine if engine is not None else prepared.engine
     workload = prepared.workload
     if exp.mode is Mode.GATE:
-        latency = gate_latency_s(live) if submit_latency_s is None else submit_latency_s
+        workload = _seen_by_gate(workload, live)
+        if submit_latency_s is not None:
+            latency = submit_latency_s
+        else:
+            fitted = fitted_gate_latency_s(live, log)
+            latency = gate_latency_s(live) if fitted is None else fitted
     else:
         latency = 0.0
         workload = _arrive_at_engine(workload, added)
     # The live driver credits prompt tokens at the first token (gate and priority modes).
     # vLLM 0.32 reserves the full prompt at admission (scheduler_reserve_full_isl).
     cfg = replace(base, submit_latency_s=latency, prompt_credit="first_token",
-                  reserve_full_prompt=True)
+                  reserve_full_prompt=True, hook_order=hook_order)
     ends = step_ends(steps, zero)
     durations = [b - a for a, b in itertools.pairwise(ends)]
     cost = ReplayStepCost(ends, fallback_ms=1000.0 * statistics.median(durations)
@@ -241,9 +249,72 @@ def gate_latency_s(live: RunResult) -> float:
     return 1e-3
 
 
+#: A live request dispatched within this many seconds of its arrival was released at arrival
+#: (the driver's wake-up lag is ~1 ms, at most ~5 ms measured; a release at a finish comes
+#: with a step end instead).
+_AT_ARRIVAL_S = 0.005
+
+
+def fitted_gate_latency_s(live: RunResult, log: StepLog) -> float | None:
+    """The release-to-engine latency (seconds, from a request's arrival) that best explains the
+    run's own releases at arrival while the engine was busy: a request that arrived `g` seconds
+    before a ``schedule()`` started joined that step live iff `g` > latency (the engine core reads
+    its input between steps). Of the latencies that contradict the fewest requests it returns
+    the one nearest `gate_latency_s` (the client's lag); None with no such release.
+
+    This is the only timing the replay fits to the run besides the step durations: the live
+    latency is the driver's wake-up lag plus the front end → engine-core hop, ~1-3 ms on the
+    2-core box, and which side of a ``schedule()`` start a release lands on decides its step."""
+    zero = dict(live.info.engine_knobs).get("run_zero_mono")
+    if not isinstance(zero, (int, float)):
+        return None
+    starts = [s.start_mono - zero for s in log.steps]
+    ends = [s.end_mono - zero for s in log.steps]
+    added = {r.request_id: r.added_mono - zero for r in log.requests
+             if r.request_id is not None and math.isfinite(r.added_mono)}
+    prior = gate_latency_s(live)
+    samples: list[tuple[float, bool]] = []  # (schedule start − arrival, joined that step)
+    for r in live.records:
+        a = added.get(r.request_id)
+        if r.dispatch_s is None or a is None or r.dispatch_s - r.arrival_s > _AT_ARRIVAL_S:
+            continue
+        j = bisect.bisect_left(starts, r.arrival_s)
+        if j == 0 or j >= len(starts) or ends[j - 1] < r.arrival_s - _AT_ARRIVAL_S:
+            continue  # the engine was idle: it takes the request in whenever it comes
+        j = bisect.bisect_left(starts, r.dispatch_s)
+        if j >= len(starts):
+            continue
+        samples.append((starts[j] - r.dispatch_s, a <= starts[j] + 1e-4))
+    if not samples:
+        return None
+    cuts = sorted({0.0, *(g for g, _ in samples)})
+    best: tuple[int, float, float] | None = None  # (contradicted, distance to prior, latency)
+    for lo, hi in itertools.pairwise([*cuts, cuts[-1] + _AT_ARRIVAL_S]):
+        # Any latency in (lo, hi] classifies alike: the client's lag if it is one, else the middle.
+        lat = prior if lo < prior <= hi else (lo + hi) / 2
+        wrong = sum((g > lat) != joined for g, joined in samples)
+        key = (wrong, abs(lat - prior), lat)
+        if best is None or key < best:
+            best = key
+    assert best is not None
+    return best[2]
+
+
 def _index(ends: list[float], t: float) -> int:
     i = bisect.bisect_left(ends, t)
     return i if i < len(ends) and ends[i] == t else -1
+
+
+def _seen_by_gate(workload: Workload, live: RunResult) -> Workload:
+    """The workload with each request arriving when the live driver saw it: its dispatch time
+    where it was released at arrival, else its arrival plus the median such lag (the driver
+    wakes ~1 ms late; kept in order, as `_arrive_at_engine`)."""
+    seen = {r.request_id: r.dispatch_s for r in live.records
+            if r.dispatch_s is not None and 0 <= r.dispatch_s - r.arrival_s <= _AT_ARRIVAL_S}
+    by_id = {r.request_id: r.arrival_s for r in live.records}
+    lag = statistics.median(seen[i] - by_id[i] for i in seen) if seen else 0.0
+    return _arrive_at_engine(workload, {r.request_id: seen.get(r.request_id, r.arrival_s + lag)
+                                        for r in workload.requests})
 
 
 def _arrive_at_engine(workload: Workload, added: dict[int, float]) -> Workload:

@@ -28,7 +28,9 @@ from exfairs.errors import InputError
 from exfairs.live.backend import Backend
 from exfairs.live.config import DriverConfig, SchedulingPolicy, VllmEngineConfig
 from exfairs.live.driver import LiveDriver, LiveRunOutput, Progress
+from exfairs.live.gate import check_live_admission, predictive_limiter
 from exfairs.policies import Mode, make_policy, parse_experiment
+from exfairs.policies.admission import AdmissionConfig
 from exfairs.policies.experiments import Experiment
 from exfairs.results import RunInfo, RunResult, git_revision, utc_now
 from exfairs.sim.config import EngineConfig
@@ -140,6 +142,7 @@ async def run_live_experiment(
     steplog_dir: str | Path = "steplogs",
     steplog: bool = True,
     policy_modules: tuple[str, ...] = (),
+    admission: AdmissionConfig | None = None,
 ) -> tuple[RunResult, LiveRunOutput]:
     """Run one experiment live and return its result (metrics over the scenario's window) and
     the raw driver output. `on_driver` receives the driver before it starts (e.g. so a SIGINT
@@ -151,7 +154,9 @@ async def run_live_experiment(
     first, for user policies). The result's engine knobs name the step log
     (``steplog_path``); its policy samples are the engine's in engine mode. A run whose policy
     failed in the engine (or an engine-mode run without the plug-in) has
-    ``live_status = "failed: <why>"``; its records are all there."""
+    ``live_status = "failed: <why>"``; its records are all there. `admission` (gate mode only:
+    `exfairs.live.gate`) adds SLO-aware admission, its predictive limit from the prepared
+    profile's cost model; an active one is recorded as the knob ``admission``."""
     from exfairs.live.plugin_client import close_run, new_run_spec, open_run
     from exfairs.metrics import compute_metrics
 
@@ -165,8 +170,13 @@ async def run_live_experiment(
         steplog_dir, policy_params=params,
         clients=tuple((c.name, c.weight) for c in prepared.workload.clients),
         sample_every_s=cfg.sample_every_s, steplog=steplog, policy_modules=policy_modules)
+    adm = admission if admission is not None else AdmissionConfig()
+    check_live_admission(adm, exp.mode)
+    limit = cfg.max_inflight or backend.max_num_seqs or 256  # the driver's own rule
+    limiter = predictive_limiter(adm, prepared.profile, prepared.engine.max_num_batched_tokens,
+                                 limit, kv_tokens=prepared.engine.kv_capacity_tokens)
     driver = LiveDriver(prepared.workload, policy, exp.mode, backend, cfg,
-                        progress=progress, run_tag=spec.run_id)
+                        progress=progress, run_tag=spec.run_id, admission=adm, limiter=limiter)
     if on_driver is not None:
         on_driver(driver)
     await open_run(backend, spec)
@@ -184,6 +194,8 @@ async def run_live_experiment(
     knobs: list[tuple[str, Scalar]] = [("live_status", status),
                                        ("max_inflight", driver.max_inflight),
                                        ("run_zero_mono", driver.start_monotonic)]
+    if adm.active:
+        knobs.append(("admission", adm.label))
     if out.clock_check is not None:
         knobs += [(f"clock_{k}", v) for k, v in asdict(out.clock_check).items()]
     knobs += list(plugin.knobs())

@@ -2,8 +2,9 @@
 (issue 15; docs/policies.md, "Admission").
 
 One mechanism for every policy, configured by `AdmissionConfig` (the ``admission`` argument of
-`exfairs.sim.runner.simulate`; not yet in the sweep or the live gate); the policy still chooses
-*who* is admitted:
+`exfairs.sim.runner.simulate`, `exfairs-sim run/sweep --admission`, a sweep file's
+``[admission]`` table; live: `exfairs.live.gate`, ``exfairs-live --admission``); the policy
+still chooses *who* is admitted:
 
 * ``hopeless`` — ``keep`` (default: today's behaviour), ``demote`` (a queued request that can no
   longer meet its deadline — ``now + unloaded_e2e > deadline``, its latency alone on an idle

@@ -12,8 +12,9 @@ for order:
   `choose_victim` picks whom to preempt.
 
 Clients are registered up front with `add_client` (in the workload's client order, which fixes their
-indices). Scores are numpy vectors indexed by client so that one decision costs about the same for
-10 or 1,000 clients.
+indices). Scores are numpy vectors indexed by client; a decision asks only for the clients it
+compares (`scores_of`), so that with policies that override it its cost does not grow with idle
+registered clients.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from exfairs.errors import ConfigError
 from exfairs.records import Request
 
 FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
 
 
 class Policy(ABC):
@@ -81,6 +83,32 @@ class Policy(ABC):
         self._weights = np.append(self._weights, float(weight))
         self._grow(idx + 1)
         return idx
+
+    def add_clients(self, clients: Sequence[tuple[str, float]]) -> list[int]:
+        """Register ``(name, weight)`` pairs in order, as `add_client` one by one would, and
+        return their indices. Per-client state grows once (`_grow`), so registering n clients
+        costs O(n), not O(n²). A subclass that overrides `add_client` but not this method gets
+        its `add_client` called for each pair."""
+        if (type(self).add_client is not Policy.add_client
+                and type(self).add_clients is Policy.add_clients):
+            return [self.add_client(name, weight) for name, weight in clients]
+        out: list[int] = []
+        new_weights: list[float] = []
+        for name, weight in clients:
+            if not (weight > 0 and math.isfinite(weight)):
+                raise ConfigError("client weight must be a positive finite number",
+                                  field="weight", value=weight)
+            idx = self._index.get(name)
+            if idx is None:
+                idx = len(self._names)
+                self._index[name] = idx
+                self._names.append(name)
+                new_weights.append(float(weight))
+            out.append(idx)
+        if new_weights:
+            self._weights = np.concatenate([self._weights, np.asarray(new_weights)])
+            self._grow(len(self._names))
+        return out
 
     def _grow(self, n_clients: int) -> None:  # noqa: B027 (optional override)
         """Extend per-client state arrays to `n_clients` entries (subclasses override)."""
@@ -170,9 +198,22 @@ class Policy(ABC):
         first, then to the lower request id. Must not change state.
         """
 
+    def scores_of(self, indices: IntArray, now_s: float) -> FloatArray:
+        """``client_scores(now_s)[indices]``, bit for bit (`indices`: distinct client indices,
+        any order; the result is aligned with it). Drivers ask through this for the clients a
+        decision compares (backlogged, running), so a policy that overrides it with an
+        O(len(indices)) computation makes decisions cost nothing per idle registered client.
+        Must not change state (beyond lazy bookkeeping `client_scores` may do too)."""
+        scores = np.asarray(self.client_scores(now_s), dtype=np.float64)
+        if scores.shape != (self.n_clients,):
+            raise ValueError(f"{type(self).__name__}.client_scores returned shape "
+                             f"{scores.shape}, expected ({self.n_clients},)")
+        return scores[indices]
+
     def submission_priority(self, request: Request, now_s: float) -> int:
         """vLLM-style integer priority for priority mode (lower runs first), fixed at submission."""
-        score = float(self.client_scores(now_s)[self.client_index(request.client)])
+        c = self.client_index(request.client)
+        score = float(self.scores_of(np.array([c], dtype=np.int64), now_s)[0])
         return round(score * self.priority_scale)
 
     def choose_victim(self, running: Sequence[Request], now_s: float) -> Request:
@@ -183,10 +224,13 @@ class Policy(ABC):
         """
         if not running:
             raise ValueError("choose_victim needs at least one running request")
-        scores = self.client_scores(now_s)
+        index = self.client_index
+        clients = sorted({index(r.client) for r in running})
+        scores = dict(zip(clients, self.scores_of(np.asarray(clients, dtype=np.int64),
+                                                   now_s).tolist(), strict=True))
         return max(
             running,
-            key=lambda r: (float(scores[self.client_index(r.client)]), r.arrival_s, r.request_id),
+            key=lambda r: (scores[index(r.client)], r.arrival_s, r.request_id),
         )
 
     # -- introspection for plots and logs ---------------------------------------------------------
@@ -194,3 +238,11 @@ class Policy(ABC):
         """Per-client policy state worth plotting over time (e.g. VTC counters, ExFairS scores),
         as name → values by client index. Default: the scores."""
         return {"score": [float(x) for x in self.client_scores(now_s)]}
+
+    def state_snapshot_of(self, indices: Sequence[int], now_s: float) -> dict[str, list[float]]:
+        """`state_snapshot(now_s)` restricted to client `indices` (ascending), each list aligned
+        with `indices` (sparse policy samples). Default: slices the full snapshot; override
+        with an O(len(indices)) computation giving the same values."""
+        if type(self).state_snapshot is Policy.state_snapshot:
+            return {"score": self.scores_of(np.asarray(indices, dtype=np.int64), now_s).tolist()}
+        return {k: [v[c] for c in indices] for k, v in self.state_snapshot(now_s).items()}

@@ -29,10 +29,11 @@ Parameters: ``quantum`` Q > 0 (weighted tokens per visit, default 512), ``w_p`` 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 
 import numpy as np
 
-from exfairs.policies.base import FloatArray, Policy
+from exfairs.policies.base import FloatArray, IntArray, Policy
 from exfairs.policies.params import non_negative, positive
 from exfairs.policies.registry import register_policy
 from exfairs.records import Request
@@ -95,9 +96,20 @@ class DeficitRoundRobin(Policy):
             out[c] = pos
         return out
 
+    def scores_of(self, indices: IntArray, now_s: float) -> FloatArray:
+        # O(rotation + asked): the rotation holds only clients with waiting requests.
+        pos = {c: float(k) for k, c in enumerate(self._rotation)}
+        outside = float(self.n_clients)
+        return np.asarray([pos.get(c, outside) for c in indices.tolist()], dtype=np.float64)
+
     def state_snapshot(self, now_s: float) -> dict[str, list[float]]:
         return {"deficit": [float(x) for x in self._deficit],
                 "position": [float(x) for x in self.client_scores(now_s)]}
+
+    def state_snapshot_of(self, indices: Sequence[int], now_s: float) -> dict[str, list[float]]:
+        idx = np.asarray(indices, dtype=np.int64)
+        return {"deficit": self._deficit[idx].tolist(),
+                "position": self.scores_of(idx, now_s).tolist()}
 
     # -- internals -------------------------------------------------------------------------------
     def _wait(self, request: Request) -> None:
@@ -127,15 +139,22 @@ class DeficitRoundRobin(Policy):
     def _settle(self) -> None:
         """Advance the rotation until its head is waiting and has a positive deficit."""
         rot = self._rotation
+        d = self._deficit
         # Drop clients with nothing waiting (reset: no banked credit).
         if any(self._waiting[c] == 0 for c in rot):
+            head = rot[0]
             for c in [c for c in rot if self._waiting[c] == 0]:
                 rot.remove(c)
                 self._in_rotation.discard(c)
-                self._deficit[c] = 0.0
+                d[c] = 0.0
+            if rot and rot[0] != head:
+                # The head left, so the next client is visited and gets its quantum (as in
+                # Shreedhar and Varghese's DRR). Without it a client in debt that became head this
+                # way was passed over uncredited while leaving-and-rejoining clients were credited
+                # again and again: the engine-mode livelock of conformance case 9 (issue 15).
+                d[rot[0]] += self.quantum
         if not rot:
             return
-        d = self._deficit
         if d[rot[0]] > 0:
             return
         members = np.fromiter(rot, dtype=np.int64, count=len(rot))

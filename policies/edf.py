@@ -26,10 +26,11 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
-from exfairs.policies.base import FloatArray, Policy
+from exfairs.policies.base import FloatArray, IntArray, Policy
 from exfairs.policies.registry import register_policy
 from exfairs.records import Request
 
@@ -92,6 +93,10 @@ class EDF(Policy):
         self._expire(now_s)
         return self._score.copy()
 
+    def scores_of(self, indices: IntArray, now_s: float) -> FloatArray:
+        self._expire(now_s)
+        return self._score[indices]
+
     def submission_priority(self, request: Request, now_s: float) -> int:
         latest = _latest_start_s(request)
         if math.isinf(latest):
@@ -105,6 +110,12 @@ class EDF(Policy):
             "head_latest_start_s": [float(x) for x in self._ready_head],
             "score": [float(x) for x in self._score],
         }
+
+    def state_snapshot_of(self, indices: Sequence[int], now_s: float) -> dict[str, list[float]]:
+        self._expire(now_s)
+        idx = np.asarray(indices, dtype=np.int64)
+        return {"head_latest_start_s": self._ready_head[idx].tolist(),
+                "score": self._score[idx].tolist()}
 
     # -- internals -------------------------------------------------------------------------------
     def _wait(self, request: Request, now_s: float) -> None:

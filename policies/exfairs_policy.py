@@ -80,12 +80,12 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
 from exfairs.errors import ConfigError
-from exfairs.policies.base import FloatArray, Policy
+from exfairs.policies.base import FloatArray, IntArray, Policy
 from exfairs.policies.params import non_negative, positive, unit_interval
 from exfairs.policies.registry import register_policy
 from exfairs.policies.vtc import VTC
@@ -162,6 +162,10 @@ class ExFairS(Policy):
     def add_client(self, name: str, weight: float = 1.0) -> int:
         self._vtc.add_client(name, weight)
         return super().add_client(name, weight)
+
+    def add_clients(self, clients: Sequence[tuple[str, float]]) -> list[int]:
+        self._vtc.add_clients(clients)
+        return super().add_clients(clients)
 
     def _grow(self, n_clients: int) -> None:
         extra = n_clients - self._service.shape[0]
@@ -304,6 +308,43 @@ class ExFairS(Policy):
         return ((1.0 - self.alpha) * self._vtc.counters
                 + self.alpha * self.credit_tokens() * terms)
 
+    def scores_of(self, indices: IntArray, now_s: float) -> FloatArray:
+        """`client_scores(now_s)[indices]` computed for those clients only (same operations
+        element by element, so the same bits)."""
+        if self.order == "score":
+            return -self.fairness_scores(now_s)[indices]
+        if (self.order == "deadline" and indices.shape[0] <= _FEW_CLIENTS
+                and not (self.early_violations and self._pending)):
+            return self._scores_few(now_s, indices.tolist())
+        k = self.horizon_s
+        if self.order == "arrival":
+            oldest = np.asarray([keys[0] if keys else math.inf
+                                 for keys in (self._keys[c] for c in indices.tolist())])
+            urgency = k - np.clip(now_s - oldest, 0.0, k)
+        else:
+            self._advance(now_s, indices)
+            urgency = np.minimum(self._head_key[indices] - now_s, k)
+        terms = urgency / self.horizon_s - self._violation_rates_of(indices, now_s)
+        return ((1.0 - self.alpha) * self._vtc._counter[indices]
+                + self.alpha * self.credit_tokens() * terms)
+
+    def _violation_rates_of(self, indices: IntArray, now_s: float) -> FloatArray:
+        """`violation_rates(now_s)[indices]`, for those clients only."""
+        viol, res = self._violations[indices], self._resolved[indices]
+        if self.early_violations and self._pending:
+            hopeless = np.asarray([bisect.bisect_right(self._late_at[c], now_s)
+                                   for c in indices.tolist()], dtype=np.float64)
+            # `violation_rates` applies the decay when any registered client has a hopeless
+            # request; rescaling both sums by one factor changes the ratio's bits, so do so
+            # exactly when it would (a client outside `indices` with one counts too).
+            if hopeless.any() or any(t <= now_s for _, t in self._pending.values()):
+                decay = math.pow(2.0, -max(0.0, now_s - self._t0) / self.window_s)
+                viol = viol * decay + hopeless
+                res = res * decay + hopeless
+        out = np.zeros_like(viol)
+        np.divide(viol, res, out=out, where=res > 0)
+        return out
+
     def submission_priority(self, request: Request, now_s: float) -> int:
         """Priority mode (lower runs first), fixed at submission: ``order = "score"``:
         ``round(−FR_i · 10^6)``; otherwise the score with the request's own urgency and the
@@ -319,7 +360,7 @@ class ExFairS(Policy):
         else:
             slack = request.deadline_s - request.unloaded_e2e_s - now_s
             u = min(slack, k) if slack >= 0 else k
-        v = float(self.violation_rates(now_s)[c])
+        v = float(self._violation_rates_of(np.array([c], dtype=np.int64), now_s)[0])
         return round((1.0 - self.alpha) * tag + self.alpha * self.credit_tokens() * (u / k - v))
 
     def state_snapshot(self, now_s: float) -> dict[str, list[float]]:
@@ -330,13 +371,23 @@ class ExFairS(Policy):
             "counter": [float(x) for x in self._vtc.counters],
         }
 
+    def state_snapshot_of(self, indices: Sequence[int], now_s: float) -> dict[str, list[float]]:
+        idx = np.asarray(indices, dtype=np.int64)
+        v = self._violation_rates_of(idx, now_s)
+        total = float(self._service.sum())
+        s = self._service[idx] / total if total > 0 else np.zeros(idx.shape[0])
+        return {"violation_rate": v.tolist(), "service_share": s.tolist(),
+                "fr": (self.alpha * v - (1.0 - self.alpha) * s).tolist(),
+                "counter": self._vtc._counter[idx].tolist()}
+
     # -- internals -------------------------------------------------------------------------------
-    def _scores_few(self, now_s: float) -> FloatArray:
-        """`client_scores` for a few clients in Python floats: the same IEEE operations in the
-        same order as the vectorised formula (so the same bits), without a dozen numpy calls on
-        arrays of a few elements per decision."""
+    def _scores_few(self, now_s: float, clients: list[int] | None = None) -> FloatArray:
+        """`client_scores` (of `clients`, default all) for a few clients in Python floats: the
+        same IEEE operations in the same order as the vectorised formula (so the same bits),
+        without a dozen numpy calls on arrays of a few elements per decision."""
         head = self._head_key
-        for c in range(head.shape[0]):
+        which = range(head.shape[0]) if clients is None else clients
+        for c in which:
             if head[c] < now_s:  # `_advance` for this client
                 keys = self._keys[c]
                 i = bisect.bisect_left(keys, now_s)
@@ -345,9 +396,15 @@ class ExFairS(Policy):
         a1 = 1.0 - self.alpha
         ab = self.alpha * self.credit_tokens()
         out = []
-        for hk, cnt, viol, res in zip(head.tolist(), self._vtc._counter.tolist(),
-                                      self._violations.tolist(), self._resolved.tolist(),
-                                      strict=True):
+        counter, violations, resolved = self._vtc._counter, self._violations, self._resolved
+        rows: Iterable[tuple[float, float, float, float]]
+        if clients is None:
+            rows = zip(head.tolist(), counter.tolist(), violations.tolist(), resolved.tolist(),
+                       strict=True)
+        else:
+            rows = ((float(head[c]), float(counter[c]), float(violations[c]),
+                     float(resolved[c])) for c in clients)
+        for hk, cnt, viol, res in rows:
             u = hk - now_s
             if u > k:
                 u = k
@@ -383,9 +440,13 @@ class ExFairS(Policy):
                 i = bisect.bisect_left(keys, key)
                 self._head_key[c] = keys[i] if i < len(keys) else math.inf
 
-    def _advance(self, now_s: float) -> None:
-        """Move each client's head key past the requests that turned hopeless by `now_s`."""
-        stale = np.flatnonzero(self._head_key < now_s)
+    def _advance(self, now_s: float, indices: IntArray | None = None) -> None:
+        """Move each client's (of `indices`, default all) head key past the requests that
+        turned hopeless by `now_s`. Lazy: a client left behind is advanced when next asked."""
+        if indices is None:
+            stale = np.flatnonzero(self._head_key < now_s)
+        else:
+            stale = indices[self._head_key[indices] < now_s]
         for c in stale:
             keys = self._keys[c]
             i = bisect.bisect_left(keys, now_s)

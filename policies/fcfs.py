@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from exfairs.policies.base import FloatArray, Policy
+from exfairs.policies.base import FloatArray, IntArray, Policy
 from exfairs.policies.registry import register_policy
 
 
@@ -15,3 +15,6 @@ class FCFS(Policy):
 
     def client_scores(self, now_s: float) -> FloatArray:
         return np.zeros(self.n_clients)
+
+    def scores_of(self, indices: IntArray, now_s: float) -> FloatArray:
+        return np.zeros(indices.shape[0])

@@ -1,8 +1,9 @@
 """`PolicyQueue`: per-client queues released in the order a policy ranks them.
 
 Used as the client-side gate (gate mode) and as the engine's waiting queue (engine mode). One
-decision is a few vectorised numpy operations over the per-client score vector, so its cost barely
-grows with the number of clients; queue length does not matter (per-client heaps).
+decision asks the policy for the scores of the backlogged clients only (`Policy.scores_of`) and
+compares them (in Python for a few, vectorised otherwise), so its cost grows with backlogged, not
+registered, clients; queue length does not matter (per-client heaps).
 
 Order: the backlogged client with the lowest `Policy.client_scores`; ties → the client whose next
 request arrived first, then the lower request id. Within a client, requests go in arrival order
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections.abc import Iterable
 
 import numpy as np
 import numpy.typing as npt
@@ -28,6 +30,8 @@ from exfairs.records import Request
 _Entry = tuple[float, int, int, Request]
 # Up to this many backlogged clients, `_select` compares them one by one (see `_select_few`).
 _FEW = 8
+# Up to this many registered clients, a decision asks for the dense `client_scores` vector.
+_DENSE = 32
 
 
 class _ClientQueue:
@@ -62,7 +66,8 @@ class PolicyQueue:
             self._deadline_aware = True
         self._ready_count = np.zeros(0, dtype=np.int64)  # live `ready` entries per client
         self._late_ids: set[int] = set()  # queued requests in a `late` heap
-        self._queues: list[_ClientQueue] = []
+        # Client index → its queue, created at the client's first push (not per registered client).
+        self._queues: dict[int, _ClientQueue] = {}
         self._count = np.zeros(0, dtype=np.int64)
         self._head_arrival = np.zeros(0)
         self._head_id = np.zeros(0, dtype=np.int64)
@@ -100,7 +105,9 @@ class PolicyQueue:
             raise ValueError(f"request {request.request_id} is already queued")
         c = self._policy.client_index(request.client)
         self._ensure(self._policy.n_clients)
-        q = self._queues[c]
+        q = self._queues.get(c)
+        if q is None:
+            q = self._queues[c] = _ClientQueue()
         turns_late = self._turns_late_at(request)
         if self._deadline_aware and turns_late <= now_s:
             self._enter(q.late, request)
@@ -139,8 +146,8 @@ class PolicyQueue:
         if not self._late_ids:
             return []
         out: list[Request] = []
-        for q in self._queues:
-            for _, rid, token, request in q.late:
+        for c in self._backlogged:  # a live late entry belongs to a backlogged client
+            for _, rid, token, request in self._queues[c].late:
                 if self._token.get(rid) == token:
                     out.append(request)
         out.sort(key=lambda r: (r.arrival_s, r.request_id))
@@ -209,8 +216,6 @@ class PolicyQueue:
         return token
 
     def _ensure(self, n: int) -> None:
-        while len(self._queues) < n:
-            self._queues.append(_ClientQueue())
         if self._count.shape[0] < n:
             extra = n - self._count.shape[0]
             self._count = np.concatenate([self._count, np.zeros(extra, dtype=np.int64)])
@@ -263,35 +268,56 @@ class PolicyQueue:
     def _select(self, now_s: float) -> int:
         if self._len == 0:
             return -1
-        n = self._policy.n_clients
-        self._ensure(n)
+        self._ensure(self._policy.n_clients)
         if self._expiry and self._expiry[0][0] <= now_s:
             self._expire(now_s)
-        scores = np.asarray(self._policy.client_scores(now_s), dtype=np.float64)
-        if scores.shape != (n,):
-            raise ValueError(
-                f"{type(self._policy).__name__}.client_scores returned shape {scores.shape}, "
-                f"expected ({n},)"
-            )
+        among: Iterable[int] = self._backlogged
         if self._hopeless_last and self._late_ids:
-            savable = self._ready_count[:n] > 0
-            if savable.any():
-                return self._select_among(scores, savable)
-        few = self._backlogged
-        if len(few) <= _FEW:
-            return self._select_few(scores)
-        return self._select_among(scores, self._count[:n] > 0)
+            ready = self._ready_count
+            savable = [c for c in self._backlogged if ready[c] > 0]
+            if savable:
+                among = savable
+        n = self._policy.n_clients
+        if n <= _DENSE:
+            # Few registered clients: one dense vector is cheaper than index arrays.
+            full = np.asarray(self._policy.client_scores(now_s), dtype=np.float64)
+            if full.shape != (n,):
+                raise ValueError(
+                    f"{type(self._policy).__name__}.client_scores returned shape {full.shape}, "
+                    f"expected ({n},)"
+                )
+            if len(self._backlogged) <= _FEW:
+                return self._select_few(list(among), full)
+            idx = np.fromiter(among, dtype=np.int64)
+            return self._select_many(idx, full[idx])
+        # Otherwise only the compared clients' scores are asked for (`Policy.scores_of`), so a
+        # decision costs O(backlogged clients), not O(registered clients).
+        if len(self._backlogged) <= _FEW:
+            few = list(among)
+            return self._select_few(few, self._scores(np.asarray(few, dtype=np.int64), now_s),
+                                    aligned=True)
+        idx = np.fromiter(among, dtype=np.int64)
+        return self._select_many(idx, self._scores(idx, now_s))
 
-    def _select_among(self, scores: npt.NDArray[np.float64],
-                      backlogged: npt.NDArray[np.bool_]) -> int:
-        """The vectorised rule over the clients flagged in `backlogged` (at least one)."""
-        masked = np.where(backlogged, scores, math.inf)
-        if np.isnan(masked).any():
+    def _scores(self, idx: npt.NDArray[np.int64], now_s: float) -> npt.NDArray[np.float64]:
+        scores = np.asarray(self._policy.scores_of(idx, now_s), dtype=np.float64)
+        if scores.shape != idx.shape:
+            raise ValueError(
+                f"{type(self._policy).__name__}.scores_of returned shape {scores.shape}, "
+                f"expected {idx.shape}"
+            )
+        return scores
+
+    def _select_many(self, idx: npt.NDArray[np.int64],
+                     scores: npt.NDArray[np.float64]) -> int:
+        """The vectorised rule over the client indices `idx` (at least one; any order: the
+        least (score, head arrival, head request id) is unique, head ids being distinct) with
+        `scores` aligned with `idx`."""
+        if np.isnan(scores).any():
             raise ValueError(f"{type(self._policy).__name__}.client_scores returned NaN")
-        best = masked.min()
-        # All backlogged scores +inf (or a -inf) still picks among the backlogged clients.
-        tied = np.flatnonzero(backlogged & (masked == best)) if best < math.inf else \
-            np.flatnonzero(backlogged)
+        best = scores.min()
+        # All scores +inf (or a -inf) still picks among these clients by arrival and id.
+        tied = idx[scores == best] if best < math.inf else idx
         if tied.shape[0] == 1:
             return int(tied[0])
         arrivals = self._head_arrival[tied]
@@ -300,19 +326,20 @@ class PolicyQueue:
             return int(tied[0])
         return int(tied[np.argmin(self._head_id[tied])])
 
-    def _select_few(self, scores: npt.NDArray[np.float64]) -> int:
-        """`_select`'s order over the few backlogged clients, in Python: the least (score, head
-        arrival, head request id). Head ids are distinct, so this is the vectorised rule's pick
-        (an all-+inf backlog falls to arrival and id, as there)."""
+    def _select_few(self, among: list[int], scores: npt.NDArray[np.float64],
+                    aligned: bool = False) -> int:
+        """`_select_many`'s pick over a few clients, in Python: the least (score, head arrival,
+        head request id). `scores` is indexed by client, or aligned with `among`."""
+        vals = scores.tolist()
         best = -1
         key: tuple[float, float, int] | None = None
         arrival = self._head_arrival
         head_id = self._head_id
-        for c in self._backlogged:
-            sc = float(scores[c])
+        for k, c in enumerate(among):
+            sc = vals[k] if aligned else vals[c]
             if sc != sc:
                 raise ValueError(f"{type(self._policy).__name__}.client_scores returned NaN")
-            k = (sc, float(arrival[c]), int(head_id[c]))
-            if key is None or k < key:
-                best, key = c, k
+            kk = (sc, float(arrival[c]), int(head_id[c]))
+            if key is None or kk < key:
+                best, key = c, kk
         return best

@@ -12,10 +12,12 @@ waiting queue interleaves clients request by request.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import numpy.typing as npt
 
-from exfairs.policies.base import FloatArray, Policy
+from exfairs.policies.base import FloatArray, IntArray, Policy
 from exfairs.policies.registry import register_policy
 from exfairs.records import Request
 
@@ -69,6 +71,9 @@ class RoundRobin(Policy):
     def client_scores(self, now_s: float) -> FloatArray:
         return self._last_dispatch.copy()
 
+    def scores_of(self, indices: IntArray, now_s: float) -> FloatArray:
+        return self._last_dispatch[indices]
+
     def submission_priority(self, request: Request, now_s: float) -> int:
         """k for the client's k-th arrived request (drivers call this before `on_dispatch`)."""
         rank = self._rank.get(request.request_id)
@@ -82,3 +87,8 @@ class RoundRobin(Policy):
             "last_dispatch_seq": [float(x) for x in self._last_dispatch],
             "submitted": [float(x) for x in submitted],
         }
+
+    def state_snapshot_of(self, indices: Sequence[int], now_s: float) -> dict[str, list[float]]:
+        idx = np.asarray(indices, dtype=np.int64)
+        return {"last_dispatch_seq": self._last_dispatch[idx].tolist(),
+                "submitted": self._submitted[idx].astype(np.float64).tolist()}

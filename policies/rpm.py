@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Sequence
 
 import numpy as np
 
-from exfairs.policies.base import FloatArray, Policy
+from exfairs.policies.base import FloatArray, IntArray, Policy
 from exfairs.policies.params import positive
 from exfairs.policies.registry import register_policy
 from exfairs.records import Request
@@ -40,6 +41,9 @@ class RPMLimiter(Policy):
         self.window_s = positive("window_s", window_s)
         self._starts: list[deque[float]] = []  # per client: dispatch times, oldest first
         self._seen: set[int] = set()  # request ids dispatched once (re-admissions do not count)
+        # Clients whose window may hold a start (the others' deques are empty): `next_wakeup`
+        # looks at these only, not at every registered client.
+        self._active: set[int] = set()
 
     def _grow(self, n_clients: int) -> None:
         while len(self._starts) < n_clients:
@@ -49,7 +53,9 @@ class RPMLimiter(Policy):
         if request.request_id in self._seen:
             return  # re-admission after a preemption: not a new request
         self._seen.add(request.request_id)
-        self._starts[self.client_index(request.client)].append(now_s)
+        c = self.client_index(request.client)
+        self._starts[c].append(now_s)
+        self._active.add(c)
 
     def on_finish(self, request: Request, now_s: float, slo_met: bool) -> None:
         self._seen.discard(request.request_id)
@@ -68,6 +74,10 @@ class RPMLimiter(Policy):
         return np.asarray([1.0 if self._count(c, now_s) >= self.rpm else 0.0
                            for c in range(self.n_clients)])
 
+    def scores_of(self, indices: IntArray, now_s: float) -> FloatArray:
+        return np.asarray([1.0 if self._count(c, now_s) >= self.rpm else 0.0
+                           for c in indices.tolist()], dtype=np.float64)
+
     def submission_priority(self, request: Request, now_s: float) -> int:
         # Drivers call this before on_dispatch: count the request itself.
         c = self.client_index(request.client)
@@ -76,12 +86,18 @@ class RPMLimiter(Policy):
     def next_wakeup(self, now_s: float) -> float:
         """When the oldest start in any window leaves it (a client may return within quota)."""
         best = math.inf
-        for c, q in enumerate(self._starts):
+        for c in list(self._active):
             self._count(c, now_s)
+            q = self._starts[c]
             if q:
                 best = min(best, q[0] + self.window_s)
+            else:
+                self._active.discard(c)
         return best if best > now_s else math.inf
 
     def state_snapshot(self, now_s: float) -> dict[str, list[float]]:
         return {"starts_in_window": [float(self._count(c, now_s))
                                      for c in range(self.n_clients)]}
+
+    def state_snapshot_of(self, indices: Sequence[int], now_s: float) -> dict[str, list[float]]:
+        return {"starts_in_window": [float(self._count(c, now_s)) for c in indices]}

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from exfairs.errors import ConfigError
-from exfairs.policies.base import FloatArray, Policy
+from exfairs.policies.base import FloatArray, IntArray, Policy
 from exfairs.policies.registry import register_policy
 from exfairs.records import Request
 
@@ -69,6 +69,9 @@ class StaticPriority(Policy):
 
     def client_scores(self, now_s: float) -> FloatArray:
         return self._prio.copy()
+
+    def scores_of(self, indices: IntArray, now_s: float) -> FloatArray:
+        return self._prio[indices]
 
     def submission_priority(self, request: Request, now_s: float) -> int:
         return int(self._prio[self.client_index(request.client)])

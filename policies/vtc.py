@@ -60,7 +60,7 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from exfairs.policies.base import FloatArray, Policy
+from exfairs.policies.base import FloatArray, IntArray, Policy
 from exfairs.policies.params import non_negative
 from exfairs.policies.registry import register_policy
 from exfairs.records import Request
@@ -78,6 +78,7 @@ class VTC(Policy):
         self.w_q = non_negative("w_q", w_q)
         self._counter = np.zeros(0)
         self._waiting = np.zeros(0, dtype=np.int64)
+        self._waiting_clients: set[int] = set()  # client indices with `_waiting` > 0
         self._waiting_ids: dict[int, int] = {}  # request id → client index, while waiting
         self._tags: dict[int, float] = {}  # request id → start tag, dispatched and unfinished
         self._tag_heap: list[tuple[float, int]] = []  # (start tag, request id), lazily cleaned
@@ -152,6 +153,9 @@ class VTC(Policy):
     def client_scores(self, now_s: float) -> FloatArray:
         return self._counter.copy()
 
+    def scores_of(self, indices: IntArray, now_s: float) -> FloatArray:
+        return self._counter[indices]
+
     def submission_priority(self, request: Request, now_s: float) -> int:
         """Priority mode: the client's counter (after the lift at arrival), i.e. the request's
         start tag; switches on the charging at submission described in the module docstring."""
@@ -160,6 +164,9 @@ class VTC(Policy):
 
     def state_snapshot(self, now_s: float) -> dict[str, list[float]]:
         return {"counter": [float(x) for x in self._counter]}
+
+    def state_snapshot_of(self, indices: Sequence[int], now_s: float) -> dict[str, list[float]]:
+        return {"counter": self._counter[np.asarray(indices, dtype=np.int64)].tolist()}
 
     @property
     def counters(self) -> FloatArray:
@@ -175,11 +182,14 @@ class VTC(Policy):
         if rid not in self._waiting_ids:
             self._waiting_ids[rid] = c
             self._waiting[c] += 1
+            self._waiting_clients.add(c)
 
     def _unwait(self, rid: int) -> None:
         c = self._waiting_ids.pop(rid, None)
         if c is not None:
             self._waiting[c] -= 1
+            if self._waiting[c] == 0:
+                self._waiting_clients.discard(c)
 
     def _forget(self, rid: int) -> None:
         c = self._waiting_ids.get(rid)
@@ -193,9 +203,14 @@ class VTC(Policy):
             heapq.heapify(self._tag_heap)
 
     def _lift_reference(self) -> float:
-        waiting = self._waiting > 0
-        if not self._precharge and waiting.any():
-            return float(self._counter[waiting].min())
+        waiting = self._waiting_clients
+        if not self._precharge and waiting:
+            # Over the waiting clients only (not a mask over every registered one); the
+            # minimum of the same values, whatever the order.
+            counter = self._counter
+            if len(waiting) <= 8:
+                return float(min(counter[c] for c in waiting))
+            return float(counter[np.fromiter(waiting, dtype=np.int64)].min())
         heap = self._tag_heap
         while heap and self._tags.get(heap[0][1]) != heap[0][0]:
             heapq.heappop(heap)

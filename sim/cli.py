@@ -1,6 +1,7 @@
 """`exfairs-sim`: simulate scenarios under scheduling policies.
 
     exfairs-sim run SCENARIO -e ExFairS -e VTC [--seed 0] [--load 1.0] [--profile ID|FILE]
+                    [--admission hopeless=reject,limit=predictive]   # gate/engine modes only
     exfairs-sim sweep [SWEEP_FILE] [--jobs N] [--out DIR]  # no arguments: the default sweep
     exfairs-sim list                     # scenarios, sweeps, datasets, experiments, profiles
     exfairs-sim compare A B [--json OUT]   # two runs (files or directories), paired differences
@@ -78,6 +79,27 @@ def _policy_params(items: Sequence[str]) -> tuple[tuple[str, tuple[tuple[str, An
                         for k, v in parse_param_args(items).items()))
 
 
+def _add_admission_option(p: argparse.ArgumentParser, default_text: str) -> None:
+    p.add_argument("--admission", default=None, metavar="SPEC",
+                   help="SLO-aware admission for every experiment: comma-separated "
+                        "hopeless=keep|demote|reject, limit=off|predictive, headroom=(0,1] "
+                        "(e.g. hopeless=reject,limit=predictive; 'off' for none). Gate (QUEUE_) "
+                        "experiments take every option, engine (ENGINE_) ones only "
+                        f"hopeless=demote, priority-mode ones none (default: {default_text})")
+
+
+def _admission(spec: str | None) -> Any:
+    """The AdmissionConfig of ``--admission SPEC`` (None: not given); InputError naming it."""
+    from exfairs.policies.admission import AdmissionConfig
+
+    if spec is None:
+        return None
+    try:
+        return AdmissionConfig.parse(spec)
+    except InputError as exc:
+        raise exc.with_source("--admission") from None
+
+
 def _add_horizon_options(p: argparse.ArgumentParser) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--duration", type=float, default=None, metavar="S",
@@ -114,6 +136,7 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--jobs", type=int, default=1, help="parallel processes (default 1)")
     run.add_argument("--policy-param", action="append", default=[], metavar="POLICY.PARAM=VALUE",
                      help="policy parameter, repeatable (e.g. ExFairS.alpha=0.5)")
+    _add_admission_option(run, "off")
     _add_horizon_options(run)
     run.add_argument("--plots", action=argparse.BooleanOptionalAction, default=True,
                      help="write the plots (default: yes)")
@@ -150,6 +173,7 @@ def _build_parser() -> argparse.ArgumentParser:
     add_plot_format_flag(sw)
     sw.add_argument("--policy-param", action="append", default=[], metavar="POLICY.PARAM=VALUE",
                     help="policy parameter, repeatable")
+    _add_admission_option(sw, "the sweep file's [admission] table, else off")
     _add_engine_options(sw)
 
     sub.add_parser("list", help="bundled scenarios, sweeps, datasets, experiment names and "
@@ -226,6 +250,7 @@ def _finish(config: Any, run: Any, out_dir: Path, plots: bool,
 
 
 def _cmd_run(ns: argparse.Namespace) -> int:
+    from exfairs.policies.admission import AdmissionConfig
     from exfairs.sim.sweep import SweepConfig, run_sweep
 
     config = SweepConfig(
@@ -233,7 +258,9 @@ def _cmd_run(ns: argparse.Namespace) -> int:
         experiments=tuple(ns.experiments or ("FCFS", "VTC", "ExFairS")),
         seeds=(ns.seed,), load_factors=(ns.load,), profile=ns.profile,
         engine=_engine_overrides(ns), policy_params=_policy_params(ns.policy_param),
-        duration_s=ns.duration, num_prompts=ns.num_prompts)
+        duration_s=ns.duration, num_prompts=ns.num_prompts,
+        admission=_admission(ns.admission) or AdmissionConfig())
+    config.cells()  # experiment names and their modes against --admission, before any output
     if ns.jobs < 1:
         raise InputError("must be ≥ 1", field="--jobs", value=ns.jobs)
     check_results_dir(ns.out)
@@ -258,6 +285,7 @@ def _cmd_sweep(ns: argparse.Namespace) -> int:
         "profile": ns.profile,
         "duration_s": ns.duration,
         "num_prompts": ns.num_prompts,
+        "admission": _admission(ns.admission),
     }
     knobs = _engine_overrides(ns)
     if knobs:

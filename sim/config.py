@@ -12,7 +12,9 @@ from exfairs.preflight import machine_memory_bytes
 
 SchedulingPolicy = Literal["fcfs", "priority"]
 PromptCredit = Literal["chunk", "first_token"]
+HookOrder = Literal["step", "stream"]
 _CREDITS = ("chunk", "first_token")
+_ORDERS = ("step", "stream")
 _POLICIES = ("fcfs", "priority")
 
 #: Largest token or block count a knob may take: the engines do int64 arithmetic on products of
@@ -61,7 +63,15 @@ class EngineConfig:
       fits in the free KV blocks, though only the scheduled chunk is allocated: vLLM 0.32's
       ``scheduler_reserve_full_isl=True`` (its default; `v1/core/kv_cache_manager.py`
       ``full_sequence_must_fit``). False (default here) = the first chunk must fit, the behaviour
-      before issue 12. vLLM's watermark (default 0) is not modelled.
+      before issue 12. vLLM's watermark (default 0) is not modelled;
+    * `hook_order` — the order of a gate-mode policy's hooks after a step that finishes a
+      request: ``"step"`` (default, the behaviour before issue 12) the whole step's `on_service`
+      (per client), then its first tokens, then its finishes, and the gate releases at the next
+      decision point; ``"stream"`` request by request in the step's output order (vLLM's running
+      list: the order its output handler wakes the streams), each request's tokens, its first
+      token, its finish and — at once — the gate's releases into the slot it freed, as the live
+      driver handles each stream as it ends (requests that arrived during the step are in the
+      gate by then). Priority and engine modes are not affected (no release between finishes).
     """
 
     max_num_seqs: int
@@ -75,6 +85,7 @@ class EngineConfig:
     submit_latency_s: float = 0.0
     prompt_credit: PromptCredit = "chunk"
     reserve_full_prompt: bool = False
+    hook_order: HookOrder = "step"
 
     def __post_init__(self) -> None:
         for name in ("max_num_seqs", "max_num_batched_tokens", "block_size", "num_gpu_blocks",
@@ -107,6 +118,9 @@ class EngineConfig:
         if self.prompt_credit not in _CREDITS:
             raise ConfigError(f"must be one of {', '.join(_CREDITS)}", field="prompt_credit",
                               value=self.prompt_credit)
+        if self.hook_order not in _ORDERS:
+            raise ConfigError(f"must be one of {', '.join(_ORDERS)}", field="hook_order",
+                              value=self.hook_order)
         if not isinstance(self.reserve_full_prompt, bool):
             raise ConfigError("must be true or false", field="reserve_full_prompt",
                               value=self.reserve_full_prompt)

@@ -64,13 +64,17 @@ class StepOutcome:
 
     `ends_s`: the end time of every step. `service`: (client index, prefill tokens, decode
     tokens) per step, by client index (every step of a run serves the same). `first_tokens` and
-    `finished`: in running-list order, at the last step's end.
+    `finished`: in running-list order, at the last step's end. `order` (only when the scheduler
+    records it, `Scheduler.record_order`, and the last step finished a request; else empty): the
+    last step's pieces as (seq, prefill tokens, output tokens) in running-list order — vLLM's
+    output order; a run's earlier steps are in `service` only.
     """
 
     ends_s: tuple[float, ...]
     service: tuple[tuple[int, int, int], ...]
     first_tokens: tuple[Seq, ...]
     finished: tuple[Seq, ...]
+    order: tuple[tuple[Seq, int, int], ...] = ()
 
     @property
     def end_s(self) -> float:

@@ -26,7 +26,8 @@ when the step that makes them is planned (`on_preempt`), and so are admissions o
 preempted requests in priority and gate modes (`on_dispatch` again; engine mode dispatches every
 admission). After a step come the served tokens (`on_service`, once per client, in client
 order), first tokens, and finishes (`on_violation` if late, then `on_finish`).
-`docs/policies.md` lists the order for policy authors.
+`docs/policies.md` lists the order for policy authors. ``EngineConfig.hook_order = "stream"``
+(gate mode) uses the live driver's order instead (`_Run._deliver_streams`).
 
 Hook times are decision times, so they never decrease; an arrival is seen at the first decision
 point at or after it, as vLLM takes in requests between steps. With the fast path (default) a run
@@ -132,6 +133,7 @@ def simulate(
     observer: StepObserver | None = None,
     step_cost: StepCostModel | None = None,
     admission: AdmissionConfig | None = None,
+    sparse_samples: bool = False,
 ) -> SimResult:
     """Simulate `workload` under `experiment` on an engine with `profile`'s step costs.
 
@@ -145,7 +147,10 @@ def simulate(
     (`exfairs.policies.admission.AdmissionConfig`; default: none) adds SLO-aware admission and
     hopeless-request handling: gate mode takes every option, engine mode ``hopeless=demote``,
     priority mode none; a rejected request's record has outcome REJECTED and `finish_s` = the
-    time it was refused.
+    time it was refused. `sparse_samples` (default off: every sample holds every registered
+    client) makes each policy sample hold only the clients the policy had heard from
+    (`on_arrival`) by then (`PolicySample.clients`), so samples cost O(clients seen), not
+    O(registered clients).
 
     Deterministic: the same arguments give identical results. Raises InputError/ConfigError for
     bad arguments or a malformed workload.
@@ -170,7 +175,7 @@ def simulate(
                               "reject at)", field="admission", value=admission.label)
     policy = make_policy(exp.policy, policy_params)
     run = _Run(workload, exp, profile, cfg, policy, max_inflight, float(sample_every_s),
-               step_by_step, observer, step_cost, admission)
+               step_by_step, observer, step_cost, admission, bool(sparse_samples))
     return run.result()
 
 
@@ -182,7 +187,8 @@ class _Run:
                  policy: Policy, max_inflight: int | None, sample_every_s: float,
                  step_by_step: bool, observer: StepObserver | None,
                  step_cost: StepCostModel | None,
-                 admission: AdmissionConfig | None = None) -> None:
+                 admission: AdmissionConfig | None = None,
+                 sparse_samples: bool = False) -> None:
         self.mode = exp.mode
         if self.mode is Mode.GATE and cfg.scheduling_policy != "fcfs":
             cfg = _replace_policy(cfg, "fcfs")
@@ -191,12 +197,16 @@ class _Run:
         self.cfg = cfg
         self.policy = policy
         self.client_names: list[str] = []
-        client_index: dict[str, int] = {}
+        seen: set[str] = set()
         for c in workload.clients:
-            if c.name in client_index:
+            if c.name in seen:
                 raise InputError("duplicate client name", field="workload.clients", value=c.name)
-            client_index[c.name] = policy.add_client(c.name, c.weight)
+            seen.add(c.name)
             self.client_names.append(c.name)
+        # One bulk registration: per-client add_client calls grow every state array once per
+        # client, O(clients²) for thousands of clients.
+        client_index = dict(zip(self.client_names, policy.add_clients(
+            [(c.name, c.weight) for c in workload.clients]), strict=True))
         self.seqs: list[Seq] = []
         self.by_id: dict[int, Seq] = {}
         last_arrival = -math.inf
@@ -253,9 +263,13 @@ class _Run:
         self._credit_first = cfg.prompt_credit == "first_token" and self.mode is not Mode.ENGINE
         self._resume: dict[int, tuple[Seq, int]] = {}
         self._prev_decision_s = 0.0
+        # hook_order "stream" (gate mode): a step that finishes a request is handled request by
+        # request in output order, releasing at each finish (`_deliver_streams`).
+        self._streams = cfg.hook_order == "stream" and self.gate is not None
         cost = step_cost if step_cost is not None else LinearStepCost(
             profile.cost_model(cfg.max_num_batched_tokens))
         self.sched = Scheduler(cfg, waiting, victim, observer)
+        self.sched.record_order = self._streams
         self.limiter: SloAdmission | None = None
         if self.gate is not None and adm.limit == "predictive":
             self.limiter = SloAdmission(
@@ -267,6 +281,10 @@ class _Run:
         self.sample_every_s = sample_every_s
         self.sample_k = 0
         self.samples: list[PolicySample] = []
+        # Sparse samples: client indices heard from (`on_arrival`), and their sorted tuple.
+        self._sparse_samples = sparse_samples
+        self._heard: set[int] = set()
+        self._heard_sorted: tuple[int, ...] = ()
         self._wakes: set[float] = set()
         # Only a policy that overrides next_wakeup can ask for one (saves a call per decision).
         self._asks_wakeups = type(policy).next_wakeup is not Policy.next_wakeup
@@ -355,6 +373,38 @@ class _Run:
 
     # -- Frontend ----------------------------------------------------------------------------------
     def decide(self, now: float) -> None:
+        self._take_in(now)
+        gate = self.gate
+        if gate is not None:
+            self._release(now)
+            if self.latency:
+                self._early_slots = self.max_inflight - self.inflight
+                self._prev_decision_s = now
+        if self._hopeless_wakes and gate is not None:
+            # Demotion and rejection change by time alone: decide again when the next queued
+            # request turns hopeless (the fast path and step by step then see the same times).
+            self._wake_at(gate.next_hopeless_s(), now)
+        policy = self.policy
+        while self._next_sample_s <= now:
+            clients: tuple[int, ...] | None = None
+            if self._sparse_samples:
+                if len(self._heard_sorted) != len(self._heard):
+                    self._heard_sorted = tuple(sorted(self._heard))
+                clients = self._heard_sorted
+                snap = policy.state_snapshot_of(clients, now)
+            else:
+                snap = policy.state_snapshot(now)
+            self.samples.append(PolicySample(
+                time_s=self._next_sample_s,
+                values=tuple((k, tuple(map(float, v))) for k, v in snap.items()),
+                clients=clients))
+            self.sample_k += 1
+            self._next_sample_s = self.sample_k * self.sample_every_s
+        if self._asks_wakeups:
+            self._ask_wakeup(now)
+
+    def _take_in(self, now: float) -> None:
+        """SLO deadlines passed by `now` are resolved, arrivals due by `now` taken in."""
         policy = self.policy
         for res in self.tracker.advance(now):
             policy.on_violation(res.request, now)
@@ -374,63 +424,51 @@ class _Run:
         if i != self.next_arrival or self._dl_armed == math.inf:
             self.next_arrival = i
             self._arm_deadline()
+
+    def _release(self, now: float) -> None:
+        """Gate mode: requests in transit that are visible join the engine; the gate releases
+        its picks while fewer than `max_inflight` requests are in the engine."""
         gate = self.gate
-        if gate is not None:
-            waiting = self.sched.waiting
-            if self._in_transit:
-                self._drain(now)
-            if self._reject:
-                for hopeless in gate.pop_hopeless(now):
-                    self._refuse(hopeless, now)
-            limiter = self.limiter
-            while len(gate) and self.inflight < self.max_inflight:
-                if limiter is None:
-                    r: Request | None = gate.pop(now)
-                else:
-                    c = gate.select(now)
-                    head = gate.head(c)
-                    verdict = limiter.decide(head, now, self.inflight)
-                    if verdict == "wait":
-                        break
-                    if verdict == "late" and self._reject:
-                        gate.remove(head.request_id)
-                        self._refuse(head, now)
-                        continue
-                    r = gate.pop_client(c, now)
-                    limiter.released(r, now, binding=verdict == "admit")
-                assert r is not None
-                s = self.by_id[r.request_id]
-                self.inflight += 1
-                if self.latency:
-                    sent = now
-                    if self._early_slots > 0:
-                        self._early_slots -= 1
-                        sent = max(s.arrival_s, self._prev_decision_s)
-                    s.dispatch_s = sent
-                    self._send(s, sent + self.latency, now)
-                else:
-                    s.dispatch_s = now
-                    waiting.push(s, now)
-            # Visible by now already (sent early in the step, or a latency below the clock's
-            # resolution at `now`): this decision point sees it.
-            if self._in_transit:
-                self._drain(now)
+        assert gate is not None
+        waiting = self.sched.waiting
+        if self._in_transit:
+            self._drain(now)
+        if self._reject:
+            for hopeless in gate.pop_hopeless(now):
+                self._refuse(hopeless, now)
+        limiter = self.limiter
+        while len(gate) and self.inflight < self.max_inflight:
+            if limiter is None:
+                r: Request | None = gate.pop(now)
+            else:
+                c = gate.select(now)
+                head = gate.head(c)
+                verdict = limiter.decide(head, now, self.inflight)
+                if verdict == "wait":
+                    break
+                if verdict == "late" and self._reject:
+                    gate.remove(head.request_id)
+                    self._refuse(head, now)
+                    continue
+                r = gate.pop_client(c, now)
+                limiter.released(r, now, binding=verdict == "admit")
+            assert r is not None
+            s = self.by_id[r.request_id]
+            self.inflight += 1
             if self.latency:
-                self._early_slots = self.max_inflight - self.inflight
-                self._prev_decision_s = now
-        if self._hopeless_wakes and gate is not None:
-            # Demotion and rejection change by time alone: decide again when the next queued
-            # request turns hopeless (the fast path and step by step then see the same times).
-            self._wake_at(gate.next_hopeless_s(), now)
-        while self._next_sample_s <= now:
-            snap = policy.state_snapshot(now)
-            self.samples.append(PolicySample(
-                time_s=self._next_sample_s,
-                values=tuple((k, tuple(map(float, v))) for k, v in snap.items())))
-            self.sample_k += 1
-            self._next_sample_s = self.sample_k * self.sample_every_s
-        if self._asks_wakeups:
-            self._ask_wakeup(now)
+                sent = now
+                if self._early_slots > 0:
+                    self._early_slots -= 1
+                    sent = max(s.arrival_s, self._prev_decision_s)
+                s.dispatch_s = sent
+                self._send(s, sent + self.latency, now)
+            else:
+                s.dispatch_s = now
+                waiting.push(s, now)
+        # Visible by now already (sent early in the step, or a latency below the clock's
+        # resolution at `now`): this decision point sees it.
+        if self._in_transit:
+            self._drain(now)
 
     def _drain(self, now: float) -> None:
         """Requests in transit visible by `now` join the waiting queue, in release order (an
@@ -447,7 +485,9 @@ class _Run:
     def _send(self, s: Seq, visible_s: float, now: float) -> None:
         """A gate release reaches the engine at `visible_s` (wakes it then, if after `now`)."""
         self._in_transit.append((visible_s, s))
-        if visible_s > now:
+        # `now` may be an arrival inside the step being delivered (hook_order "stream"): a
+        # request visible by the step's end is seen at its decision point without an event.
+        if visible_s > now and visible_s > self.env.now:
             self.env.at(visible_s).callbacks.append(self._on_visible)
 
     def _on_visible(self, ev: simpy.Event) -> None:
@@ -491,6 +531,8 @@ class _Run:
         policy = self.policy
         self.tracker.arrive(req)
         policy.on_arrival(req, now)
+        if self._sparse_samples:
+            self._heard.add(s.client)
         if s.error is not None:
             res = self.tracker.fail(s.rid, now)
             if res is not None:
@@ -508,6 +550,9 @@ class _Run:
         self.sched.waiting.push(s, now)
 
     def deliver(self, out: StepOutcome) -> None:
+        if self._streams:
+            self._deliver_streams(out)
+            return
         t = out.end_s
         policy = self.policy
         names = self.client_names
@@ -524,17 +569,90 @@ class _Run:
             if res is not None and not res.met:
                 policy.on_violation(s.req, t)
         for s in out.finished:
-            s.finish_s = t
-            res = tracker.finish(s.rid, t, s.gen)
-            met = res.met if res is not None else False
-            if res is not None and not met:
-                policy.on_violation(s.req, t)
-            policy.on_finish(s.req, t, met)
-            self.inflight -= 1
-            if self.limiter is not None:
-                self.limiter.finished(s.rid)
+            self._finished(s, t)
         if self._asks_wakeups:
             self._ask_wakeup(t)
+
+    def _finished(self, s: Seq, t: float) -> None:
+        s.finish_s = t
+        res = self.tracker.finish(s.rid, t, s.gen)
+        met = res.met if res is not None else False
+        if res is not None and not met:
+            self.policy.on_violation(s.req, t)
+        self.policy.on_finish(s.req, t, met)
+        self.inflight -= 1
+        if self.limiter is not None:
+            self.limiter.finished(s.rid)
+
+    def _deliver_streams(self, out: StepOutcome) -> None:
+        """hook_order "stream" (gate mode): the live driver's order.
+
+        Live, what arrived during a step is heard (`on_arrival` at its arrival time, and
+        released then while a slot is free) before the step's outputs come. The output handler
+        then wakes each request's stream in output order, and each handles its tokens, its
+        first token and its finish, releasing into the freed slot before the next stream runs;
+        in a step that finishes nothing the order cannot matter, so its tokens come per client.
+        A run's earlier steps are delivered as a run (nothing arrived or finished in them)."""
+        t = out.end_s
+        policy = self.policy
+        names = self.client_names
+        if out.n_steps > 1:
+            policy.on_service_run(tuple((names[c], d) for c, _, d in out.service),
+                                  out.ends_s[:-1])
+        # Each arrival of the step at its own time, released at once while a slot is free (in
+        # arrival order, as the driver does; the engine queue then holds them in that order).
+        seqs = self.seqs
+        while self.next_arrival < len(seqs) and seqs[self.next_arrival].arrival_s <= t:
+            a = seqs[self.next_arrival].arrival_s
+            self._take_in(a)
+            self._release(a)
+        self._take_in(t)
+        self._release(t)
+        tracker = self.tracker
+        if not out.order:
+            if out.n_steps == 1:
+                service = self._first_token_credit(out) if self._credit_first else out.service
+            else:
+                service = out.service
+            for c, p, d in service:
+                policy.on_service(names[c], p, d, t)
+            for s in out.first_tokens:
+                s.first_token_s = t
+                res = tracker.first_token(s.rid, t)
+                if res is not None and not res.met:
+                    policy.on_violation(s.req, t)
+            if self._asks_wakeups:
+                self._ask_wakeup(t)
+            return
+        firsts = {s.rid for s in out.first_tokens}
+        done = {s.rid for s in out.finished}
+        for s, p, d in out.order:
+            first = s.rid in firsts
+            if self._credit_first:
+                p = self._stream_credit(s, first)
+            if p or d:
+                policy.on_service(names[s.client], p, d, t)
+            if first:
+                s.first_token_s = t
+                res = tracker.first_token(s.rid, t)
+                if res is not None and not res.met:
+                    policy.on_violation(s.req, t)
+            if s.rid in done:
+                self._finished(s, t)
+                self._release(t)
+        if self._asks_wakeups:
+            self._ask_wakeup(t)
+
+    def _stream_credit(self, s: Seq, first: bool) -> int:
+        """Prompt tokens one stream's output credits under prompt_credit "first_token", as the
+        live driver: the prompt with the first token; after a preemption, prompt + the output
+        so far with the next token (once, not on top of a first token)."""
+        item = self._resume.get(s.rid) if self._resume else None
+        if item is not None and s.gen > item[1]:
+            del self._resume[s.rid]
+            if not first:
+                return s.prompt + item[1]
+        return s.prompt if first else 0
 
     def _first_token_credit(self, out: StepOutcome) -> tuple[tuple[int, int, int], ...]:
         """`out.service` with prefill credits moved to first tokens (prompt_credit)."""

@@ -57,6 +57,9 @@ class Scheduler:
         self.waiting = waiting
         self.victim = victim
         self.observer = observer
+        # Set by the gate-mode runner for EngineConfig.hook_order "stream": steps that finish a
+        # request report their pieces in output order (StepOutcome.order). Off, no cost.
+        self.record_order = False
         self.running: dict[int, Seq] = {}  # request id → seq, in running-list order
         self.free_blocks = config.num_gpu_blocks
         self.step_end_s: list[float] = []  # end time of every step, by step index
@@ -377,7 +380,11 @@ class Scheduler:
                     first.append(s)
                 if s.gen >= s.out:
                     done.append(s)
+        # Before _pop_finished: the lazy decoders it finishes stop being lazy there.
+        order = self._output_order(plan) if self.record_order else ()
         self._pop_finished(k, done)
+        if not done:
+            order = ()
         for ch in plan.chunks:
             s = ch.seq
             if s.gen < s.out and s.gen >= 1 and s.computed == s.prompt + s.gen - 1:
@@ -392,7 +399,7 @@ class Scheduler:
         if len(first) > 1:
             first.sort(key=_pos)
         out = StepOutcome((end_s,), tuple((c, a[0], a[1]) for c, a in sorted(service.items())),
-                          tuple(first), tuple(done))
+                          tuple(first), tuple(done), order)
         if observer is not None:
             observer(StepInfo(self.plan_start_s, end_s, 1, scheduled, num_running, blocks_in_use,
                               tuple(s.rid for s in plan.preempted),
@@ -415,16 +422,37 @@ class Scheduler:
         self.step_end_s.extend(ends_s)
         service = tuple((c, 0, d) for c, d in sorted(self._dec_by_client.items()))
         done: list[Seq] = []
+        # A decode-only run: every running request is a lazy decoder, one token each.
+        order = (tuple((s, 0, 1) for s in self.running.values() if s.dec)
+                 if self.record_order else ())
         self._pop_finished(k + n - 1, done)
+        if not done:
+            order = ()
         if observer is not None:
             blocks_in_use = self.cfg.num_gpu_blocks - self.free_blocks
         if done:
             self._remove(done)
-        out = StepOutcome(tuple(ends_s), service, (), tuple(done))
+        out = StepOutcome(tuple(ends_s), service, (), tuple(done), order)
         if observer is not None:
             observer(StepInfo(self.plan_start_s, ends_s[-1], n, scheduled,
                               num_running, blocks_in_use, (), (), tuple(s.rid for s in done)))
         return out
+
+    def _output_order(self, plan: StepPlan) -> tuple[tuple[Seq, int, int], ...]:
+        """The step's pieces as (seq, prefill tokens, output tokens) in running-list order, the
+        order of vLLM's ``EngineCoreOutputs`` (running requests, then the newly admitted, which
+        are appended to the running list); call after the chunks were applied. A lazy decoder
+        is one decode token; a prefill chunk that did not catch up has no output."""
+        pieces = {ch.seq.rid: ch for ch in plan.chunks}
+        out: list[tuple[Seq, int, int]] = []
+        for s in self.running.values():
+            ch = pieces.get(s.rid)
+            if ch is not None:
+                out.append((s, 0 if ch.decode else ch.tokens,
+                            1 if s.last_emit == plan.step else 0))
+            elif s.dec:
+                out.append((s, 0, 1))
+        return tuple(out)
 
     def _pop_finished(self, k: int, done: list[Seq]) -> None:
         """Move the decoders that emit their last token at step `k` (or before) to `done`."""

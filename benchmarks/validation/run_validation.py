@@ -80,6 +80,9 @@ def _args() -> argparse.Namespace:
     p.add_argument("--prompt-credit", choices=("chunk", "first_token"), default="first_token",
                    help="simulated EngineConfig.prompt_credit (default first_token, as the "
                         "live driver credits)")
+    p.add_argument("--hook-order", choices=("step", "stream"), default="stream",
+                   help="simulated EngineConfig.hook_order (default stream, the live driver's "
+                        "order: each finished stream releases before the next is handled)")
     ns = p.parse_args()
     if (ns.model is None) == (ns.live_from is None):
         p.error("give exactly one of --model DIR (run live) and --live-from DIR (recorded runs)")
@@ -104,7 +107,8 @@ def _simulate(prepared: Any, exp: Any, ns: argparse.Namespace) -> Any:
     from exfairs.sim.runner import simulate
 
     eng = replace(prepared.engine, submit_latency_s=ns.submit_latency,
-                  prompt_credit=ns.prompt_credit, reserve_full_prompt=True)
+                  prompt_credit=ns.prompt_credit, reserve_full_prompt=True,
+                  hook_order=ns.hook_order)
     # The live runs sample with the live default (temperature 0.7, top-p 0.9).
     profile = prepared.profile if ns.sim_profile is None else load_profile(ns.sim_profile)
     cost = step_cost_for(profile, eng.max_num_batched_tokens,
@@ -235,7 +239,8 @@ def main() -> int:
         path = Path(str(dict(live.info.engine_knobs)["steplog_path"]))
         if not path.exists():  # recorded on another checkout: the log sits beside the results
             path = (ns.live_from or out) / "live" / "steplogs" / path.name
-        replays[(n, t, e)] = replay_live_run(prepared[(n, t)], live, read_steplog(path))
+        replays[(n, t, e)] = replay_live_run(prepared[(n, t)], live, read_steplog(path),
+                                             hook_order=ns.hook_order)
     doc: dict[str, Any] = {"started": started, "notes": notes, "live_wall_s": wall,
                            "load_after": load_after, "duration_s": ns.duration,
                            "edge_s": ns.edge, "seeds": seeds, "scenarios": []}
@@ -249,7 +254,8 @@ def main() -> int:
              f"{ns.edge:g}–{ns.duration - ns.edge:g} s), seeds {seeds}, profile {ns.profile}"
              f"{f' (simulator cost model: {ns.sim_profile})' if ns.sim_profile else ''}; "
              f"simulator with submit_latency_s {ns.submit_latency:g}, prompt_credit "
-             f"{ns.prompt_credit}, reserve_full_prompt true, sampling cost of top-p. "
+             f"{ns.prompt_credit}, reserve_full_prompt true, hook_order {ns.hook_order}, "
+             "sampling cost of top-p. "
              "Errors are (sim − live) / live on means over seeds (violation rate, Jain: "
              "sim − live; per client: over the seeds where the client has a request in the "
              "window). `floor` = live seed 0 run twice (the same errors between two live "

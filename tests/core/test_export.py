@@ -31,13 +31,21 @@ _PANDAS = r"""
 import json, sys
 import pandas as pd
 df = pd.read_parquet(sys.argv[1])
+# The derived latencies, one line each as the README gives them.
+done_mask = df["outcome"].isin(["finished", "violated"])
+df["ttft_ms"] = (df["first_token_s"] - df["arrival_s"]) * 1e3
+df["e2el_ms"] = ((df["finish_s"] - df["arrival_s"]) * 1e3).where(done_mask)
+df["tpot_ms"] = ((df["e2el_ms"] - df["ttft_ms"]) / (df["generated_tokens"] - 1)).where(
+    df["generated_tokens"] >= 2)
+df["queue_ms"] = (df["dispatch_s"] - df["arrival_s"]) * 1e3
 counted = df[df["counted"]]
 out = {}
 def done(g):
     return g[g["outcome"].isin(["finished", "violated"])]
 for client, g in counted.groupby("client", observed=True):
     out[client] = {"mean_ttft_ms": g["ttft_ms"].mean(), "mean_e2el_ms": g["e2el_ms"].mean(),
-                   "mean_tpot_ms": g["tpot_ms"].mean(), "num_prompts": int(len(g)),
+                   "mean_tpot_ms": g["tpot_ms"].mean(), "mean_queue_ms": g["queue_ms"].mean(),
+                   "num_prompts": int(len(g)),
                    "completed": int(g["outcome"].isin(["finished", "violated"]).sum()),
                    # The summary's ITLs are over completed requests.
                    "itl_count": int(sum(len(t) for t in done(g)["itl_us"])),
@@ -70,7 +78,7 @@ def test_pandas_reads_records_without_exfairs_and_agrees_with_the_summary(tmp_pa
     assert set(got) == {"a", "b"}  # the idle client has no rows
     for client, mine in got.items():
         theirs = summary["per_client"][client]
-        for key in ("mean_ttft_ms", "mean_e2el_ms", "mean_tpot_ms"):
+        for key in ("mean_ttft_ms", "mean_e2el_ms", "mean_tpot_ms", "mean_queue_ms"):
             assert mine[key] == pytest.approx(theirs[key], rel=1e-12), (client, key)
         assert mine["num_prompts"] == theirs["num_prompts"]
         assert mine["completed"] == theirs["completed"]

@@ -99,11 +99,12 @@ def test_malformed_files_name_file_and_field(tmp_path: Path) -> None:
         p.write_text(json.dumps(doc))
         return p
 
+    # The metrics are read from the flat summary: errors name its keys.
     bad_knob = json.loads(json.dumps(good))
-    bad_knob["run"]["metrics"]["overall"]["requests"] = "soon"
+    bad_knob["num_prompts"] = "soon"
     with pytest.raises(InputError) as e:
         read_result(write(bad_knob, "knob.json"))
-    assert e.value.field == "run.metrics.overall.requests"
+    assert e.value.field == "num_prompts"
     assert "knob.json" in str(e.value) and "soon" in str(e.value)
 
     missing = json.loads(json.dumps(good))

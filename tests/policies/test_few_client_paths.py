@@ -1,8 +1,9 @@
 """The few-client fast paths give the vectorised results bit for bit (issue 13, speed).
 
 `ExFairS._scores_few` must equal the numpy formula of `ExFairS.client_scores`, and
-`PolicyQueue._select_few` must pick what the vectorised `_select_among` picks, on random hook
-sequences (scores with ties, infinities and lifts included).
+`PolicyQueue._select_few` and the vectorised `_select_many` must pick what the rule over every
+registered client's score picks, on random hook sequences (scores with ties, infinities and lifts
+included).
 """
 
 from __future__ import annotations
@@ -75,7 +76,8 @@ class _Scored(Policy):
 def test_queue_few_client_selection_equals_vectorised(seed: int) -> None:
     rng = np.random.default_rng(seed)
     pol = _Scored()
-    n = int(rng.integers(1, 12))
+    # Up to 40 clients: both the dense (≤ 32 registered) and the `scores_of` paths of `select`.
+    n = int(rng.integers(1, 41))
     for c in range(n):
         pol.add_client(f"c{c}")
     q = PolicyQueue(pol)
@@ -85,8 +87,16 @@ def test_queue_few_client_selection_equals_vectorised(seed: int) -> None:
             q.push(Request(request_id=rid, client=f"c{int(rng.integers(0, n))}",
                            arrival_s=float(rng.choice([0.0, 1.0, float(rid)])),
                            prompt_tokens=1, output_tokens=1), float(rid))
-        scores = np.asarray(pol.client_scores(0.0))
-        expected = q._select_among(scores, q.backlog() > 0)
-        assert q._select_few(scores) == expected
+        scores = pol.client_scores(0.0)
+        backlogged = [int(c) for c in np.flatnonzero(q.backlog() > 0)]
+        # The rule over every registered client's score, written out independently.
+        expected = min(backlogged, key=lambda c: (float(scores[c]), q.head(c).arrival_s,
+                                                  q.head(c).request_id))
+        rev = backlogged[::-1]
+        assert q._select_few(rev, scores) == expected
+        assert q._select_few(rev, scores[rev], aligned=True) == expected
+        idx = np.asarray(backlogged, dtype=np.int64)
+        assert q._select_many(idx, scores[idx]) == expected
+        assert q.select(0.0) == expected
         if rng.random() < 0.4:
             assert q.pop(float(rid)) is not None

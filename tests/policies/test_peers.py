@@ -71,6 +71,17 @@ def test_drr_skips_whole_rounds_of_debt_at_once() -> None:
     assert pop_clients(q, 0.0) == ["a", "b", "b", "b", "a"]
 
 
+def test_drr_credits_the_next_client_when_the_head_leaves() -> None:
+    # a goes into debt and to the back ([b, c, a]); when b's last request leaves, c is visited
+    # next and credited, then a. Passing the new head over uncredited (the bug behind the
+    # engine-mode livelock of conformance case 9) served a before c.
+    p = policy("DRR", ("a", "b", "c"), quantum=100.0, w_p=1.0, w_q=0.0)
+    q = PolicyQueue(p)
+    for rid, c, n in [(0, "a", 150), (1, "a", 10), (2, "b", 10), (3, "c", 10), (4, "c", 10)]:
+        arrive(q, req(rid, c, 0.0, prompt=n))
+    assert pop_clients(q, 0.0) == ["a", "b", "c", "c", "a"]
+
+
 @settings(max_examples=50, deadline=None)
 @given(st.lists(st.tuples(st.sampled_from("ab"), st.integers(1, 500)), min_size=2, max_size=40),
        st.floats(10.0, 1000.0))

@@ -67,11 +67,11 @@ class Recorder(FCFS):
                        st.integers(1, 70), st.integers(1, 30)), min_size=1, max_size=20),
     st.integers(1, 4), st.integers(3, 40), st.sampled_from([1, 4, 16]),
     st.sampled_from(["SIMTEST_RECORDER", "QUEUE_SIMTEST_RECORDER", "ENGINE_SIMTEST_RECORDER"]),
-    st.booleans(),
+    st.booleans(), st.sampled_from(["step", "stream"]),
 )
 def test_hooks_complete_ordered_and_consistent(
     gaps: list[tuple[str, float, int, int]], seqs: int, blocks: int, block_size: int, exp: str,
-    step_by_step: bool,
+    step_by_step: bool, hook_order: str,
 ) -> None:
     t = 0.0
     specs = []
@@ -80,7 +80,7 @@ def test_hooks_complete_ordered_and_consistent(
         specs.append((c, t, p, o))
     wl = workload(specs, clients=["a", "b"], slo=SLO(e2e_s=0.3, ttft_s=0.1))
     eng = engine(max_num_seqs=seqs, max_num_batched_tokens=64, block_size=block_size,
-                 num_gpu_blocks=blocks, max_model_len=128)
+                 num_gpu_blocks=blocks, max_model_len=128, hook_order=hook_order)
     steps: list[StepInfo] = []
     res = simulate(wl, exp, profile(fixed_ms=10.0, decode_seq_ms=1.0), engine=eng,
                    step_by_step=step_by_step, observer=steps.append)

@@ -1,23 +1,22 @@
-"""The study generator (studies/run_study.py) on a tiny sweep: it runs, its document's numbers
-are the summary's, the target table follows from them, and the same seeds give the same
-document."""
+"""The study generator (`exfairs.sim.study`, run by studies/run_study.py) on a tiny sweep: it
+runs, its document's numbers are the summary's, the target table follows from them, and the same
+seeds give the same document."""
 
 from __future__ import annotations
 
 import math
 import re
-import sys
 from pathlib import Path
 
 import pytest
 
 from exfairs.results import read_result
+from exfairs.sim.study import cli
+from exfairs.sim.study.document import Prose
+from exfairs.sim.study.stats import COLUMNS
 from exfairs.summary import summarize
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "studies"))
-
-import run_study  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -61,8 +60,8 @@ order = "score"
     return study, before
 
 
-def _prose() -> run_study.Prose:
-    return run_study.Prose(setup="setup words", explanation="why words", changes="change words",
+def _prose() -> Prose:
+    return Prose(setup="setup words", explanation="why words", changes="change words",
                            target="target words")
 
 
@@ -70,10 +69,10 @@ def _run(tmp: Path, out: str, doc: str, *extra: str) -> str:
     study, before = _sweeps(tmp)
     live = tmp / "live"
     live.mkdir(exist_ok=True)
-    rc = run_study.main(["--sweep", str(study), "--before", str(before), "--out", str(tmp / out),
-                         "--doc", str(tmp / doc), "--figures", str(tmp / "figs"),
-                         "--live-dir", str(live), "--ablation", "none", "--jobs", "1", *extra],
-                        prose_loader=_prose)
+    rc = cli.main(["--sweep", str(study), "--before", str(before), "--out", str(tmp / out),
+                   "--doc", str(tmp / doc), "--figures", str(tmp / "figs"),
+                   "--live-dir", str(live), "--ablation", "none", "--jobs", "1", *extra],
+                  root=tmp, prose_loader=_prose)
     assert rc == 0
     return (tmp / doc).read_text()
 
@@ -99,7 +98,7 @@ def test_document_numbers_equal_the_summary(tmp_path: Path) -> None:
             continue
         exp = cells[0].strip("`")
         seen.add(exp)
-        for (key, _, digits, scale), cell in zip(run_study.COLUMNS, cells[1:], strict=True):
+        for (key, _, digits, scale), cell in zip(COLUMNS, cells[1:], strict=True):
             expected = rows[exp].stat(key)
             got = _mean(cell)
             if math.isnan(expected.mean):
