@@ -261,11 +261,20 @@ class ExFairS(Policy):
             hopeless = np.asarray([bisect.bisect_right(times, now_s) for times in self._late_at],
                                   dtype=np.float64)
             if hopeless.any():
-                # In stored units an event at `now_s` weighs 2^((now_s − t0)/window_s); dividing
-                # the stored sums by that weight instead keeps every term finite.
-                decay = math.pow(2.0, -max(0.0, now_s - self._t0) / self.window_s)
-                viol = viol * decay + hopeless
-                res = res * decay + hopeless
+                return self._rates_with(viol, res, hopeless, now_s)
+        return self._rates(viol, res)
+
+    def _rates_with(self, viol: FloatArray, res: FloatArray, hopeless: FloatArray,
+                    now_s: float) -> FloatArray:
+        """Rates with the `hopeless` counts resolved at `now_s` as violations."""
+        # In stored units an event at `now_s` weighs 2^((now_s − t0)/window_s); dividing the
+        # stored sums by that weight instead keeps every term finite.
+        decay = math.pow(2.0, -max(0.0, now_s - self._t0) / self.window_s)
+        return self._rates(viol * decay + hopeless, res * decay + hopeless)
+
+    @staticmethod
+    def _rates(viol: FloatArray, res: FloatArray) -> FloatArray:
+        """viol / res elementwise, 0 where nothing resolved."""
         out = np.zeros_like(viol)
         np.divide(viol, res, out=out, where=res > 0)
         return out
@@ -338,12 +347,8 @@ class ExFairS(Policy):
             # request; rescaling both sums by one factor changes the ratio's bits, so do so
             # exactly when it would (a client outside `indices` with one counts too).
             if hopeless.any() or any(t <= now_s for _, t in self._pending.values()):
-                decay = math.pow(2.0, -max(0.0, now_s - self._t0) / self.window_s)
-                viol = viol * decay + hopeless
-                res = res * decay + hopeless
-        out = np.zeros_like(viol)
-        np.divide(viol, res, out=out, where=res > 0)
-        return out
+                return self._rates_with(viol, res, hopeless, now_s)
+        return self._rates(viol, res)
 
     def submission_priority(self, request: Request, now_s: float) -> int:
         """Priority mode (lower runs first), fixed at submission: ``order = "score"``:
