@@ -80,7 +80,7 @@ class MeasurementSet:
             "schema": SCHEMA,
             "schema_version": SCHEMA_VERSION,
             "metadata": asdict(self.metadata),
-            "engine": asdict(self.engine),
+            "engine": self.engine.to_json(),
             "wall_time_s": self.wall_time_s,
             "steps": [asdict(s) for s in self.steps],
         }

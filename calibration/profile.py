@@ -7,7 +7,7 @@ Schema (version 2; version 1 files still load: they lack the keys marked *v2*)::
       "metadata": {"id", "hardware", "model", "engine", "engine_version", "dtype",
                    "tensor_parallel_size", "date", "source", "notes"},
       "engine": {"num_gpu_blocks", "block_size", "max_num_seqs", "max_num_batched_tokens",
-                 "max_model_len"},
+                 "max_model_len", optional: "submit_latency_s" (seconds, measured live)},
       "coefficients": {"fixed_ms", "decode_fixed_ms", "prefill_token_ms", "prefill_attn_ms",
                        "decode_seq_ms", "decode_ctx_ms", "floor_ms",
                        v2: "decode_knots": [int], "decode_knot_ms": [float],
@@ -76,21 +76,49 @@ class ProfileMetadata:
     notes: str = ""
 
 
+#: The integer knobs of `EngineDefaults` (each ≥ 1).
+_ENGINE_COUNTS = ("num_gpu_blocks", "block_size", "max_num_seqs", "max_num_batched_tokens",
+                  "max_model_len")
+
+
 @dataclass(frozen=True, slots=True)
 class EngineDefaults:
-    """Engine knobs the profile was measured with (vLLM's names); the simulator's defaults."""
+    """Engine knobs the profile was measured with (vLLM's names); the simulator's defaults.
+
+    `submit_latency_s` (optional, seconds; None = not measured) is not a vLLM knob but a
+    property of the machine's front end → engine-core path: how long after a request is sent
+    the engine core can schedule it (`exfairs.sim.config.EngineConfig.submit_latency_s`).
+    Profiles fitted from live runs on this machine record it as measured there; the simulator
+    uses 0 for a profile without it.
+    """
 
     num_gpu_blocks: int
     block_size: int = 16
     max_num_seqs: int = 256
     max_num_batched_tokens: int = 8192
     max_model_len: int = 4096
+    submit_latency_s: float | None = None
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            v = getattr(self, f.name)
+        for name in _ENGINE_COUNTS:
+            v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ConfigError("must be an integer ≥ 1", field=f"engine.{f.name}", value=v)
+                raise ConfigError("must be an integer ≥ 1", field=f"engine.{name}", value=v)
+        lat = self.submit_latency_s
+        # The same range as EngineConfig.submit_latency_s, which it becomes (the comparison
+        # also refuses NaN and ±inf, without math.isfinite's OverflowError on a huge int).
+        if lat is not None and (isinstance(lat, bool) or not isinstance(lat, (int, float))
+                                or not 0.0 <= lat <= 60.0):
+            raise ConfigError("must be a number of seconds in [0, 60] (or absent)",
+                              field="engine.submit_latency_s", value=lat)
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``engine`` object; `submit_latency_s` only where measured, so profiles without
+        it keep their bytes (and cache keys)."""
+        out = asdict(self)
+        if self.submit_latency_s is None:
+            del out["submit_latency_s"]
+        return out
 
     @property
     def kv_capacity_tokens(self) -> int:
@@ -191,7 +219,7 @@ class Profile:
             "schema": SCHEMA,
             "schema_version": SCHEMA_VERSION,
             "metadata": asdict(self.metadata),
-            "engine": asdict(self.engine),
+            "engine": self.engine.to_json(),
             "coefficients": self.coefficients.to_json(),
             "fit": None if self.fit is None else asdict(self.fit),
             "residuals": None if self.residuals is None else self.residuals.to_json(),

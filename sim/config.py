@@ -51,27 +51,38 @@ class EngineConfig:
       vLLM's engine core reads its input only between steps (docs/design.md §11), so a request
       sent during a step joins at the following ``schedule()``; with a latency > 0 a gate
       release made at a step end misses the step that starts then and joins one step later, as
-      measured live. 0 (default) = seen at the very next decision point (the behaviour before
-      issue 12). Not a vLLM knob: a property of the front end → engine-core path;
+      measured live. Not a vLLM knob but a property of the machine's front end → engine-core
+      path, so `from_profile` takes it from the profile where the profile records it
+      (`EngineDefaults.submit_latency_s`: the CPU profiles fitted from live runs here) and uses 0
+      (seen at the very next decision point, the behaviour before issue 12) where it does not —
+      the GPU profiles, whose source data has no front end;
     * `prompt_credit` — when a gate or priority-mode policy (which lives in front of the engine)
-      hears a request's prompt tokens in `on_service`: ``"chunk"`` (default, the behaviour before
-      issue 12) as each prefill chunk is computed; ``"first_token"`` all at once with the first
-      output token — and a preempted request's recomputed prompt + output with its next token —
-      which is all a client of a real server can see and what the live driver does. Engine mode
-      always credits per chunk (the policy runs inside the engine, live too);
+      hears a request's prompt tokens in `on_service`: ``"first_token"`` (default) all at once
+      with the first output token — and a preempted request's recomputed prompt + output with
+      its next token — which is all a client of a real server can see and what the live driver
+      does; ``"chunk"`` (the behaviour before issue 12) as each prefill chunk is computed, which
+      only an in-engine policy could know. Engine mode always credits per chunk (the policy runs
+      inside the engine, live too);
     * `reserve_full_prompt` — admit a waiting request only if its whole prompt (+ output so far)
-      fits in the free KV blocks, though only the scheduled chunk is allocated: vLLM 0.32's
-      ``scheduler_reserve_full_isl=True`` (its default; `v1/core/kv_cache_manager.py`
-      ``full_sequence_must_fit``). False (default here) = the first chunk must fit, the behaviour
-      before issue 12. vLLM's watermark (default 0) is not modelled;
+      fits in the free KV blocks, though only the scheduled chunk is allocated: True (default) is
+      vLLM 0.32's ``scheduler_reserve_full_isl=True`` (its default; `v1/core/kv_cache_manager.py`
+      ``full_sequence_must_fit``). False = the first chunk must fit, the behaviour before
+      issue 12 (and of vLLM versions without the rule). vLLM's watermark (default 0) is not
+      modelled;
     * `hook_order` — the order of a gate-mode policy's hooks after a step that finishes a
-      request: ``"step"`` (default, the behaviour before issue 12) the whole step's `on_service`
-      (per client), then its first tokens, then its finishes, and the gate releases at the next
-      decision point; ``"stream"`` request by request in the step's output order (vLLM's running
-      list: the order its output handler wakes the streams), each request's tokens, its first
-      token, its finish and — at once — the gate's releases into the slot it freed, as the live
-      driver handles each stream as it ends (requests that arrived during the step are in the
-      gate by then). Priority and engine modes are not affected (no release between finishes).
+      request: ``"stream"`` (default) request by request in the step's output order (vLLM's
+      running list: the order its output handler wakes the streams), each request's tokens, its
+      first token, its finish and — at once — the gate's releases into the slot it freed, as the
+      live driver handles each stream as it ends (requests that arrived during the step are in
+      the gate by then); ``"step"`` (the behaviour before issue 12) the whole step's
+      `on_service` (per client), then its first tokens, then its finishes, and the gate releases
+      at the next decision point. Priority and engine modes are not affected (no release between
+      finishes).
+
+    The last three defaults are what vLLM 0.32 and the live driver do (validated against 120 live
+    runs: `benchmarks/results/validation/SUMMARY.md`, replay 115/120 runs at the issue-12
+    target with them); pass the old values (TOML ``[engine]`` keys, ``exfairs-sim --prompt-credit
+    chunk --no-reserve-full-prompt --hook-order step``) to reproduce results made before.
     """
 
     max_num_seqs: int
@@ -83,9 +94,9 @@ class EngineConfig:
     long_prefill_token_threshold: int = 0
     scheduling_policy: SchedulingPolicy = "fcfs"
     submit_latency_s: float = 0.0
-    prompt_credit: PromptCredit = "chunk"
-    reserve_full_prompt: bool = False
-    hook_order: HookOrder = "step"
+    prompt_credit: PromptCredit = "first_token"
+    reserve_full_prompt: bool = True
+    hook_order: HookOrder = "stream"
 
     def __post_init__(self) -> None:
         for name in ("max_num_seqs", "max_num_batched_tokens", "block_size", "num_gpu_blocks",
@@ -149,7 +160,8 @@ class EngineConfig:
 
     @classmethod
     def from_profile(cls, profile: Profile, **overrides: Any) -> EngineConfig:
-        """The profile's engine knobs (`Profile.engine`), with `overrides` by knob name.
+        """The profile's engine knobs (`Profile.engine`, including its measured
+        `submit_latency_s`, else 0), with `overrides` by knob name.
 
         An unknown knob name raises ConfigError naming it.
         """
@@ -161,5 +173,6 @@ class EngineConfig:
         e = profile.engine
         base = cls(max_num_seqs=e.max_num_seqs, max_num_batched_tokens=e.max_num_batched_tokens,
                    block_size=e.block_size, num_gpu_blocks=e.num_gpu_blocks,
-                   max_model_len=e.max_model_len)
+                   max_model_len=e.max_model_len,
+                   submit_latency_s=0.0 if e.submit_latency_s is None else e.submit_latency_s)
         return replace(base, **overrides) if overrides else base
