@@ -325,10 +325,13 @@ def _validate_planned(ns: argparse.Namespace, plan: _Plan, notes: Sequence[str] 
 
     sys.stderr.write(_describe(plan))
     sys.stderr.write("exfairs-live: simulating...\n")
-    sims = _sim_results(plan, {"submit_latency_s": ns.submit_latency,
-                               "prompt_credit": ns.prompt_credit,
-                               "reserve_full_prompt": ns.reserve_full_prompt,
-                               "hook_order": ns.hook_order or "step"})
+    # Unset options keep the simulator's defaults (the profile's submit latency, vLLM 0.32's
+    # admission and the live driver's crediting and hook order: sim/config.py).
+    loop = {k: v for k, v in (("submit_latency_s", ns.submit_latency),
+                              ("prompt_credit", ns.prompt_credit),
+                              ("reserve_full_prompt", ns.reserve_full_prompt),
+                              ("hook_order", ns.hook_order)) if v is not None}
+    sims = _sim_results(plan, loop)
     for r in sims:
         write_result(r, plan.out_dir / f"{r.info.scenario}__{r.info.experiment}__load"
                                        f"{r.info.load_factor:g}__seed{r.info.seed}__sim.json")

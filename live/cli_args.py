@@ -149,19 +149,22 @@ def _build_parser() -> argparse.ArgumentParser:
     val.add_argument("--max-load", type=float, default=0.5, metavar="L",
                      help="refuse to start when the 1-minute load average exceeds L "
                           "(default 0.5): a live run on a busy machine is no reference")
-    val.add_argument("--submit-latency", type=float, default=0.0, metavar="S",
+    val.add_argument("--submit-latency", type=float, default=None, metavar="S",
                      help="simulated front end → engine-core latency (EngineConfig."
-                          "submit_latency_s; ~0.002 matches vLLM's engine core; default 0)")
-    val.add_argument("--prompt-credit", choices=("chunk", "first_token"), default="chunk",
+                          "submit_latency_s; default: the profile's engine.submit_latency_s, "
+                          "0 where it has none)")
+    val.add_argument("--prompt-credit", choices=("chunk", "first_token"), default=None,
                      help="when the simulated gate/priority policy hears prompt tokens "
-                          "(EngineConfig.prompt_credit; the live driver: first_token)")
-    val.add_argument("--reserve-full-prompt", action="store_true",
+                          "(EngineConfig.prompt_credit; default first_token, as the live "
+                          "driver)")
+    val.add_argument("--reserve-full-prompt", action=argparse.BooleanOptionalAction,
+                     default=None,
                      help="simulate vLLM 0.32's admission rule: the whole prompt must fit in "
-                          "free KV blocks (EngineConfig.reserve_full_prompt)")
+                          "free KV blocks (EngineConfig.reserve_full_prompt; default on)")
     val.add_argument("--hook-order", choices=("step", "stream"), default=None,
                      help="order of the simulated gate policy's hooks in a step that finishes "
-                          "requests (EngineConfig.hook_order; the live driver: stream; default "
-                          "step, and stream with --replay)")
+                          "requests (EngineConfig.hook_order; default stream, the live "
+                          "driver's)")
     val.add_argument("--allow-busy", action="store_true",
                      help="run even above --max-load; the report says so loudly")
     val.add_argument("--cpus", default=None, metavar="LIST",

@@ -660,11 +660,16 @@ class _Run:
         for s in out.first_tokens:
             credit[s.client] = credit.get(s.client, 0) + s.prompt
         if self._resume:
+            firsts = {s.rid for s in out.first_tokens}
             for rid, (s, gen) in list(self._resume.items()):
-                if s.gen > gen:  # its first token after the recomputation
-                    credit[s.client] = credit.get(s.client, 0) + s.prompt + gen
+                if s.gen > gen:  # its next token after the recomputation
                     del self._resume[rid]
-        rows = [(c, credit.pop(c, 0), d) for c, _, d in out.service]
+                    # Preempted before its first token: the client saw nothing until now, so
+                    # the first token above is the one credit (as `_stream_credit`).
+                    if rid not in firsts:
+                        credit[s.client] = credit.get(s.client, 0) + s.prompt + gen
+        # A client whose step was only a prefill chunk has nothing to hear yet: no call.
+        rows = [(c, p, d) for c, _, d in out.service if (p := credit.pop(c, 0)) or d]
         return tuple(rows)
 
     # -- results ---------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from collections import Counter, defaultdict
 from typing import ClassVar
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sim_factories import engine, profile, workload
@@ -67,11 +68,11 @@ class Recorder(FCFS):
                        st.integers(1, 70), st.integers(1, 30)), min_size=1, max_size=20),
     st.integers(1, 4), st.integers(3, 40), st.sampled_from([1, 4, 16]),
     st.sampled_from(["SIMTEST_RECORDER", "QUEUE_SIMTEST_RECORDER", "ENGINE_SIMTEST_RECORDER"]),
-    st.booleans(), st.sampled_from(["step", "stream"]),
+    st.booleans(), st.sampled_from(["step", "stream"]), st.sampled_from(["chunk", "first_token"]),
 )
 def test_hooks_complete_ordered_and_consistent(
     gaps: list[tuple[str, float, int, int]], seqs: int, blocks: int, block_size: int, exp: str,
-    step_by_step: bool, hook_order: str,
+    step_by_step: bool, hook_order: str, credit: str,
 ) -> None:
     t = 0.0
     specs = []
@@ -80,7 +81,8 @@ def test_hooks_complete_ordered_and_consistent(
         specs.append((c, t, p, o))
     wl = workload(specs, clients=["a", "b"], slo=SLO(e2e_s=0.3, ttft_s=0.1))
     eng = engine(max_num_seqs=seqs, max_num_batched_tokens=64, block_size=block_size,
-                 num_gpu_blocks=blocks, max_model_len=128, hook_order=hook_order)
+                 num_gpu_blocks=blocks, max_model_len=128, hook_order=hook_order,
+                 prompt_credit=credit)
     steps: list[StepInfo] = []
     res = simulate(wl, exp, profile(fixed_ms=10.0, decode_seq_ms=1.0), engine=eng,
                    step_by_step=step_by_step, observer=steps.append)
@@ -133,7 +135,43 @@ def test_hooks_complete_ordered_and_consistent(
         assert kinds["preempt"][rid] == r.preemptions
         # Every mode: the first dispatch, and one per re-admission after a preemption.
         assert kinds["dispatch"][rid] == 1 + r.preemptions
+    if credit == "first_token" and not exp.startswith("ENGINE_"):
+        # What a client of the live server can see: the prompt with the first token, and a
+        # recomputed prompt + the output so far with the next token after a preemption that
+        # came after the first token (EngineConfig.prompt_credit); engine mode credits per chunk.
+        expected_prefill = Counter()
+        for r in res.records:
+            if r.first_token_s is None:
+                continue
+            gens = {sum(1 for x in r.token_times_s if x <= s.start_s)
+                    for s in steps if r.request_id in s.preempted}
+            expected_prefill[r.client] += r.prompt_tokens + sum(
+                r.prompt_tokens + g for g in gens if g >= 1)
     for client in ("a", "b"):
         done = [r for r in res.records if r.client == client and r.outcome.completed]
         assert rec.decode[client] == sum(r.output_tokens for r in done)
         assert rec.prefill[client] == expected_prefill[client]
+
+
+@pytest.mark.parametrize("hook_order", ["step", "stream"])
+@pytest.mark.parametrize("exp", ["SIMTEST_RECORDER", "QUEUE_SIMTEST_RECORDER"])
+def test_a_prompt_preempted_before_its_first_token_is_credited_once(exp: str,
+                                                                    hook_order: str) -> None:
+    # 4 blocks of 16 tokens, 16-token steps: request 1's prefill (48 tokens, chunked) and
+    # request 0's decode outgrow the cache at request 1's third chunk, and request 1 (the later
+    # arrival) is preempted before its first token (again at each retry); it completes after
+    # request 0 finishes. A
+    # client of a real server saw nothing of the first attempt: prompt_credit "first_token"
+    # credits its prompt once, with the first token. Without the full-prompt reservation
+    # (vLLM 0.32 would not have admitted it), as only then can a prefill be cut short.
+    wl = workload([("a", 0.0, 16, 40), ("b", 0.001, 48, 2)], clients=["a", "b"])
+    eng = engine(max_num_seqs=2, max_num_batched_tokens=16, block_size=16, num_gpu_blocks=4,
+                 max_model_len=128, reserve_full_prompt=False, hook_order=hook_order,
+                 prompt_credit="first_token")
+    for step_by_step in (False, True):
+        res = simulate(wl, exp, profile(fixed_ms=10.0), engine=eng, max_inflight=2,
+                       step_by_step=step_by_step)
+        assert res.records[1].preemptions >= 1 and res.records[1].first_token_s is not None
+        rec = Recorder.last
+        assert rec is not None
+        assert rec.prefill == Counter({"a": 16, "b": 48})
