@@ -561,7 +561,14 @@ class _Run:
             for c, p, d in service:
                 policy.on_service(names[c], p, d, t)
         else:
-            policy.on_service_run(tuple((names[c], d) for c, _, d in out.service), out.ends_s)
+            run = tuple((names[c], d) for c, _, d in out.service)
+            head = self._run_head_credit(out) if self._credit_first and self._resume else ()
+            if head:  # the run's first step credits a recomputed prompt: delivered on its own
+                for c, p, d in head:
+                    policy.on_service(names[c], p, d, out.ends_s[0])
+                policy.on_service_run(run, out.ends_s[1:])
+            else:
+                policy.on_service_run(run, out.ends_s)
         tracker = self.tracker
         for s in out.first_tokens:
             s.first_token_s = t
@@ -597,8 +604,12 @@ class _Run:
         policy = self.policy
         names = self.client_names
         if out.n_steps > 1:
-            policy.on_service_run(tuple((names[c], d) for c, _, d in out.service),
-                                  out.ends_s[:-1])
+            run = tuple((names[c], d) for c, _, d in out.service)
+            head = self._run_head_credit(out) if self._credit_first and self._resume else ()
+            for c, p, d in head:  # as in `deliver`
+                policy.on_service(names[c], p, d, out.ends_s[0])
+            if out.n_steps > 1 + bool(head):
+                policy.on_service_run(run, out.ends_s[bool(head):-1])
         # Each arrival of the step at its own time, released at once while a slot is free (in
         # arrival order, as the driver does; the engine queue then holds them in that order).
         seqs = self.seqs
@@ -653,6 +664,21 @@ class _Run:
             if not first:
                 return s.prompt + item[1]
         return s.prompt if first else 0
+
+    def _run_head_credit(self, out: StepOutcome) -> tuple[tuple[int, int, int], ...]:
+        """prompt_credit "first_token", a run of decode steps: the first step's service with
+        the recomputed prompt + output of each preempted request whose next token came in it
+        (the fast path folds a recomputation's last 1-token piece into a decode run), or ()
+        when there is none. A run's steps all serve the same requests, so that token is the
+        run's first; step by step `_first_token_credit` credits it there."""
+        credit: dict[int, int] = {}
+        for rid, (s, gen) in list(self._resume.items()):
+            if s.gen > gen:
+                del self._resume[rid]
+                credit[s.client] = credit.get(s.client, 0) + s.prompt + gen
+        if not credit:
+            return ()
+        return tuple((c, p, d) for c, _, d in out.service if (p := credit.pop(c, 0)) or d)
 
     def _first_token_credit(self, out: StepOutcome) -> tuple[tuple[int, int, int], ...]:
         """`out.service` with prefill credits moved to first tokens (prompt_credit)."""

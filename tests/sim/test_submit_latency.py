@@ -80,9 +80,10 @@ def test_full_prompt_reservation_waits_for_the_whole_prompt_to_fit() -> None:
     wl = workload([("a", 0.0, 90, 6), ("a", 0.001, 120, 2)], clients=["a"])
     kw: dict[str, object] = dict(num_gpu_blocks=10, block_size=16, max_num_batched_tokens=64,
                                  max_model_len=256)
-    off = simulate(wl, "FCFS", profile(), engine=engine(**kw))  # type: ignore[arg-type]
-    on = simulate(wl, "FCFS", profile(),  # type: ignore[arg-type]
-                  engine=engine(reserve_full_prompt=True, **kw))
+    # The old rule is now opt-in (reserve_full_prompt=False), the reservation the default.
+    off = simulate(wl, "FCFS", profile(),  # type: ignore[arg-type]
+                   engine=engine(reserve_full_prompt=False, **kw))
+    on = simulate(wl, "FCFS", profile(), engine=engine(**kw))  # type: ignore[arg-type]
     a_off, b_off = off.records
     a_on, b_on = on.records
     assert b_off.first_token_s is not None and a_off.finish_s is not None
