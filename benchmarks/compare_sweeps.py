@@ -60,12 +60,13 @@ def _deltas(a: Path, b: Path, cells: list[str]) -> None:
         rel = f" ({ds[-1] / base:+.2%})" if base else ""
         print(f"  {k}: {changed}/{len(y.records)} records changed; "
               + "; ".join(f"{lab} {d:+.4g}" for (lab, _, _), d in zip(_DELTA_FIELDS, ds)) + rel)
-        per_exp.setdefault(k.split("__")[1], []).append((changed, len(y.records), ds))
+        per_exp.setdefault(k.split("__")[1], []).append(
+            (changed, len(y.records), [*ds, ds[-1] / base * 100 if base else 0.0]))
     print("per experiment over its changed cells (min … max):")
     for exp, rows in sorted(per_exp.items()):
         fr = [c / n for c, n, _ in rows]
         parts = [f"{lab} {min(r[2][i] for r in rows):+.4g} … {max(r[2][i] for r in rows):+.4g}"
-                 for i, (lab, _, _) in enumerate(_DELTA_FIELDS)]
+                 for i, lab in enumerate([f[0] for f in _DELTA_FIELDS] + ["mean TTFT %"])]
         print(f"  {exp}: {len(rows)} cells; records changed {min(fr):.1%} … {max(fr):.1%}; "
               + "; ".join(parts))
 

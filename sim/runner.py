@@ -26,8 +26,9 @@ when the step that makes them is planned (`on_preempt`), and so are admissions o
 preempted requests in priority and gate modes (`on_dispatch` again; engine mode dispatches every
 admission). After a step come the served tokens (`on_service`, once per client, in client
 order), first tokens, and finishes (`on_violation` if late, then `on_finish`).
-`docs/policies.md` lists the order for policy authors. ``EngineConfig.hook_order = "stream"``
-(gate mode) uses the live driver's order instead (`_Run._deliver_streams`).
+`docs/policies.md` lists the order for policy authors. In gate mode the default
+``EngineConfig.hook_order = "stream"`` uses the live driver's order instead
+(`_Run._deliver_streams`); ``"step"`` keeps the order above.
 
 Hook times are decision times, so they never decrease; an arrival is seen at the first decision
 point at or after it, as vLLM takes in requests between steps. With the fast path (default) a run
