@@ -47,7 +47,8 @@ def test_profiles_without_a_measured_latency_give_zero(pid: str) -> None:
 
 def test_the_profile_latency_reaches_a_prepared_run() -> None:
     prep = prepare_run("default", seed=0, profile="cpu-llama-60m-runs")
-    assert prep.engine.submit_latency_s == load_profile("cpu-llama-60m-runs").engine.submit_latency_s
+    measured = load_profile("cpu-llama-60m-runs").engine.submit_latency_s
+    assert prep.engine.submit_latency_s == measured
     old = prepare_run("default", seed=0, profile="cpu-llama-60m-runs",
                       engine_overrides={"submit_latency_s": 0.0, "prompt_credit": "chunk",
                                         "reserve_full_prompt": False, "hook_order": "step"})
@@ -70,9 +71,9 @@ def test_the_latency_round_trips_through_a_profile_file(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("value", [-0.001, 61.0, "2ms", True, float("nan"), 10**400])
 def test_a_bad_profile_latency_names_the_field(value: object) -> None:
-    with pytest.raises(ConfigError, match="engine.submit_latency_s"):
+    with pytest.raises(ConfigError, match=r"engine\.submit_latency_s"):
         EngineDefaults(num_gpu_blocks=10, submit_latency_s=value)  # type: ignore[arg-type]
     doc = profile().to_json()
     doc["engine"]["submit_latency_s"] = value
-    with pytest.raises(InputError, match="engine.submit_latency_s"):
+    with pytest.raises(InputError, match=r"engine\.submit_latency_s"):
         profile_from_json(doc)
