@@ -58,8 +58,9 @@ def _deltas(a: Path, b: Path, cells: list[str]) -> None:
               for _, sec, f in _DELTA_FIELDS]
         base = x.metrics.overall.mean_ttft_ms
         rel = f" ({ds[-1] / base:+.2%})" if base else ""
-        print(f"  {k}: {changed}/{len(y.records)} records changed; "
-              + "; ".join(f"{lab} {d:+.4g}" for (lab, _, _), d in zip(_DELTA_FIELDS, ds, strict=True)) + rel)
+        figures = "; ".join(f"{lab} {d:+.4g}"
+                            for (lab, _, _), d in zip(_DELTA_FIELDS, ds, strict=True))
+        print(f"  {k}: {changed}/{len(y.records)} records changed; {figures}{rel}")
         per_exp.setdefault(k.split("__")[1], []).append(
             (changed, len(y.records), [*ds, ds[-1] / base * 100 if base else 0.0]))
     print("per experiment over its changed cells (min … max):")
