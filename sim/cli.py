@@ -51,7 +51,13 @@ def _engine_config_cls() -> type:
 
 
 def _add_engine_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("engine knobs (vLLM names; default: the profile's values)")
+    g = p.add_argument_group(
+        "engine knobs (vLLM names; default: the profile's values)",
+        "--submit-latency-s defaults to the profile's measured latency (0 where it has none); "
+        "--prompt-credit (first_token), --reserve-full-prompt (on) and --hook-order (stream) "
+        "default to what vLLM 0.32 and the live driver do; --prompt-credit chunk "
+        "--no-reserve-full-prompt --hook-order step is the behaviour before issue 12 "
+        "(exfairs.sim.config.EngineConfig)")
     for f in _engine_fields():
         t = _field_type(f)
         flag = f"--{f.name.replace('_', '-')}"
