@@ -197,7 +197,7 @@ def replay_live_run(prepared: PreparedRun, live: RunResult, log: StepLog, *,
         else:
             fitted = fitted_gate_latency_s(live, log)
             latency = gate_latency_s(live) if fitted is None else fitted
-            hops = recorded_gate_latencies_s(workload, live, added, ends)
+            hops = recorded_gate_latencies_s(live, added)
     else:
         latency = 0.0
         workload = _arrive_at_engine(workload, added)
@@ -308,37 +308,25 @@ def fitted_gate_latency_s(live: RunResult, log: StepLog) -> float | None:
     return best[2]
 
 
-def recorded_gate_latencies_s(seen: Workload, live: RunResult, added: dict[int, float],
-                               ends: list[float]) -> dict[int, float]:
-    """Per gate release, the latency (seconds) that makes the simulated release reach the engine
-    when the live one did (``added_mono`` on the run clock, `added`), measured from when the
-    replay releases it if it releases as live did: a release at arrival from the request's
-    arrival in `seen` (`_seen_by_gate`: the live dispatch); a later release (into a slot freed
-    by a finish) from the end of the last run step that ended by the live dispatch (`ends`,
-    `step_ends`), where the simulated gate releases after that step's outputs.
+def recorded_gate_latencies_s(live: RunResult, added: dict[int, float]) -> dict[int, float]:
+    """Per gate release, its own live latency (seconds): from the driver's release
+    (``dispatch_s``) to the engine core taking it in (``added_mono`` on the run clock, `added`).
 
-    Live, this is the driver's wake-up lag plus the front end → engine-core hop, which varies
-    from release to release (1.5 ms to beyond a step, e.g. while the front end handles a step's
-    outputs); one fitted latency for the whole run puts a release landing near a
-    ``schedule()`` start on the wrong side of it. Requests without a recorded release or engine
-    arrival are left out (the caller's single latency applies to them)."""
-    at = {r.request_id: r.arrival_s for r in seen.requests}
+    This is the driver's part of the front end → engine-core hop plus the wait for the engine
+    core to read its input between steps; it varies from release to release (~1.5 ms on an
+    idle engine, more while the front end handles a step's outputs, a step or more when the
+    core is mid-step), so one latency for the whole run puts a release that landed near a
+    ``schedule()`` start on the wrong side of it. Added to the simulated release time, a release
+    at arrival (released at the live dispatch, `_seen_by_gate`) reaches the simulated engine
+    when it reached the live one; a release at a finish is released at the step's end, up to
+    the client's lag (~1 ms) before the live driver saw the finish, which stays inside the
+    following step. Requests without a recorded release or engine arrival are left out (the
+    caller's single latency applies to them)."""
     out: dict[int, float] = {}
     for r in live.records:
         a = added.get(r.request_id)
-        if r.dispatch_s is None or a is None or r.request_id not in at:
-            continue
-        if r.dispatch_s - r.arrival_s <= _AT_ARRIVAL_S:
-            sent = at[r.request_id]
-        else:
-            k = bisect.bisect_right(ends, r.dispatch_s) - 1
-            if k < 0:
-                continue
-            sent = ends[k]
-        lat = max(0.0, a - sent)
-        if sent + lat > a:  # rounding: the release must not become visible after `a`
-            lat = math.nextafter(lat, 0.0)
-        out[r.request_id] = lat
+        if r.dispatch_s is not None and a is not None:
+            out[r.request_id] = max(0.0, a - r.dispatch_s)
     return out
 
 
