@@ -114,6 +114,8 @@ class ReplayReport:
         first = sum(r.live_first_step == r.sim_first_step for r in self.requests)
         fin = sum(r.live_finish_step == r.sim_finish_step for r in self.requests)
         n = len(self.requests)
+        own = f" ({self.recorded_latencies} releases their own)" if self.recorded_latencies \
+            else ""
         return (f"replay {self.experiment}: {self.match_fraction * 100:.1f}% of {n} requests "
                 f"match (first-token step {first}/{n}, finish step {fin}/{n}); mean TTFT "
                 f"{self._mean('sim_ttft_ms'):.1f}/{self._mean('live_ttft_ms'):.1f} ms "
@@ -121,7 +123,7 @@ class ReplayReport:
                 f"{self._mean('live_e2e_ms'):.1f} ms ({self.mean_e2e_error * 100:+.2f}%); steps "
                 f"sim/live {self.sim_steps}/{self.live_steps}; submit latency "
                 f"{self.submit_latency_s * 1e3:.2f} ms"
-                f"{f' ({self.recorded_latencies} releases their own)' if self.recorded_latencies else ''}; "
+                f"{own}; "
                 f"{'targets met' if self.meets_targets else 'TARGETS MISSED'}")
 
 
@@ -325,8 +327,12 @@ def recorded_gate_latencies_s(live: RunResult, added: dict[int, float]) -> dict[
     out: dict[int, float] = {}
     for r in live.records:
         a = added.get(r.request_id)
-        if r.dispatch_s is not None and a is not None:
-            out[r.request_id] = max(0.0, a - r.dispatch_s)
+        if r.dispatch_s is None or a is None:
+            continue
+        lat = max(0.0, a - r.dispatch_s)
+        if r.dispatch_s + lat > a:  # rounding: released then, it must be visible by `a`
+            lat = math.nextafter(lat, 0.0)
+        out[r.request_id] = lat
     return out
 
 

@@ -179,6 +179,10 @@ def simulate(
             raise ConfigError("engine mode takes only hopeless=demote (no gate to limit or "
                               "reject at)", field="admission", value=admission.label)
     latencies: dict[int, float] = {}
+    if submit_latencies and exp.mode is not Mode.GATE:
+        raise ConfigError("per-request latencies are gate releases' (QUEUE_ experiments); "
+                          "other modes submit at arrival", field="submit_latencies",
+                          value=exp.name)
     for rid, lat in (submit_latencies or {}).items():
         if isinstance(lat, bool) or not isinstance(lat, (int, float)) or not 0 <= lat <= 60:
             raise ConfigError("must be a number of seconds in [0, 60]",
@@ -266,8 +270,8 @@ class _Run:
         # `_in_transit` (visible time, seq) in release order.
         self.latency = float(cfg.submit_latency_s)
         # Per-request latencies (gate mode, `simulate(submit_latencies=...)`) override it.
-        self._latencies = latencies if latencies and self.mode is Mode.GATE else {}
-        self._in_flight_lag = bool(self.latency or self._latencies)
+        self._latencies = latencies or {}
+        self._in_flight_lag = bool(self.latency or any(self._latencies.values()))
         self._arrival_lag = self.latency if self.mode is not Mode.GATE else 0.0
         self._in_transit: deque[tuple[float, Seq]] = deque()
         # Gate slots free since the previous decision point: a request that arrived during the
