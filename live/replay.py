@@ -12,9 +12,11 @@ plug-in's control requests and empty schedules are left out), the run clock's ze
 in (``added_mono`` in the log). In priority and engine modes the simulated arrival is that engine
 time (the engine cannot schedule a request earlier); in gate mode the gate is simulated with the
 live driver's hook order (``hook_order="stream"``), each request arrives when the driver saw it
-(`_seen_by_gate`), and ``submit_latency_s`` is the release-to-engine latency fitted to the run's
-releases at arrival (`fitted_gate_latency_s`; `gate_latency_s`, the client's lag, without any).
-Latencies are measured from the workload's arrival times in both worlds.
+(`_seen_by_gate`), and each release reaches the simulated engine after its own recorded
+release-to-engine latency (`recorded_gate_latencies_s`, live ``added_mono`` − dispatch); requests
+without one use ``submit_latency_s``, the latency fitted to the run's releases at arrival
+(`fitted_gate_latency_s`; `gate_latency_s`, the client's lag, without any). Latencies are
+measured from the workload's arrival times in both worlds.
 
 Step end on the run clock: the next run step's ``schedule()`` start when the engine stayed busy
 (a request of step k or a waiting one is in step k + 1), else the step's own end plus the median
@@ -173,7 +175,9 @@ def replay_live_run(prepared: PreparedRun, live: RunResult, log: StepLog, *,
                     hook_order: HookOrder = "stream") -> ReplayReport:
     """Re-simulate the live experiment `live` (whose step log is `log`) of the prepared run with
     the logged step durations; see the module docstring. `hook_order` is the simulated
-    `EngineConfig.hook_order` (default "stream": the live driver's order, gate mode). ValueError
+    `EngineConfig.hook_order` (default "stream": the live driver's order, gate mode).
+    `submit_latency_s` (gate mode) replaces the recorded per-release latencies with one latency
+    for every release (seconds; the experiment a single fitted latency cannot pass). ValueError
     if the run lacks what a replay needs (a step log with steps, ``run_zero_mono``)."""
     knobs = dict(live.info.engine_knobs)
     zero = knobs.get("run_zero_mono")
