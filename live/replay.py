@@ -12,9 +12,11 @@ plug-in's control requests and empty schedules are left out), the run clock's ze
 in (``added_mono`` in the log). In priority and engine modes the simulated arrival is that engine
 time (the engine cannot schedule a request earlier); in gate mode the gate is simulated with the
 live driver's hook order (``hook_order="stream"``), each request arrives when the driver saw it
-(`_seen_by_gate`), and ``submit_latency_s`` is the release-to-engine latency fitted to the run's
-releases at arrival (`fitted_gate_latency_s`; `gate_latency_s`, the client's lag, without any).
-Latencies are measured from the workload's arrival times in both worlds.
+(`_seen_by_gate`), and each release reaches the simulated engine after its own recorded
+release-to-engine latency (`recorded_gate_latencies_s`, live ``added_mono`` − dispatch); requests
+without one use ``submit_latency_s``, the latency fitted to the run's releases at arrival
+(`fitted_gate_latency_s`; `gate_latency_s`, the client's lag, without any). Latencies are
+measured from the workload's arrival times in both worlds.
 
 Step end on the run clock: the next run step's ``schedule()`` start when the engine stayed busy
 (a request of step k or a waiting one is in step k + 1), else the step's own end plus the median
@@ -78,6 +80,9 @@ class ReplayReport:
     sim_steps: int
     submit_latency_s: float
     requests: tuple[RequestReplay, ...]
+    #: Gate releases that reached the simulated engine with their own recorded hop
+    #: (`recorded_gate_latencies_s`); the others used `submit_latency_s`.
+    recorded_latencies: int = 0
 
     @property
     def match_fraction(self) -> float:
@@ -111,13 +116,16 @@ class ReplayReport:
         first = sum(r.live_first_step == r.sim_first_step for r in self.requests)
         fin = sum(r.live_finish_step == r.sim_finish_step for r in self.requests)
         n = len(self.requests)
+        own = f" ({self.recorded_latencies} releases their own)" if self.recorded_latencies \
+            else ""
         return (f"replay {self.experiment}: {self.match_fraction * 100:.1f}% of {n} requests "
                 f"match (first-token step {first}/{n}, finish step {fin}/{n}); mean TTFT "
                 f"{self._mean('sim_ttft_ms'):.1f}/{self._mean('live_ttft_ms'):.1f} ms "
                 f"({self.mean_ttft_error * 100:+.2f}%), mean e2e {self._mean('sim_e2e_ms'):.1f}/"
                 f"{self._mean('live_e2e_ms'):.1f} ms ({self.mean_e2e_error * 100:+.2f}%); steps "
                 f"sim/live {self.sim_steps}/{self.live_steps}; submit latency "
-                f"{self.submit_latency_s * 1e3:.2f} ms; "
+                f"{self.submit_latency_s * 1e3:.2f} ms"
+                f"{own}; "
                 f"{'targets met' if self.meets_targets else 'TARGETS MISSED'}")
 
 
@@ -167,7 +175,9 @@ def replay_live_run(prepared: PreparedRun, live: RunResult, log: StepLog, *,
                     hook_order: HookOrder = "stream") -> ReplayReport:
     """Re-simulate the live experiment `live` (whose step log is `log`) of the prepared run with
     the logged step durations; see the module docstring. `hook_order` is the simulated
-    `EngineConfig.hook_order` (default "stream": the live driver's order, gate mode). ValueError
+    `EngineConfig.hook_order` (default "stream": the live driver's order, gate mode).
+    `submit_latency_s` (gate mode) replaces the recorded per-release latencies with one latency
+    for every release (seconds; the experiment a single fitted latency cannot pass). ValueError
     if the run lacks what a replay needs (a step log with steps, ``run_zero_mono``)."""
     knobs = dict(live.info.engine_knobs)
     zero = knobs.get("run_zero_mono")
@@ -184,6 +194,8 @@ def replay_live_run(prepared: PreparedRun, live: RunResult, log: StepLog, *,
     live_recs = {r.request_id: r for r in live.records}
     base = engine if engine is not None else prepared.engine
     workload = prepared.workload
+    ends = step_ends(steps, zero)
+    hops: dict[int, float] = {}
     if exp.mode is Mode.GATE:
         workload = _seen_by_gate(workload, live)
         if submit_latency_s is not None:
@@ -191,6 +203,7 @@ def replay_live_run(prepared: PreparedRun, live: RunResult, log: StepLog, *,
         else:
             fitted = fitted_gate_latency_s(live, log)
             latency = gate_latency_s(live) if fitted is None else fitted
+            hops = recorded_gate_latencies_s(live, added)
     else:
         latency = 0.0
         workload = _arrive_at_engine(workload, added)
@@ -198,7 +211,6 @@ def replay_live_run(prepared: PreparedRun, live: RunResult, log: StepLog, *,
     # vLLM 0.32 reserves the full prompt at admission (scheduler_reserve_full_isl).
     cfg = replace(base, submit_latency_s=latency, prompt_credit="first_token",
                   reserve_full_prompt=True, hook_order=hook_order)
-    ends = step_ends(steps, zero)
     durations = [b - a for a, b in itertools.pairwise(ends)]
     cost = ReplayStepCost(ends, fallback_ms=1000.0 * statistics.median(durations)
                           if durations else 1.0)
@@ -213,7 +225,8 @@ def replay_live_run(prepared: PreparedRun, live: RunResult, log: StepLog, *,
         mi = knobs.get("max_inflight")
         inflight = int(mi) if isinstance(mi, (int, float)) and not isinstance(mi, bool) else None
     sim = simulate(workload, exp, prepared.profile, engine=cfg, policy_params=policy_params,
-                   max_inflight=inflight, step_by_step=True, observer=observe, step_cost=cost)
+                   max_inflight=inflight, step_by_step=True, observer=observe, step_cost=cost,
+                   submit_latencies=hops)
     nominal = {r.request_id: r.arrival_s for r in prepared.workload.requests}
     live_steps = _live_steps(steps)
     out = []
@@ -232,7 +245,8 @@ def replay_live_run(prepared: PreparedRun, live: RunResult, log: StepLog, *,
             live_ttft_ms=(lv.first_token_s - a) * 1e3, sim_ttft_ms=(rec.first_token_s - a) * 1e3,
             live_e2e_ms=(lv.finish_s - a) * 1e3, sim_e2e_ms=(rec.finish_s - a) * 1e3))
     return ReplayReport(experiment=exp.name, mode=exp.mode.value, live_steps=len(steps),
-                        sim_steps=len(sim_ends), submit_latency_s=latency, requests=tuple(out))
+                        sim_steps=len(sim_ends), submit_latency_s=latency, requests=tuple(out),
+                        recorded_latencies=len(hops))
 
 
 def gate_latency_s(live: RunResult) -> float:
@@ -298,6 +312,32 @@ def fitted_gate_latency_s(live: RunResult, log: StepLog) -> float | None:
             best = key
     assert best is not None
     return best[2]
+
+
+def recorded_gate_latencies_s(live: RunResult, added: dict[int, float]) -> dict[int, float]:
+    """Per gate release, its own live latency (seconds): from the driver's release
+    (``dispatch_s``) to the engine core taking it in (``added_mono`` on the run clock, `added`).
+
+    This is the driver's part of the front end → engine-core hop plus the wait for the engine
+    core to read its input between steps; it varies from release to release (~1.5 ms on an
+    idle engine, more while the front end handles a step's outputs, a step or more when the
+    core is mid-step), so one latency for the whole run puts a release that landed near a
+    ``schedule()`` start on the wrong side of it. Added to the simulated release time, a release
+    at arrival (released at the live dispatch, `_seen_by_gate`) reaches the simulated engine
+    when it reached the live one; a release at a finish is released at the step's end, up to
+    the client's lag (~1 ms) before the live driver saw the finish, which stays inside the
+    following step. Requests without a recorded release or engine arrival are left out (the
+    caller's single latency applies to them)."""
+    out: dict[int, float] = {}
+    for r in live.records:
+        a = added.get(r.request_id)
+        if r.dispatch_s is None or a is None:
+            continue
+        lat = max(0.0, a - r.dispatch_s)
+        if r.dispatch_s + lat > a:  # rounding: released then, it must be visible by `a`
+            lat = math.nextafter(lat, 0.0)
+        out[r.request_id] = lat
+    return out
 
 
 def _index(ends: list[float], t: float) -> int:

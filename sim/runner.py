@@ -135,6 +135,7 @@ def simulate(
     step_cost: StepCostModel | None = None,
     admission: AdmissionConfig | None = None,
     sparse_samples: bool = False,
+    submit_latencies: Mapping[int, float] | None = None,
 ) -> SimResult:
     """Simulate `workload` under `experiment` on an engine with `profile`'s step costs.
 
@@ -152,6 +153,10 @@ def simulate(
     client) makes each policy sample hold only the clients the policy had heard from
     (`on_arrival`) by then (`PolicySample.clients`), so samples cost O(clients seen), not
     O(registered clients).
+    `submit_latencies` (gate mode; request id → seconds in [0, 60]) gives a request's own
+    release-to-engine latency in place of ``engine.submit_latency_s``: a replay of a live run
+    passes each release's recorded hop (`exfairs.live.replay`); requests not in it use the
+    engine's.
 
     Deterministic: the same arguments give identical results. Raises InputError/ConfigError for
     bad arguments or a malformed workload.
@@ -174,9 +179,19 @@ def simulate(
                                         or admission.limit != "off"):
             raise ConfigError("engine mode takes only hopeless=demote (no gate to limit or "
                               "reject at)", field="admission", value=admission.label)
+    latencies: dict[int, float] = {}
+    if submit_latencies and exp.mode is not Mode.GATE:
+        raise ConfigError("per-request latencies are gate releases' (QUEUE_ experiments); "
+                          "other modes submit at arrival", field="submit_latencies",
+                          value=exp.name)
+    for rid, lat in (submit_latencies or {}).items():
+        if isinstance(lat, bool) or not isinstance(lat, (int, float)) or not 0 <= lat <= 60:
+            raise ConfigError("must be a number of seconds in [0, 60]",
+                              field=f"submit_latencies[{rid}]", value=lat)
+        latencies[rid] = float(lat)
     policy = make_policy(exp.policy, policy_params)
     run = _Run(workload, exp, profile, cfg, policy, max_inflight, float(sample_every_s),
-               step_by_step, observer, step_cost, admission, bool(sparse_samples))
+               step_by_step, observer, step_cost, admission, bool(sparse_samples), latencies)
     return run.result()
 
 
@@ -189,7 +204,8 @@ class _Run:
                  step_by_step: bool, observer: StepObserver | None,
                  step_cost: StepCostModel | None,
                  admission: AdmissionConfig | None = None,
-                 sparse_samples: bool = False) -> None:
+                 sparse_samples: bool = False,
+                 latencies: dict[int, float] | None = None) -> None:
         self.mode = exp.mode
         if self.mode is Mode.GATE and cfg.scheduling_policy != "fcfs":
             cfg = _replace_policy(cfg, "fcfs")
@@ -254,6 +270,9 @@ class _Run:
         # priority and engine modes every arrival is a submission; gate releases wait in
         # `_in_transit` (visible time, seq) in release order.
         self.latency = float(cfg.submit_latency_s)
+        # Per-request latencies (gate mode, `simulate(submit_latencies=...)`) override it.
+        self._latencies = latencies or {}
+        self._in_flight_lag = bool(self.latency or any(self._latencies.values()))
         self._arrival_lag = self.latency if self.mode is not Mode.GATE else 0.0
         self._in_transit: deque[tuple[float, Seq]] = deque()
         # Gate slots free since the previous decision point: a request that arrived during the
@@ -378,7 +397,7 @@ class _Run:
         gate = self.gate
         if gate is not None:
             self._release(now)
-            if self.latency:
+            if self._in_flight_lag:
                 self._early_slots = self.max_inflight - self.inflight
                 self._prev_decision_s = now
         if self._hopeless_wakes and gate is not None:
@@ -456,13 +475,13 @@ class _Run:
             assert r is not None
             s = self.by_id[r.request_id]
             self.inflight += 1
-            if self.latency:
+            if self._in_flight_lag:
                 sent = now
                 if self._early_slots > 0:
                     self._early_slots -= 1
                     sent = max(s.arrival_s, self._prev_decision_s)
                 s.dispatch_s = sent
-                self._send(s, sent + self.latency, now)
+                self._send(s, sent + self._latencies.get(s.rid, self.latency), now)
             else:
                 s.dispatch_s = now
                 waiting.push(s, now)

@@ -47,12 +47,13 @@ def _stand_in(exp: str, *, slower: float = 1.0) -> tuple[object, RunResult, Step
                    observer=infos.append, step_cost=Scaled(), max_inflight=4 if gate else None)
     prompts = {r.request_id: r.prompt_tokens for r in prepared.workload.requests}
     # The engine core takes a request in when it arrives (priority modes) or, released by the
-    # gate, at the first schedule() after it reached the core: the step that admits it.
+    # gate, just before the first schedule() after it reached the core (the step that admits
+    # it; live, `add_request` runs between steps, microseconds before the next schedule()).
     added = {r.request_id: r.arrival_s for r in prepared.workload.requests}
     if gate:
         for i in reversed(infos):
             for rid in i.admitted:
-                added[rid] = i.start_s
+                added[rid] = i.start_s - 1e-6
     reqs = {r.request_id: LoggedRequest(f"v{r.request_id}", r.request_id, r.client,
                                         r.prompt_tokens, added_mono=ZERO + added[r.request_id])
             for r in prepared.workload.requests}
@@ -198,3 +199,35 @@ def test_recorded_gate_run_needs_the_live_hook_order(order: str) -> None:
         assert rep.match_fraction == 1.0 and rep.meets_targets, rep.summary()
     else:
         assert rep.match_fraction < 0.99, rep.summary()
+
+
+LIVE_VAL = Path(__file__).parent / "data" / "replay-live-val"
+
+
+@pytest.mark.parametrize("own", [True, False])
+def test_recorded_gate_run_needs_each_releases_own_latency(own: bool) -> None:
+    """A recorded run of the live-tier test (2026-12-02 09:11 UTC, QUEUE_FCFS, the first engine
+    start on a fresh machine): request 7, released at its arrival 3.6 ms before a
+    ``schedule()`` start, reached the engine core 14.6 ms after its release (the step after),
+    while requests released 1.5-2.4 ms before a start joined it. No single latency explains
+    both; with each release's recorded latency every request matches, with the one fitted
+    latency the replay misses request 7 and, through it, the requests after it."""
+    from exfairs.live.run import prepare_run as prepare_live
+    from exfairs.live.steplog import read_steplog
+    from exfairs.results import read_result
+
+    live = read_result(LIVE_VAL / "live-val__QUEUE_FCFS__load1__seed1__live.json")
+    log = read_steplog(LIVE_VAL / "live-val__QUEUE_FCFS__seed1__55eeb9d0.steps.npz")
+    prepared = prepare_live(str(Path(__file__).parent / "data" / "live-val.toml"), 1,
+                            load_factor=1.0, profile="cpu-llama-60m")
+    fitted = fitted_gate_latency_s(live, log)
+    rep = replay_live_run(prepared, live, log,  # type: ignore[arg-type]
+                          submit_latency_s=None if own else fitted)
+    assert len(rep.requests) == 23
+    if own:
+        assert rep.recorded_latencies == 23
+        assert rep.match_fraction == 1.0 and rep.meets_targets, rep.summary()
+    else:
+        assert rep.recorded_latencies == 0
+        assert rep.match_fraction < 0.99 and not rep.meets_targets, rep.summary()
+        assert not next(r for r in rep.requests if r.request_id == 7).matches
