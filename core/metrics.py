@@ -775,11 +775,13 @@ def compute_metrics(records: Sequence[RequestRecord], clients: Sequence[ClientIn
     weight = np.asarray([c.weight for c in clients], dtype=np.float64)
     served = np.zeros(len(clients))
     demand = np.zeros(len(clients))
-    by_client: list[list[int]] = [[] for _ in clients]
+    # Counted records by client index, for the clients that have any (a registered client that
+    # sent nothing in the window costs one shared empty aggregate below, not one of its own).
+    by_client: dict[int, list[int]] = {}
     pos = {n: i for i, n in enumerate(names)}
     for k, r in enumerate(counted):
         c = pos[r.client]
-        by_client[c].append(k)
+        by_client.setdefault(c, []).append(k)
         served[c] += served_service(r, service_weights)
         demand[c] += demanded_service(r, service_weights)
     fair = max_min_fair_share(demand, weight, float(served.sum()))
@@ -798,12 +800,19 @@ def compute_metrics(records: Sequence[RequestRecord], clients: Sequence[ClientIn
     shares[tl_index] = windows.shares()
 
     per_client: list[ClientMetrics] = []
+    # Frozen and a function of `duration` alone: one value serves every client without records.
+    no_requests: AggregateMetrics | None = None
     for c, info in enumerate(clients):
-        recs = [counted[k] for k in by_client[c]]
-        pms = [per_request[k] for k in by_client[c]]
+        mine = by_client.get(c)
+        if mine is not None:
+            agg = _aggregate([counted[k] for k in mine], [per_request[k] for k in mine], duration)
+        else:
+            if no_requests is None:
+                no_requests = _aggregate([], [], duration)
+            agg = no_requests
         per_client.append(ClientMetrics(
             client=info.name, weight=float(info.weight),
-            metrics=_aggregate(recs, pms, duration),
+            metrics=agg,
             weighted_service=_f(served[c] / weight[c]),
             weighted_demand=_f(demand[c] / weight[c]),
             fair_share=_f(fair[c] / weight[c]),

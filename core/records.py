@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Protocol
 
+from exfairs.errors import ConfigError
+
 
 @dataclass(frozen=True, slots=True)
 class SLO:
@@ -189,12 +191,33 @@ class Workload:
     duration_s: float
 
 
+#: How a run records its policy samples (`exfairs.sim.runner.simulate(policy_samples=...)`,
+#: ``exfairs-sim --policy-samples``, a sweep file's ``policy_samples``): "sparse" (the default)
+#: holds, at each sample time, the clients the policy had heard from by then; "dense" every
+#: registered client; "off" no samples. Records and metrics are the same in all three.
+SAMPLE_LAYOUTS: tuple[str, ...] = ("sparse", "dense", "off")
+DEFAULT_SAMPLE_LAYOUT = "sparse"
+
+
+def check_sample_layout(value: object, field: str = "policy_samples") -> str:
+    """`value` if it is one of `SAMPLE_LAYOUTS`; else `exfairs.errors.ConfigError` naming
+    `field` and the value."""
+    if not isinstance(value, str) or value not in SAMPLE_LAYOUTS:
+        raise ConfigError(f"must be one of {', '.join(SAMPLE_LAYOUTS)}", field=field,
+                          value=value)
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class PolicySample:
-    """Policy state at one time, for plots. `clients` None (default): `values[metric]` is indexed
-    like `Workload.clients`. Otherwise a sparse sample: `clients` holds ascending client indices
-    (into `Workload.clients`; those that had sent a request by then) and `values[metric][k]` is
-    client ``clients[k]``'s value."""
+    """Policy state at one time, for plots. `clients` None: a dense sample, `values[metric]`
+    indexed like `Workload.clients` (every registered client). Otherwise a sparse sample (the
+    default layout): `clients` holds ascending client indices (into `Workload.clients`) of the
+    clients whose first request had arrived by `time_s` (the policy had seen its `on_arrival`),
+    and `values[metric][k]` is client ``clients[k]``'s value. A client absent from a sparse
+    sample had sent nothing yet: the policy holds no state of its own for it, so it has no value
+    (`dense` gives NaN; plots draw nothing there). Once present, a client stays in every later
+    sample of the run."""
 
     time_s: float
     values: tuple[tuple[str, tuple[float, ...]], ...]

@@ -179,6 +179,9 @@ class LiveDriver:
         self._flights: dict[int, _Flight] = {}
         self._records: dict[int, RequestRecord] = {}
         self._samples: list[PolicySample] = []
+        # Sparse samples, as the simulator's default: client indices heard from (`on_arrival`).
+        self._heard: set[int] = set()
+        self._heard_sorted: tuple[int, ...] = ()
         self._arrived = 0
         self._violations = 0
         self._t0 = 0.0
@@ -257,6 +260,7 @@ class LiveDriver:
             self._advance(now)
             self._tracker.arrive(request)
             self._policy.on_arrival(request, now)
+            self._heard.add(self._policy.client_index(request.client))
             if self._mode is Mode.GATE:
                 self._queue.push(request, now)
                 self._pump(now)
@@ -392,11 +396,13 @@ class LiveDriver:
             now = self._now()
             self._advance(now)
             if now >= next_sample and self._mode is not Mode.ENGINE:
-                snap = self._policy.state_snapshot(now)
+                if len(self._heard_sorted) != len(self._heard):
+                    self._heard_sorted = tuple(sorted(self._heard))
+                snap = self._policy.state_snapshot_of(self._heard_sorted, now)
                 self._samples.append(PolicySample(
                     time_s=now,
                     values=tuple((k, tuple(float(x) for x in v)) for k, v in sorted(snap.items())),
-                ))
+                    clients=self._heard_sorted))
                 next_sample = now + self._config.sample_every_s
             if self._mode is Mode.GATE and self._gate.time_driven:
                 self._pump(now)  # demotion, rejection and the limit change with time alone

@@ -61,8 +61,9 @@ class RunReport:
     `steps` counts ``schedule()`` calls, `busy_s` the time from each one's entry to the end of
     its ``update_from_output()`` (seconds, summed; `step_ms_p50`/`p90` are its per-step
     percentiles in ms, NaN without steps); `steplog_write_s` is the time writing the log took.
-    `policy_samples` are indexed like the spec's clients. `steplog_path` is None when the step
-    log was switched off."""
+    `policy_samples` are sparse (`PolicySample.clients`: indices into the spec's clients, those
+    heard from by each sample time; a report without them, written before, reads as dense).
+    `steplog_path` is None when the step log was switched off."""
 
     run_id: str
     mode: str
@@ -86,6 +87,7 @@ class RunReport:
             "steplog_write_s": self.steplog_write_s,
             "policy_samples": [[s.time_s, [[k, [x if math.isfinite(x) else None for x in v]]
                                            for k, v in s.values]]
+                               + ([] if s.clients is None else [list(s.clients)])
                                for s in self.policy_samples]}, allow_nan=False)
 
 
@@ -100,9 +102,11 @@ def _float(x: object) -> float:
 def read_report(path: str | Path) -> RunReport:
     """Read a run report written by the plug-in (ValueError/OSError if unreadable)."""
     d = json.loads(Path(path).read_text(encoding="utf-8"))
-    samples = tuple(PolicySample(time_s=float(t), values=tuple(
-        (str(k), tuple(math.nan if x is None else float(x) for x in v)) for k, v in vals))
-        for t, vals in d["policy_samples"])
+    # [time, values] (dense, as written before sparse samples) or [time, values, clients].
+    samples = tuple(PolicySample(time_s=float(s[0]), values=tuple(
+        (str(k), tuple(math.nan if x is None else float(x) for x in v)) for k, v in s[1]),
+        clients=tuple(int(c) for c in s[2]) if len(s) > 2 else None)
+        for s in d["policy_samples"])
     return RunReport(run_id=str(d["run_id"]), mode=str(d["mode"]), policy=str(d["policy"]),
                      steps=int(d["steps"]), busy_s=float(d["busy_s"]),
                      error=None if d.get("error") is None else str(d["error"]),
@@ -131,6 +135,9 @@ class EngineRun:
         self._tracker = SloTracker()
         self._samples: list[PolicySample] = []
         self._sample_k = 0
+        # Sparse samples, as the simulator's default: client indices heard from (`on_arrival`).
+        self._heard: set[int] = set()
+        self._heard_sorted: tuple[int, ...] = ()
         self._first_token: set[int] = set()
         if spec.mode == "engine":
             for module in spec.policy_modules:
@@ -188,13 +195,17 @@ class EngineRun:
             for r in arrivals:
                 self._tracker.arrive(r)
                 policy.on_arrival(r, now_s)
+                self._heard.add(policy.client_index(r.client))
                 queue.push(r, now_s)
             period = self.spec.sample_every_s
             while self._sample_k * period <= now_s:
-                snap = policy.state_snapshot(now_s)
+                if len(self._heard_sorted) != len(self._heard):
+                    self._heard_sorted = tuple(sorted(self._heard))
+                snap = policy.state_snapshot_of(self._heard_sorted, now_s)
                 self._samples.append(PolicySample(
                     time_s=self._sample_k * period,
-                    values=tuple((k, tuple(float(x) for x in v)) for k, v in sorted(snap.items()))))
+                    values=tuple((k, tuple(float(x) for x in v)) for k, v in sorted(snap.items())),
+                    clients=self._heard_sorted))
                 self._sample_k += 1
 
         self._guard("arrival/violation/sample hooks", go)

@@ -94,6 +94,16 @@ def _add_admission_option(p: argparse.ArgumentParser, default_text: str) -> None
                         f"hopeless=demote, priority-mode ones none (default: {default_text})")
 
 
+def _add_samples_option(p: argparse.ArgumentParser, default_text: str) -> None:
+    from exfairs.records import SAMPLE_LAYOUTS
+
+    p.add_argument("--policy-samples", choices=SAMPLE_LAYOUTS, default=None,
+                   help="policy samples (every 1 s of simulated time) in the results: sparse = "
+                        "the clients heard from by each sample time, dense = every registered "
+                        "client, off = none; records and metrics are the same "
+                        f"(default: {default_text})")
+
+
 def _admission(spec: str | None) -> Any:
     """The AdmissionConfig of ``--admission SPEC`` (None: not given); InputError naming it."""
     from exfairs.policies.admission import AdmissionConfig
@@ -143,6 +153,7 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--policy-param", action="append", default=[], metavar="POLICY.PARAM=VALUE",
                      help="policy parameter, repeatable (e.g. ExFairS.alpha=0.5)")
     _add_admission_option(run, "off")
+    _add_samples_option(run, "sparse")
     _add_horizon_options(run)
     run.add_argument("--plots", action=argparse.BooleanOptionalAction, default=True,
                      help="write the plots (default: yes)")
@@ -180,6 +191,7 @@ def _build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--policy-param", action="append", default=[], metavar="POLICY.PARAM=VALUE",
                     help="policy parameter, repeatable")
     _add_admission_option(sw, "the sweep file's [admission] table, else off")
+    _add_samples_option(sw, "the sweep file's policy_samples, else sparse")
     _add_engine_options(sw)
 
     sub.add_parser("list", help="bundled scenarios, sweeps, datasets, experiment names and "
@@ -257,6 +269,7 @@ def _finish(config: Any, run: Any, out_dir: Path, plots: bool,
 
 def _cmd_run(ns: argparse.Namespace) -> int:
     from exfairs.policies.admission import AdmissionConfig
+    from exfairs.records import DEFAULT_SAMPLE_LAYOUT
     from exfairs.sim.sweep import SweepConfig, run_sweep
 
     config = SweepConfig(
@@ -265,7 +278,8 @@ def _cmd_run(ns: argparse.Namespace) -> int:
         seeds=(ns.seed,), load_factors=(ns.load,), profile=ns.profile,
         engine=_engine_overrides(ns), policy_params=_policy_params(ns.policy_param),
         duration_s=ns.duration, num_prompts=ns.num_prompts,
-        admission=_admission(ns.admission) or AdmissionConfig())
+        admission=_admission(ns.admission) or AdmissionConfig(),
+        policy_samples=ns.policy_samples or DEFAULT_SAMPLE_LAYOUT)
     config.cells()  # experiment names and their modes against --admission, before any output
     if ns.jobs < 1:
         raise InputError("must be ≥ 1", field="--jobs", value=ns.jobs)
@@ -292,6 +306,7 @@ def _cmd_sweep(ns: argparse.Namespace) -> int:
         "duration_s": ns.duration,
         "num_prompts": ns.num_prompts,
         "admission": _admission(ns.admission),
+        "policy_samples": ns.policy_samples,
     }
     knobs = _engine_overrides(ns)
     if knobs:

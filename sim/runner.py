@@ -55,7 +55,16 @@ from exfairs.policies.base import Policy
 from exfairs.policies.experiments import Experiment, Mode, parse_experiment
 from exfairs.policies.queue import PolicyQueue
 from exfairs.policies.registry import make_policy
-from exfairs.records import Outcome, PolicySample, Request, RequestRecord, Workload, slo_met
+from exfairs.records import (
+    DEFAULT_SAMPLE_LAYOUT,
+    Outcome,
+    PolicySample,
+    Request,
+    RequestRecord,
+    Workload,
+    check_sample_layout,
+    slo_met,
+)
 from exfairs.sim.config import EngineConfig
 from exfairs.sim.costs import LinearStepCost, StepCostModel
 from exfairs.sim.plan import StepObserver, StepOutcome
@@ -83,7 +92,8 @@ class SimResult:
     """What a simulation produced.
 
     `records`: one per workload request, in workload order. `policy_samples`: the policy's
-    `state_snapshot` every `sample_every_s` of simulated time. `steps`: engine steps simulated.
+    state every `sample_every_s` of simulated time, in `simulate`'s `policy_samples` layout.
+    `steps`: engine steps simulated.
     `sim_end_s`: simulated time when the last request was resolved. `engine`: the engine
     configuration actually simulated (its `scheduling_policy` is set by the mode).
     `decision_points`: SimPy events the engine process handled (for benchmarks).
@@ -134,7 +144,7 @@ def simulate(
     observer: StepObserver | None = None,
     step_cost: StepCostModel | None = None,
     admission: AdmissionConfig | None = None,
-    sparse_samples: bool = False,
+    policy_samples: str = DEFAULT_SAMPLE_LAYOUT,
     submit_latencies: Mapping[int, float] | None = None,
 ) -> SimResult:
     """Simulate `workload` under `experiment` on an engine with `profile`'s step costs.
@@ -149,10 +159,11 @@ def simulate(
     (`exfairs.policies.admission.AdmissionConfig`; default: none) adds SLO-aware admission and
     hopeless-request handling: gate mode takes every option, engine mode ``hopeless=demote``,
     priority mode none; a rejected request's record has outcome REJECTED and `finish_s` = the
-    time it was refused. `sparse_samples` (default off: every sample holds every registered
-    client) makes each policy sample hold only the clients the policy had heard from
-    (`on_arrival`) by then (`PolicySample.clients`), so samples cost O(clients seen), not
-    O(registered clients).
+    time it was refused. `policy_samples` (`exfairs.records.SAMPLE_LAYOUTS`): "sparse" (default)
+    records at each sample time the clients the policy had heard from (`on_arrival`) by then
+    (`PolicySample.clients`), so samples cost O(clients seen × samples), not O(registered
+    clients × samples); "dense" every registered client; "off" none. The sample times are
+    decision points in all three, so records do not depend on the layout.
     `submit_latencies` (gate mode; request id → seconds in [0, 60]) gives a request's own
     release-to-engine latency in place of ``engine.submit_latency_s``: a replay of a live run
     passes each release's recorded hop (`exfairs.live.replay`); requests not in it use the
@@ -162,6 +173,7 @@ def simulate(
     bad arguments or a malformed workload.
     """
     exp = parse_experiment(experiment) if isinstance(experiment, str) else experiment
+    layout = check_sample_layout(policy_samples)
     cfg = engine if engine is not None else EngineConfig.from_profile(profile)
     if not (isinstance(sample_every_s, (int, float)) and math.isfinite(sample_every_s)
             and sample_every_s > 0):
@@ -191,7 +203,7 @@ def simulate(
         latencies[rid] = float(lat)
     policy = make_policy(exp.policy, policy_params)
     run = _Run(workload, exp, profile, cfg, policy, max_inflight, float(sample_every_s),
-               step_by_step, observer, step_cost, admission, bool(sparse_samples), latencies)
+               step_by_step, observer, step_cost, admission, layout, latencies)
     return run.result()
 
 
@@ -204,7 +216,7 @@ class _Run:
                  step_by_step: bool, observer: StepObserver | None,
                  step_cost: StepCostModel | None,
                  admission: AdmissionConfig | None = None,
-                 sparse_samples: bool = False,
+                 policy_samples: str = DEFAULT_SAMPLE_LAYOUT,
                  latencies: dict[int, float] | None = None) -> None:
         self.mode = exp.mode
         if self.mode is Mode.GATE and cfg.scheduling_policy != "fcfs":
@@ -302,7 +314,8 @@ class _Run:
         self.sample_k = 0
         self.samples: list[PolicySample] = []
         # Sparse samples: client indices heard from (`on_arrival`), and their sorted tuple.
-        self._sparse_samples = sparse_samples
+        self._sparse_samples = policy_samples == "sparse"
+        self._no_samples = policy_samples == "off"
         self._heard: set[int] = set()
         self._heard_sorted: tuple[int, ...] = ()
         self._wakes: set[float] = set()
@@ -406,18 +419,20 @@ class _Run:
             self._wake_at(gate.next_hopeless_s(), now)
         policy = self.policy
         while self._next_sample_s <= now:
-            clients: tuple[int, ...] | None = None
-            if self._sparse_samples:
-                if len(self._heard_sorted) != len(self._heard):
-                    self._heard_sorted = tuple(sorted(self._heard))
-                clients = self._heard_sorted
-                snap = policy.state_snapshot_of(clients, now)
-            else:
-                snap = policy.state_snapshot(now)
-            self.samples.append(PolicySample(
-                time_s=self._next_sample_s,
-                values=tuple((k, tuple(map(float, v))) for k, v in snap.items()),
-                clients=clients))
+            # With samples off the sample time is still a decision point (records as with them).
+            if not self._no_samples:
+                clients: tuple[int, ...] | None = None
+                if self._sparse_samples:
+                    if len(self._heard_sorted) != len(self._heard):
+                        self._heard_sorted = tuple(sorted(self._heard))
+                    clients = self._heard_sorted
+                    snap = policy.state_snapshot_of(clients, now)
+                else:
+                    snap = policy.state_snapshot(now)
+                self.samples.append(PolicySample(
+                    time_s=self._next_sample_s,
+                    values=tuple((k, tuple(map(float, v))) for k, v in snap.items()),
+                    clients=clients))
             self.sample_k += 1
             self._next_sample_s = self.sample_k * self.sample_every_s
         if self._asks_wakeups:

@@ -2,7 +2,8 @@
 
 Each cell is one simulation with its own results file, named by a hash of the cell's full
 configuration (scenario, experiment, seed, load, profile, engine knobs, policy parameters,
-admission options and the package version), so a sweep rerun into the same directory skips cells
+admission options, a policy-sample layout other than sparse and the package version), so a sweep
+rerun into the same directory skips cells
 already done and recomputes missing or unreadable ones. Cells are independent and deterministic:
 results do not depend on how many workers ran them or in which order.
 

@@ -64,7 +64,8 @@ def compute_cell(cell: Cell) -> RunResult:
     sim = simulate(workload, experiment, profile, engine=engine,
                    policy_params=dict(cell.policy_params),
                    max_inflight=split_gate_knob(cell.engine)[1],
-                   admission=cell.admission if cell.admission.active else None)
+                   admission=cell.admission if cell.admission.active else None,
+                   policy_samples=cell.policy_samples)
     metrics = compute_metrics(sim.records, workload.clients, window=prepared.window)
     wall = time.perf_counter() - t0
     info = RunInfo(

@@ -80,7 +80,7 @@ def sweep_from_toml(text: str, source: str) -> SweepConfig:
         raise InputError("empty sweep file: set at least scenarios and experiments",
                          field="(file)", value=source, source=source)
     known = {"name", "scenarios", "experiments", "seeds", "load_factors", "profile", "engine",
-             "policy_params", "description", "admission"}
+             "policy_params", "description", "admission", "policy_samples"}
     unknown = sorted(set(doc) - known)
     if unknown:
         raise InputError(f"unknown keys; expected some of {sorted(known)}", field=unknown[0],
@@ -115,6 +115,8 @@ def sweep_from_toml(text: str, source: str) -> SweepConfig:
                                            for k, v in pp.items()))
     if "admission" in doc:
         kw["admission"] = admission_from_table(doc["admission"], source)
+    if "policy_samples" in doc:
+        kw["policy_samples"] = doc["policy_samples"]  # checked by SweepConfig
     try:
         config = SweepConfig(**kw, source=source)
         config.cells()  # experiment names are checked here, where the file can be named

@@ -16,6 +16,7 @@ from typing import Any
 from exfairs import __version__
 from exfairs.errors import InputError
 from exfairs.policies.admission import AdmissionConfig
+from exfairs.records import DEFAULT_SAMPLE_LAYOUT, check_sample_layout
 from exfairs.rng import MAX_SEED
 
 Scalar = int | float | str | bool
@@ -39,6 +40,9 @@ class Cell:
     #: SLO-aware admission and hopeless-request handling (`simulate(admission=...)`); the
     #: default is inactive (the gate as without admission).
     admission: AdmissionConfig = field(default_factory=AdmissionConfig)
+    #: `simulate(policy_samples=...)`: "sparse" (default), "dense" or "off"
+    #: (`exfairs.records.SAMPLE_LAYOUTS`).
+    policy_samples: str = DEFAULT_SAMPLE_LAYOUT
 
     def key(self) -> str:
         """Hash of everything that determines the cell's result (`exfairs.identity`): scenario
@@ -69,6 +73,10 @@ class Cell:
             doc["num_prompts"] = self.num_prompts
         if self.admission.active:
             doc["admission"] = self.admission.label
+        # The layout changes the stored samples (never the records): a dense or sample-free
+        # cell must not be reused for the default. Old dense-default cells differ in `source`.
+        if self.policy_samples != DEFAULT_SAMPLE_LAYOUT:
+            doc["policy_samples"] = self.policy_samples
         blob = json.dumps(doc, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -85,7 +93,8 @@ class SweepConfig:
 
     `engine` overrides the profile's engine knobs (vLLM names); `policy_params` maps a policy name
     to its constructor parameters; `admission` applies to every cell (an active one needs gate
-    or engine mode experiments, `simulate`'s rules; checked by `cells`). `source` names the
+    or engine mode experiments, `simulate`'s rules; checked by `cells`); `policy_samples` is
+    every cell's sample layout (`exfairs.records.SAMPLE_LAYOUTS`). `source` names the
     sweep file the values came from (None once anything is overridden): errors found when the
     inputs are checked name it.
     """
@@ -104,8 +113,10 @@ class SweepConfig:
     duration_s: float | None = None
     num_prompts: int | None = None
     admission: AdmissionConfig = field(default_factory=AdmissionConfig)
+    policy_samples: str = DEFAULT_SAMPLE_LAYOUT
 
     def __post_init__(self) -> None:
+        check_sample_layout(self.policy_samples)
         for fname in ("scenarios", "experiments", "seeds", "load_factors"):
             if not getattr(self, fname):
                 raise InputError("must list at least one value", field=fname, value=[])
@@ -149,7 +160,8 @@ class SweepConfig:
                                         params.get(exp.policy.upper(), ()),
                                         duration_s=self.duration_s,
                                         num_prompts=self.num_prompts,
-                                        admission=self.admission))
+                                        admission=self.admission,
+                                        policy_samples=self.policy_samples))
         return out
 
 

@@ -245,6 +245,26 @@ def test_policy_samples_and_empty_workload() -> None:
     assert out.policy_samples and out.policy_samples[0].values[0][0] == "counter"
 
 
+def test_driver_samples_are_sparse() -> None:
+    # Clients a, b, idle registered; only a and b send (from 0.2 s): every sample holds the
+    # clients heard from by then, never the idle one, aligned with their values.
+    from exfairs.records import ClientInfo, Workload
+
+    base = make_workload(4, arrivals_s=[0.2, 0.25, 0.3, 0.35])
+    wl = Workload(name=base.name, seed=0, clients=(*base.clients, ClientInfo("idle")),
+                  requests=base.requests, duration_s=base.duration_s)
+    eng = FakeEngine()
+    out = run(LiveDriver(wl, make_policy("VTC"), Mode.GATE, eng,
+                         config=DriverConfig(sample_every_s=0.05)), eng)
+    assert len(out.policy_samples) >= 2
+    first, last = out.policy_samples[0], out.policy_samples[-1]
+    assert first.time_s < 0.2 and first.clients == ()
+    assert last.clients == (0, 1)
+    for s in out.policy_samples:
+        assert s.clients is not None and 2 not in s.clients
+        assert all(len(v) == len(s.clients) for _, v in s.values)
+
+
 def test_engine_mode_submits_at_arrival_with_tags_and_leaves_the_policy_alone() -> None:
     """Engine mode: the policy runs inside the engine, so the driver's policy object hears nothing
     and every request goes out at once, tagged for the scheduler plug-in."""

@@ -3,6 +3,7 @@ engine-side run state (hooks in the simulator's order, contained policy errors).
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -177,3 +178,36 @@ def test_a_policy_error_is_contained_and_reported(tmp_path: Path,
     assert len(pol.calls) == n and run.choose_victim([r0], 0.3) is None
     run.finalize()
     assert read_report(tmp_path / "t.report.json").error == run.error
+
+
+def test_engine_samples_are_sparse_and_survive_the_report(tmp_path: Path) -> None:
+    # Three registered clients; "b" sends from 1.5 s on, "idle" never: samples hold the clients
+    # heard from by then (indices into the spec's clients), the dense view NaN for the others.
+    spec = RunSpec(run_id="s", mode="engine", policy="VTC", out_dir=str(tmp_path),
+                   clients=(("a", 1.0), ("b", 1.0), ("idle", 1.0)), sample_every_s=1.0)
+    run = EngineRun(spec, str(tmp_path))
+    ra = Request(request_id=0, client="a", arrival_s=0.0, prompt_tokens=4, output_tokens=2)
+    rb = Request(request_id=1, client="b", arrival_s=1.5, prompt_tokens=4, output_tokens=2)
+    run.begin_step(0.0, [ra])
+    run.step_done(0.5, {0: [4, 1]}, [ra], [])
+    run.begin_step(1.5, [rb])
+    run.begin_step(2.0, [])
+    report = run.finalize()
+    # The 1 s sample is taken at the 1.5 s decision point, after b's arrival (as the simulator).
+    assert [(s.time_s, s.clients) for s in report.policy_samples] == [
+        (0.0, (0,)), (1.0, (0, 1)), (2.0, (0, 1))]
+    dense = dict(report.policy_samples[-1].dense(3))["counter"]
+    assert math.isnan(dense[2]) and not math.isnan(dense[1])
+    back = read_report(tmp_path / "s.report.json")
+    assert back.policy_samples == report.policy_samples
+
+
+def test_a_report_written_with_dense_samples_still_reads(tmp_path: Path) -> None:
+    path = tmp_path / "old.report.json"
+    path.write_text(json.dumps({
+        "run_id": "old", "mode": "engine", "policy": "VTC", "steps": 1, "busy_s": 0.1,
+        "error": None, "steplog_path": None,
+        "policy_samples": [[0.0, [["counter", [1.0, None]]]]]}), encoding="utf-8")
+    (s,) = read_report(path).policy_samples
+    assert s.clients is None and s.values[0][0] == "counter"
+    assert s.values[0][1][0] == 1.0 and math.isnan(s.values[0][1][1])

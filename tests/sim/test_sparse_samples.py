@@ -1,6 +1,7 @@
-"""Sparse policy samples (issue 13, item 6): `simulate(..., sparse_samples=True)` keeps, per
-sample, only the clients heard from so far, with the values the dense samples hold for them;
-decisions do not change (tests/core/test_sparse_samples_file.py: the results file)."""
+"""Policy-sample layouts (issue 13, item 6): `simulate(..., policy_samples="sparse")`, the
+default, keeps per sample only the clients heard from so far, with the values the dense samples
+hold for them; "off" keeps none; records do not depend on the layout
+(tests/core/test_sparse_samples_file.py: the results file)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import math
 import pytest
 from sim_factories import engine, profile, workload
 
+from exfairs.errors import ConfigError
+from exfairs.policies.registry import available_policies
 from exfairs.records import SLO, ClientInfo, Workload
 from exfairs.sim.runner import simulate
 
@@ -28,9 +31,10 @@ def _workload() -> Workload:
 def test_sparse_samples_are_the_dense_samples_of_the_clients_heard_from(exp: str) -> None:
     wl = _workload()
     index = {c.name: k for k, c in enumerate(wl.clients)}
-    dense = simulate(wl, exp, profile(), engine=engine(), sample_every_s=0.25)
+    dense = simulate(wl, exp, profile(), engine=engine(), sample_every_s=0.25,
+                     policy_samples="dense")
     sparse = simulate(wl, exp, profile(), engine=engine(), sample_every_s=0.25,
-                      sparse_samples=True)
+                      policy_samples="sparse")
     assert sparse.records == dense.records
     assert len(sparse.policy_samples) == len(dense.policy_samples) > 10
     sizes = set()
@@ -52,3 +56,35 @@ def test_sparse_samples_are_the_dense_samples_of_the_clients_heard_from(exp: str
                        for c, v in enumerate(vals))
     assert len(sizes) > 1  # the client set grew over the run
 
+
+
+def test_the_default_layout_is_sparse() -> None:
+    wl = _workload()
+    default = simulate(wl, "QUEUE_VTC", profile(), engine=engine(), sample_every_s=0.25)
+    sparse = simulate(wl, "QUEUE_VTC", profile(), engine=engine(), sample_every_s=0.25,
+                      policy_samples="sparse")
+    assert default.policy_samples == sparse.policy_samples
+    assert all(s.clients is not None for s in default.policy_samples)
+
+
+@pytest.mark.parametrize("policy", available_policies())
+@pytest.mark.parametrize("mode", ["", "QUEUE_", "ENGINE_"])
+def test_records_do_not_depend_on_the_sample_layout(policy: str, mode: str) -> None:
+    # Every registered policy in every mode: a snapshot must not change what the policy decides
+    # (some snapshots advance lazy state), and "off" keeps the sample times as decision points.
+    wl = _workload()
+    runs = {layout: simulate(wl, mode + policy, profile(), engine=engine(), sample_every_s=0.25,
+                             policy_samples=layout)
+            for layout in ("sparse", "dense", "off")}
+    assert runs["sparse"].records == runs["dense"].records == runs["off"].records
+    assert runs["off"].policy_samples == ()
+    assert runs["sparse"].steps == runs["off"].steps
+    assert runs["sparse"].decision_points == runs["off"].decision_points
+
+
+@pytest.mark.parametrize("bad", ["Sparse", "none", "", None, True])
+def test_an_unknown_layout_is_a_config_error(bad: object) -> None:
+    with pytest.raises(ConfigError) as err:
+        simulate(_workload(), "FCFS", profile(), engine=engine(),
+                 policy_samples=bad)  # type: ignore[arg-type]
+    assert err.value.field == "policy_samples"
