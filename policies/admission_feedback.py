@@ -9,6 +9,13 @@ the same code. It is additive-increase / multiplicative-decrease on the gate's i
 increase and decrease algorithms for congestion avoidance", 1989; the same rule as the
 ``AIMDLimit`` of Netflix's concurrency-limits library, with its ``backoffRatio`` 0.9):
 
+* The gate keeps the observed *stretch* σ̂, the engine's slowdown: an exponentially weighted
+  mean over finished requests of ``(finish − t_r) / unloaded_e2e`` (gain 1/8, the smoothed
+  round-trip time of RFC 6298; starts at 1). A pick that would be late at that pace,
+  ``now + σ̂ · unloaded_e2e > d``, is *late at load* (`decide` → ``"late"``): with
+  ``hopeless=reject`` the gate rejects it, otherwise it is released without being judged — the
+  observed counterpart of the predictive limit's verdict, so a request that waited too long at
+  the gate does not shrink the limit for everyone.
 * Each released request is judged on the part of its latency the engine caused, from its
   release time t_r: with deadline d, TTFT limit a + ttft (a its arrival) and TPOT limit tpot,
 
@@ -17,8 +24,8 @@ increase and decrease algorithms for congestion avoidance", 1989; the same rule 
       used_tpot = (finish − first_token) / (generated − 1)       allowed_tpot = tpot
 
   A request released already hopeless (``t_r + unloaded_e2e > d``: late before the engine saw
-  it), or released although the predictive limit called it late (``binding=False``), is not
-  judged: its outcome says nothing about the batch the gate allowed.
+  it), or released although it was late at load (``binding=False``), is not judged: its
+  outcome says nothing about the batch the gate allowed.
 * **Violation** (some used > allowed; seen at the first token or finish, or as soon as an
   observation comes after an e2e deadline or TTFT limit that passed while the request was in
   flight): ``limit ← max(min_inflight, limit · backoff)``, at most once per *window*: a
@@ -49,12 +56,16 @@ from dataclasses import dataclass
 from exfairs.policies.admission import AdmissionConfig, SloAdmission
 from exfairs.records import Request
 
+#: The smoothing gain of the observed stretch (RFC 6298's α for the smoothed round-trip time).
+_GAIN = 0.125
+
 
 @dataclass(slots=True)
 class _Flight:
     """One judged request in flight: what its verdict needs (mutable: its first token)."""
 
     release_s: float
+    unloaded_s: float
     window: int  # release sequence number: violations count once per window
     allowed_e2e_s: float  # seconds from release; inf: no e2e SLO
     allowed_ttft_s: float  # seconds from release; inf: no TTFT SLO
@@ -76,6 +87,7 @@ class FeedbackLimit:
         self.max_inflight = max_inflight
         self.min_inflight = min(config.min_inflight, max_inflight)
         self.limit = float(max_inflight)
+        self.stretch = 1.0  # σ̂: observed (finish − release) / unloaded_e2e, smoothed
         self.inner = inner
         self.decreases = 0  # counts, for tests and reports
         self.increases = 0
@@ -92,14 +104,19 @@ class FeedbackLimit:
 
     def decide(self, request: Request, now_s: float, inflight: int) -> str:
         """``"wait"`` while `inflight` ≥ the cap (never with an empty engine), else the inner
-        predictive limiter's verdict (``"admit"`` without one)."""
+        predictive limiter's verdict if not ``"admit"``, else ``"late"`` when the pick would
+        miss its deadline at the observed stretch, else ``"admit"``."""
         self._expire(now_s)
         if inflight == 0:
             return "admit"
         if inflight >= self.cap:
             return "wait"
         if self.inner is not None:
-            return self.inner.decide(request, now_s, inflight)
+            verdict = self.inner.decide(request, now_s, inflight)
+            if verdict != "admit":
+                return verdict
+        if now_s + self.stretch * request.unloaded_e2e_s > request.deadline_s:
+            return "late"
         return "admit"
 
     def admit(self, request: Request, now_s: float, inflight: int) -> bool:
@@ -125,7 +142,8 @@ class FeedbackLimit:
         if math.isinf(allowed_e2e) and math.isinf(allowed_ttft) and math.isinf(tpot):
             return  # no SLO: nothing to judge
         rid = request.request_id
-        self._flights[rid] = _Flight(now_s, self._released, allowed_e2e, allowed_ttft, tpot)
+        self._flights[rid] = _Flight(now_s, request.unloaded_e2e_s, self._released, allowed_e2e,
+                                     allowed_ttft, tpot)
         if math.isfinite(allowed_ttft):
             heapq.heappush(self._expiry, (now_s + allowed_ttft, 0, rid))
         if math.isfinite(allowed_e2e):
@@ -156,6 +174,8 @@ class FeedbackLimit:
             return
         first = fl.first_token_s if fl.first_token_s is not None else now_s
         used_e2e = now_s - fl.release_s
+        if fl.unloaded_s > 0:
+            self.stretch += _GAIN * (used_e2e / fl.unloaded_s - self.stretch)
         used_ttft = first - fl.release_s
         used_tpot = (now_s - first) / (generated - 1) if generated > 1 else 0.0
         if used_e2e > fl.allowed_e2e_s or used_ttft > fl.allowed_ttft_s or used_tpot > fl.tpot_s:
