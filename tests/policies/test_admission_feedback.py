@@ -5,6 +5,8 @@ stretch, and — through the live gate's logic — that no request is lost."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -15,6 +17,7 @@ from exfairs.live.gate import LiveGate
 from exfairs.policies import PolicyQueue
 from exfairs.policies.admission import AdmissionConfig, SloAdmission, make_limiter
 from exfairs.policies.admission_feedback import FeedbackLimit
+from exfairs.records import SLO
 
 FB = AdmissionConfig(limit="feedback")
 
@@ -119,18 +122,17 @@ def test_a_failed_request_leaves_without_a_verdict_and_the_cap_holds() -> None:
 
 def test_make_limiter_and_predictive_plus_feedback() -> None:
     assert make_limiter(AdmissionConfig(), 8) is None
-    step = (lambda n, ctx: 0.01 * n)
+
+    def step(n: int, ctx: int) -> float:
+        return 0.01 * n
+
     assert isinstance(make_limiter(AdmissionConfig(limit="predictive"), 8, step), SloAdmission)
     both = make_limiter(AdmissionConfig(limit="predictive+feedback"), 8, step)
     assert isinstance(both, FeedbackLimit) and isinstance(both.inner, SloAdmission)
     with pytest.raises(ValueError):
         make_limiter(AdmissionConfig(limit="predictive"), 8)
     # The predictive verdict applies under the feedback cap (25-ms budget, 10 ms per sequence).
-    r = req(1, e2e_s=100.0)
-    from dataclasses import replace
-
-    from exfairs.records import SLO
-    r = replace(r, slo=SLO(e2e_s=100.0, tpot_s=0.025))
+    r = replace(req(1), slo=SLO(e2e_s=100.0, tpot_s=0.025))
     both.released(r, 0.0)
     both.released(replace(r, request_id=2), 0.0)
     assert both.decide(replace(r, request_id=3), 0.0, 2) == "wait"
