@@ -12,7 +12,7 @@ increase and decrease algorithms for congestion avoidance", 1989; the same rule 
 * The gate keeps the observed *stretch* σ̂, the engine's slowdown: an exponentially weighted
   mean over finished requests of ``(finish − t_r) / unloaded_e2e`` (gain 1/8, the smoothed
   round-trip time of RFC 6298; starts at 1). A pick that would be late at that pace,
-  ``now + σ̂ · unloaded_e2e > d``, is *late at load* (`decide` → ``"late"``): with
+  ``σ̂ · unloaded_e2e > headroom · (d − now)``, is *late at load* (`decide` → ``"late"``): with
   ``hopeless=reject`` the gate rejects it, otherwise it is released without being judged — the
   observed counterpart of the predictive limit's verdict, so a request that waited too long at
   the gate does not shrink the limit for everyone.
@@ -115,7 +115,10 @@ class FeedbackLimit:
             verdict = self.inner.decide(request, now_s, inflight)
             if verdict != "admit":
                 return verdict
-        if now_s + self.stretch * request.unloaded_e2e_s > request.deadline_s:
+        # The headroom as in the predictive verdict: the observed pace may use that share of
+        # the time left (a pick with less slack would be late at a slightly slower pace).
+        if self.stretch * request.unloaded_e2e_s > self.config.headroom * (
+                request.deadline_s - now_s):
             return "late"
         return "admit"
 
