@@ -108,7 +108,8 @@ def test_requests_late_before_release_are_not_judged_and_picks_late_at_load() ->
     lim.finished(3, 9.0, 10)
     assert lim.stretch == pytest.approx(2.0)
     assert lim.decide(req(4, arrival_s=9.0, e2e_s=1.5, unloaded_e2e_s=1.0), 9.0, 1) == "late"
-    assert lim.decide(req(4, arrival_s=9.0, e2e_s=2.0, unloaded_e2e_s=1.0), 9.0, 1) == "admit"
+    assert lim.decide(req(4, arrival_s=9.0, e2e_s=2.0, unloaded_e2e_s=1.0), 9.0, 1) == "late"
+    assert lim.decide(req(4, arrival_s=9.0, e2e_s=2.5, unloaded_e2e_s=1.0), 9.0, 1) == "admit"
     assert lim.decide(req(4, arrival_s=9.0, e2e_s=1.5, unloaded_e2e_s=1.0), 9.0, 0) == "admit"
 
 
