@@ -157,6 +157,26 @@ def test_real_engine_rejects_hopeless_requests_at_the_gate(live_engine: object) 
     assert sum(k == "drop" for k, _, _ in pol.calls) == 6
 
 
+@pytest.mark.live
+def test_real_engine_feedback_limit_falls_on_violations(live_engine: object) -> None:
+    # Twelve short requests at once, four slots, an e2e SLO no engine meets (10 ms) and no
+    # unloaded latency (every release is judged): the first finishes are violations, so the
+    # feedback limit falls below the gate's 4, from the driver's own first-token and finish
+    # times of a real vLLM; every release is reported back and every request has its record.
+    reqs = [Request(request_id=i, client="ab"[i % 2], arrival_s=0.0, prompt_tokens=16,
+                    output_tokens=8, slo=SLO(e2e_s=0.01)) for i in range(12)]
+    wl = Workload("feedback", 0, (ClientInfo("a"), ClientInfo("b")), tuple(reqs), 0.1)
+    adm = AdmissionConfig(limit="feedback")
+    lim = predictive_limiter(adm, None, 0, 4)
+    assert isinstance(lim, FeedbackLimit)
+    driver = LiveDriver(wl, Recording(), Mode.GATE, live_engine.backend,  # type: ignore[attr-defined]
+                        DriverConfig(max_inflight=4), admission=adm, limiter=lim)
+    out = live_engine.run(driver.run)  # type: ignore[attr-defined]
+    assert out.stopped is None and len(out.records) == 12
+    assert all(r.outcome is Outcome.VIOLATED for r in out.records)
+    assert lim.decreases >= 1 and lim.cap < 4 and not lim._live_ids
+
+
 DEAD_URL = ["--vllm-url", "http://127.0.0.1:9", "--no-warmup"]  # nothing listens: never reached
 
 
