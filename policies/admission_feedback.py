@@ -76,7 +76,8 @@ class _Flight:
 class FeedbackLimit:
     """The AIMD in-flight limit of the module docstring (no clock: times are passed in).
 
-    `decide` → ``"admit"`` or ``"wait"`` (with an inner predictive limiter also ``"late"``);
+    `decide` → ``"admit"``, ``"wait"`` or ``"late"`` (late at load: at the observed stretch, or
+    by the inner predictive limiter's verdict);
     `released`, `first_token`, `finished` report what the gate saw. `limit` is the current cap
     (a float in [min_inflight, max_inflight]; the gate uses its floor).
     """
