@@ -79,7 +79,9 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                    help="policy parameter, repeatable (e.g. ExFairS.alpha=0.5)")
     p.add_argument("--admission", default=None, metavar="SPEC",
                    help="SLO-aware admission at the gate, as exfairs-sim's: comma-separated "
-                        "hopeless=keep|demote|reject, limit=off|predictive, headroom=(0,1] "
+                        "hopeless=keep|demote|reject, "
+                        "limit=off|predictive|feedback|predictive+feedback, "
+                        "headroom=(0,1], backoff=(0,1), increase=N>0, min_inflight=N "
                         "(gate-mode QUEUE_* experiments only; default off)")
     p.add_argument("--plots", action=argparse.BooleanOptionalAction, default=True,
                    help="write the plots (default: yes)")

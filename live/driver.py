@@ -43,7 +43,7 @@ from exfairs.live.backend import Backend, BackendError, BackendTimeout, EngineDe
 from exfairs.live.config import DriverConfig
 from exfairs.live.gate import LiveGate, check_live_admission
 from exfairs.live.plugin_protocol import request_xargs
-from exfairs.policies.admission import AdmissionConfig, SloAdmission
+from exfairs.policies.admission import AdmissionConfig, GateLimiter
 from exfairs.policies.base import FloatArray, Policy
 from exfairs.policies.experiments import Mode
 from exfairs.policies.queue import PolicyQueue
@@ -141,7 +141,7 @@ class LiveDriver:
 
     `stop` (optional) is an event the caller may set (e.g. on SIGINT) to end the run early; the
     run then aborts what is in flight and still returns every record. `admission` (gate mode
-    only; ConfigError otherwise) and `limiter` (its predictive limit,
+    only; ConfigError otherwise) and `limiter` (its in-flight limit, predictive or feedback:
     `exfairs.live.gate.predictive_limiter`) add SLO-aware admission at the gate.
     """
 
@@ -158,7 +158,7 @@ class LiveDriver:
         progress_every_s: float = 1.0,
         run_tag: str | None = None,
         admission: AdmissionConfig | None = None,
-        limiter: SloAdmission | None = None,
+        limiter: GateLimiter | None = None,
     ) -> None:
         adm = admission if admission is not None else AdmissionConfig()
         check_live_admission(adm, mode)
@@ -339,6 +339,7 @@ class LiveDriver:
                             fl.first_token_mono = now + self._t0
                             self._policy.on_service(r.client, r.prompt_tokens, n, now)
                             self._apply(self._tracker.first_token(r.request_id, now), now)
+                            self._gate.first_token(r.request_id, now)
                         else:
                             self._policy.on_service(r.client, recompute, n, now)
                         fl.token_times.extend([now] * n)
@@ -383,7 +384,7 @@ class LiveDriver:
                 self._apply(self._tracker.fail(r.request_id, now), now)
                 self._policy.on_drop(r, now)
             self._flights.pop(r.request_id, None)
-            self._gate.finished(r.request_id)
+            self._gate.finished(r.request_id, finish_s, len(fl.token_times))
             self._served.append(fl)
             self._finalize(self._record_from(fl, outcome, finish_s=finish_s, error=error))
             self._pump(now)

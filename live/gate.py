@@ -4,7 +4,10 @@ The same `AdmissionConfig` as the simulator's gate: ``hopeless=demote`` queues r
 no longer meet their deadline behind every savable one (the driver's `PolicyQueue` is built with
 ``hopeless_last``); ``hopeless=reject`` also refuses them at the gate (outcome REJECTED);
 ``limit=predictive`` holds the policy's pick back while the profile's predicted decode pace with
-one more request in flight would make an admitted request late (`SloAdmission`). The policy
+one more request in flight would make an admitted request late (`SloAdmission`);
+``limit=feedback`` caps the requests in flight at a limit learnt from the first tokens and
+finishes the driver reports (`exfairs.policies.admission_feedback.FeedbackLimit`, the
+simulator's code). The policy
 still chooses who is released; this module decides whether and when. No clock, no I/O: the
 driver passes the run clock's time and the number of requests in the engine.
 """
@@ -12,7 +15,7 @@ driver passes the run clock's time and the number of requests in the engine.
 from __future__ import annotations
 
 from exfairs.errors import ConfigError
-from exfairs.policies.admission import AdmissionConfig, SloAdmission
+from exfairs.policies.admission import AdmissionConfig, GateLimiter, make_limiter
 from exfairs.policies.experiments import Mode
 from exfairs.policies.queue import PolicyQueue
 from exfairs.records import Request
@@ -31,20 +34,23 @@ def check_live_admission(admission: AdmissionConfig, mode: Mode) -> None:
 
 
 def predictive_limiter(admission: AdmissionConfig, profile: object, max_num_batched_tokens: int,
-                       max_inflight: int, kv_tokens: int = 0) -> SloAdmission | None:
-    """The predictive limit from the profile's step-cost model (the simulator's: decode steps
-    from `LinearStepCost`, prefill seconds per token from the coefficients); None unless
-    ``limit=predictive``."""
-    if admission.limit != "predictive":
+                       max_inflight: int, kv_tokens: int = 0) -> GateLimiter | None:
+    """The gate's in-flight limit (`exfairs.policies.admission.make_limiter`): the predictive
+    one from the profile's step-cost model (the simulator's: decode steps from
+    `LinearStepCost`, prefill seconds per token from the coefficients), the feedback one, or
+    both; None for ``limit=off``."""
+    if admission.limit == "off":
         return None
+    if not admission.predictive:
+        return make_limiter(admission, max_inflight)
     from exfairs.calibration.profile import Profile
     from exfairs.sim.costs import LinearStepCost
 
     assert isinstance(profile, Profile)
     cost = LinearStepCost(profile.cost_model(max_num_batched_tokens))
-    return SloAdmission(
-        admission, lambda n, ctx: float(cost.decode_run_ms(1, n, ctx)[0]) / 1000.0,
-        profile.coefficients.prefill_token_ms / 1000.0, max_inflight, kv_tokens=kv_tokens)
+    return make_limiter(
+        admission, max_inflight, lambda n, ctx: float(cost.decode_run_ms(1, n, ctx)[0]) / 1000.0,
+        profile.coefficients.prefill_token_ms / 1000.0, kv_tokens=kv_tokens)
 
 
 class LiveGate:
@@ -56,7 +62,7 @@ class LiveGate:
     """
 
     def __init__(self, queue: PolicyQueue, admission: AdmissionConfig,
-                 limiter: SloAdmission | None = None) -> None:
+                 limiter: GateLimiter | None = None) -> None:
         self.queue = queue
         self.admission = admission
         self.limiter = limiter
@@ -96,7 +102,13 @@ class LiveGate:
             inflight += 1
         return released, refused
 
-    def finished(self, request_id: int) -> None:
-        """A released request left the engine (finished, failed, aborted)."""
+    def first_token(self, request_id: int, now_s: float) -> None:
+        """A released request's first output token came at `now_s` (run clock)."""
         if self.limiter is not None:
-            self.limiter.finished(request_id)
+            self.limiter.first_token(request_id, now_s)
+
+    def finished(self, request_id: int, now_s: float | None = None, generated: int = 0) -> None:
+        """A released request left the engine: at `now_s` with `generated` tokens when it
+        completed, `now_s` None when it failed or was aborted (no verdict)."""
+        if self.limiter is not None:
+            self.limiter.finished(request_id, now_s, generated)

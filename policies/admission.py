@@ -38,7 +38,15 @@ still chooses *who* is admitted:
   someone else would replace the policy's choice; a blocked pick that runs out of time becomes
   hopeless and is demoted or rejected.
 
-Parameters: ``headroom`` ∈ (0, 1] (default 0.9): the share of the budget the prediction may use.
+``limit=feedback`` learns the in-flight limit instead, from the observed first tokens and finishes
+of the requests the gate released (AIMD; `exfairs.policies.admission_feedback`), and
+``limit=predictive+feedback`` applies both.
+
+Parameters: ``headroom`` ∈ (0, 1] (default 0.9): the share of the budget the prediction may use
+(feedback: a finish counts as good when it used at most that share of what it was allowed).
+Feedback only: ``backoff`` ∈ (0, 1) (default 0.9, concurrency-limits' AIMD ``backoffRatio``): the
+factor a violation multiplies the limit by; ``increase`` > 0 (default 1): slots added per limit's
+worth of good finishes; ``min_inflight`` ≥ 1 (default 1): the floor of the limit.
 Not in priority mode (priorities are fixed at submission and there is no gate); engine mode
 takes ``hopeless = demote`` only (its waiting queue is a `PolicyQueue`).
 """
@@ -49,12 +57,16 @@ import heapq
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from exfairs.errors import ConfigError
 from exfairs.records import Request
 
 HOPELESS = ("keep", "demote", "reject")
-LIMITS = ("off", "predictive")
+LIMITS = ("off", "predictive", "feedback", "predictive+feedback")
+#: The keys of ``AdmissionConfig.parse`` and a sweep file's ``[admission]`` table.
+KEYS = ("hopeless", "limit", "headroom", "backoff", "increase", "min_inflight")
+_DEFAULT_BACKOFF, _DEFAULT_INCREASE = 0.9, 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +76,9 @@ class AdmissionConfig:
     hopeless: str = "keep"
     limit: str = "off"
     headroom: float = 0.9
+    backoff: float = _DEFAULT_BACKOFF
+    increase: float = _DEFAULT_INCREASE
+    min_inflight: int = 1
 
     def __post_init__(self) -> None:
         if self.hopeless not in HOPELESS:
@@ -75,6 +90,28 @@ class AdmissionConfig:
         h = self.headroom
         if isinstance(h, bool) or not isinstance(h, (int, float)) or not 0 < h <= 1:
             raise ConfigError("must be a number in (0, 1]", field="admission.headroom", value=h)
+        b = self.backoff
+        if isinstance(b, bool) or not isinstance(b, (int, float)) or not 0 < b < 1:
+            raise ConfigError("must be a number in (0, 1)", field="admission.backoff", value=b)
+        a = self.increase
+        if (isinstance(a, bool) or not isinstance(a, (int, float)) or not math.isfinite(a)
+                or a <= 0):
+            raise ConfigError("must be a finite number > 0", field="admission.increase", value=a)
+        m = self.min_inflight
+        if isinstance(m, bool) or not isinstance(m, int) or m < 1:
+            raise ConfigError("must be an integer ≥ 1", field="admission.min_inflight", value=m)
+
+    @property
+    def feedback(self) -> bool:
+        """True when the in-flight limit learns from observed latencies (``limit=feedback`` or
+        ``predictive+feedback``)."""
+        return self.limit in ("feedback", "predictive+feedback")
+
+    @property
+    def predictive(self) -> bool:
+        """True when the profile's cost model limits releases (``predictive`` or
+        ``predictive+feedback``)."""
+        return self.limit in ("predictive", "predictive+feedback")
 
     @property
     def active(self) -> bool:
@@ -91,12 +128,20 @@ class AdmissionConfig:
             parts.append(f"limit={self.limit}")
             if self.headroom != 0.9:
                 parts.append(f"headroom={self.headroom:g}")
+            if self.feedback:
+                if self.backoff != _DEFAULT_BACKOFF:
+                    parts.append(f"backoff={self.backoff:g}")
+                if self.increase != _DEFAULT_INCREASE:
+                    parts.append(f"increase={self.increase:g}")
+                if self.min_inflight != 1:
+                    parts.append(f"min_inflight={self.min_inflight}")
         return ",".join(parts) or "off"
 
     @classmethod
     def parse(cls, spec: str) -> AdmissionConfig:
-        """``"hopeless=reject,limit=predictive,headroom=0.9"`` (any subset; ``""`` or ``"off"``:
-        the defaults). ConfigError naming ``admission`` for a malformed item."""
+        """``"hopeless=reject,limit=feedback,headroom=0.9,backoff=0.9"`` (any subset of `KEYS`;
+        ``""`` or ``"off"``: the defaults). ConfigError naming ``admission`` for a malformed
+        item, ``admission.<key>`` for a bad value."""
         spec = spec.strip()
         if spec in ("", "off"):
             return cls()
@@ -104,18 +149,26 @@ class AdmissionConfig:
         for item in filter(None, (s.strip() for s in spec.split(","))):
             key, sep, value = item.partition("=")
             key = key.strip()
-            if not sep or key not in ("hopeless", "limit", "headroom"):
-                raise ConfigError("expected items hopeless=keep|demote|reject, "
-                                  "limit=off|predictive, headroom=NUMBER", field="admission",
+            if not sep or key not in KEYS:
+                raise ConfigError("expected items hopeless=keep|demote|reject, limit="
+                                  f"{'|'.join(LIMITS)}, headroom=NUMBER, backoff=NUMBER, "
+                                  "increase=NUMBER, min_inflight=INTEGER", field="admission",
                                   value=spec)
-            if key == "headroom":
+            value = value.strip()
+            if key in ("headroom", "backoff", "increase"):
                 try:
                     kw[key] = float(value)
                 except ValueError:
-                    raise ConfigError("must be a number in (0, 1]", field="admission.headroom",
+                    raise ConfigError("must be a number", field=f"admission.{key}",
+                                      value=value) from None
+            elif key == "min_inflight":
+                try:
+                    kw[key] = int(value)
+                except ValueError:
+                    raise ConfigError("must be an integer ≥ 1", field="admission.min_inflight",
                                       value=value) from None
             else:
-                kw[key] = value.strip()
+                kw[key] = value
         return cls(**kw)  # type: ignore[arg-type]
 
 
@@ -200,8 +253,12 @@ class SloAdmission:
         if self._step1 <= b < math.inf:
             heapq.heappush(self._budgets, (b, request.request_id))
 
-    def finished(self, request_id: int) -> None:
-        """The request left the engine (finished or dropped)."""
+    def first_token(self, request_id: int, now_s: float) -> None:
+        """Observations do not change the prediction (the `GateLimiter` interface)."""
+
+    def finished(self, request_id: int, now_s: float | None = None, generated: int = 0) -> None:
+        """The request left the engine (finished or dropped; the time and tokens are for the
+        `GateLimiter` interface and unused here)."""
         self._live.pop(request_id, None)
 
     def _tightest(self) -> float:
@@ -209,3 +266,46 @@ class SloAdmission:
         while h and self._live.get(h[0][1]) != h[0][0]:
             heapq.heappop(h)
         return h[0][0] if h else math.inf
+
+
+class GateLimiter(Protocol):
+    """What a gate (the simulator's, `exfairs.live.gate.LiveGate`) asks of an in-flight limit:
+    a verdict for the policy's pick, and the observations of what it released."""
+
+    def decide(self, request: Request, now_s: float, inflight: int) -> str:
+        """``"admit"``, ``"wait"`` or ``"late"`` (`SloAdmission.decide`)."""
+        ...
+
+    def released(self, request: Request, now_s: float, *, binding: bool = True) -> None:
+        """`request` was released at `now_s` (`binding` false: `decide` called it late)."""
+        ...
+
+    def first_token(self, request_id: int, now_s: float) -> None:
+        """A released request's first output token came at `now_s`."""
+        ...
+
+    def finished(self, request_id: int, now_s: float | None = None, generated: int = 0) -> None:
+        """A released request left the engine at `now_s` with `generated` tokens (None: it
+        failed or was aborted)."""
+        ...
+
+
+def make_limiter(config: AdmissionConfig, max_inflight: int,
+                 decode_step_s: DecodeStep | None = None, prefill_token_s: float = 0.0,
+                 kv_tokens: int = 0) -> GateLimiter | None:
+    """The gate's in-flight limit for `config`: None for ``limit=off``, `SloAdmission` for
+    ``predictive`` (needs `decode_step_s`), `FeedbackLimit` for ``feedback`` (around a
+    `SloAdmission` for ``predictive+feedback``)."""
+    if config.limit == "off":
+        return None
+    inner: SloAdmission | None = None
+    if config.predictive:
+        if decode_step_s is None:
+            raise ValueError("the predictive limit needs the profile's decode step")
+        inner = SloAdmission(config, decode_step_s, prefill_token_s, max_inflight,
+                             kv_tokens=kv_tokens)
+        if not config.feedback:
+            return inner
+    from exfairs.policies.admission_feedback import FeedbackLimit
+
+    return FeedbackLimit(config, max_inflight, inner)

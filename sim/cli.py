@@ -88,7 +88,9 @@ def _policy_params(items: Sequence[str]) -> tuple[tuple[str, tuple[tuple[str, An
 def _add_admission_option(p: argparse.ArgumentParser, default_text: str) -> None:
     p.add_argument("--admission", default=None, metavar="SPEC",
                    help="SLO-aware admission for every experiment: comma-separated "
-                        "hopeless=keep|demote|reject, limit=off|predictive, headroom=(0,1] "
+                        "hopeless=keep|demote|reject, "
+                        "limit=off|predictive|feedback|predictive+feedback, "
+                        "headroom=(0,1], feedback: backoff=(0,1), increase=N>0, min_inflight=N "
                         "(e.g. hopeless=reject,limit=predictive; 'off' for none). Gate (QUEUE_) "
                         "experiments take every option, engine (ENGINE_) ones only "
                         f"hopeless=demote, priority-mode ones none (default: {default_text})")

@@ -50,7 +50,7 @@ import simpy
 
 from exfairs.calibration.profile import Profile
 from exfairs.errors import ConfigError, InputError
-from exfairs.policies.admission import AdmissionConfig, SloAdmission
+from exfairs.policies.admission import AdmissionConfig, GateLimiter, make_limiter
 from exfairs.policies.base import Policy
 from exfairs.policies.experiments import Experiment, Mode, parse_experiment
 from exfairs.policies.queue import PolicyQueue
@@ -302,12 +302,14 @@ class _Run:
             profile.cost_model(cfg.max_num_batched_tokens))
         self.sched = Scheduler(cfg, waiting, victim, observer)
         self.sched.record_order = self._streams
-        self.limiter: SloAdmission | None = None
-        if self.gate is not None and adm.limit == "predictive":
-            self.limiter = SloAdmission(
-                adm, lambda n, ctx: float(cost.decode_run_ms(1, n, ctx)[0]) / 1000.0,
-                profile.coefficients.prefill_token_ms / 1000.0, self.max_inflight,
-                kv_tokens=cfg.kv_capacity_tokens)
+        self.limiter: GateLimiter | None = None
+        if self.gate is not None:
+            self.limiter = make_limiter(
+                adm, self.max_inflight,
+                lambda n, ctx: float(cost.decode_run_ms(1, n, ctx)[0]) / 1000.0,
+                profile.coefficients.prefill_token_ms / 1000.0, kv_tokens=cfg.kv_capacity_tokens)
+        # The feedback limit observes first tokens and finishes (`_first_token`, `_finished`).
+        self._observes = self.limiter is not None and adm.feedback
         self.tracker = SloTracker()
         self.next_arrival = 0  # index into seqs
         self.sample_every_s = sample_every_s
@@ -607,6 +609,8 @@ class _Run:
         tracker = self.tracker
         for s in out.first_tokens:
             s.first_token_s = t
+            if self._observes:
+                self._observe_first(s.rid, t)
             res = tracker.first_token(s.rid, t)
             if res is not None and not res.met:
                 policy.on_violation(s.req, t)
@@ -624,7 +628,11 @@ class _Run:
         self.policy.on_finish(s.req, t, met)
         self.inflight -= 1
         if self.limiter is not None:
-            self.limiter.finished(s.rid)
+            self.limiter.finished(s.rid, t, s.gen)
+
+    def _observe_first(self, rid: int, t: float) -> None:
+        assert self.limiter is not None
+        self.limiter.first_token(rid, t)
 
     def _deliver_streams(self, out: StepOutcome) -> None:
         """hook_order "stream" (gate mode): the live driver's order.
@@ -664,6 +672,8 @@ class _Run:
                 policy.on_service(names[c], p, d, t)
             for s in out.first_tokens:
                 s.first_token_s = t
+                if self._observes:
+                    self._observe_first(s.rid, t)
                 res = tracker.first_token(s.rid, t)
                 if res is not None and not res.met:
                     policy.on_violation(s.req, t)
@@ -680,6 +690,8 @@ class _Run:
                 policy.on_service(names[s.client], p, d, t)
             if first:
                 s.first_token_s = t
+                if self._observes:
+                    self._observe_first(s.rid, t)
                 res = tracker.first_token(s.rid, t)
                 if res is not None and not res.met:
                     policy.on_violation(s.req, t)

@@ -12,7 +12,7 @@ from typing import Any
 
 from exfairs.errors import InputError
 from exfairs.paths import read_input_bytes
-from exfairs.policies.admission import HOPELESS, LIMITS, AdmissionConfig
+from exfairs.policies.admission import HOPELESS, KEYS, LIMITS, AdmissionConfig
 from exfairs.sim.sweep_grid import Knobs, SweepConfig
 
 if sys.version_info >= (3, 11):
@@ -26,11 +26,11 @@ _SWEEP_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 
 
 def admission_from_table(value: Any, source: str) -> AdmissionConfig:
-    """A sweep file's ``[admission]`` table (keys hopeless, limit, headroom)."""
+    """A sweep file's ``[admission]`` table (the keys of `AdmissionConfig.parse`)."""
+    known = KEYS
     if not isinstance(value, dict):
-        raise InputError("must be a table with keys hopeless, limit, headroom",
+        raise InputError(f"must be a table with keys {', '.join(known)}",
                          field="admission", value=value, source=source)
-    known = ("hopeless", "limit", "headroom")
     for k, v in value.items():
         if k not in known:
             raise InputError(f"unknown key; expected some of {list(known)}",

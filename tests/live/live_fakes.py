@@ -45,6 +45,8 @@ class FakeEngine:
 
     max_num_seqs: int = 4
     token_s: float = 0.002
+    #: Seconds more per token for each other running request (a batch that slows decoding).
+    token_s_per_running: float = 0.0
     priority_scheduling: bool = False
     fail: dict[int, BackendError] = field(default_factory=dict)
     fail_after_tokens: int = 0
@@ -108,7 +110,7 @@ class FakeEngine:
             if request.request_id in self.hang:
                 await asyncio.sleep(3600)
             for i in range(request.output_tokens):
-                await asyncio.sleep(self.token_s)
+                await asyncio.sleep(self.token_s + self.token_s_per_running * (self._running - 1))
                 if self.dead:
                     raise EngineDead("fake engine died")
                 exc = self.fail.get(request.request_id)

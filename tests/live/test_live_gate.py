@@ -5,6 +5,7 @@ policy's pick back, and the modes that do not take it refused up front."""
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
@@ -18,6 +19,7 @@ from exfairs.live.driver import LiveDriver
 from exfairs.live.gate import LiveGate, predictive_limiter
 from exfairs.policies import Mode, PolicyQueue, make_policy
 from exfairs.policies.admission import AdmissionConfig, SloAdmission
+from exfairs.policies.admission_feedback import FeedbackLimit
 from exfairs.records import SLO, ClientInfo, Outcome, Request, Workload
 
 REJECT = AdmissionConfig(hopeless="reject")
@@ -155,6 +157,26 @@ def test_real_engine_rejects_hopeless_requests_at_the_gate(live_engine: object) 
     assert sum(k == "drop" for k, _, _ in pol.calls) == 6
 
 
+@pytest.mark.live
+def test_real_engine_feedback_limit_falls_on_violations(live_engine: object) -> None:
+    # Twelve short requests at once, four slots, an e2e SLO no engine meets (10 ms) and no
+    # unloaded latency (every release is judged): the first finishes are violations, so the
+    # feedback limit falls below the gate's 4, from the driver's own first-token and finish
+    # times of a real vLLM; every release is reported back and every request has its record.
+    reqs = [Request(request_id=i, client="ab"[i % 2], arrival_s=0.0, prompt_tokens=16,
+                    output_tokens=8, slo=SLO(e2e_s=0.01)) for i in range(12)]
+    wl = Workload("feedback", 0, (ClientInfo("a"), ClientInfo("b")), tuple(reqs), 0.1)
+    adm = AdmissionConfig(limit="feedback")
+    lim = predictive_limiter(adm, None, 0, 4)
+    assert isinstance(lim, FeedbackLimit)
+    driver = LiveDriver(wl, Recording(), Mode.GATE, live_engine.backend,  # type: ignore[attr-defined]
+                        DriverConfig(max_inflight=4), admission=adm, limiter=lim)
+    out = live_engine.run(driver.run)  # type: ignore[attr-defined]
+    assert out.stopped is None and len(out.records) == 12
+    assert all(r.outcome is Outcome.VIOLATED for r in out.records)
+    assert lim.decreases >= 1 and lim.cap < 4 and not lim._live_ids
+
+
 DEAD_URL = ["--vllm-url", "http://127.0.0.1:9", "--no-warmup"]  # nothing listens: never reached
 
 
@@ -208,3 +230,21 @@ def test_live_gate_accounts_for_every_request(
     assert len(ids) == len(set(ids)) and len(ids) + len(q) == len(reqs)
     assert len(released) <= max(0, max_inflight - inflight)
     assert not refused or adm.hopeless == "reject"
+
+
+def test_driver_with_the_feedback_limit_learns_a_smaller_batch() -> None:
+    # Each other running request adds 4 ms per token: 8 running take 30 ms per token, 0.3 s for
+    # 10 tokens, against an e2e SLO of 0.15 s. 60 requests, one every 15 ms: the fixed gate
+    # would run them 8 at a time, all late; the driver's reports of first tokens and finishes
+    # (wall clock, so only the direction is asserted) must bring the limit down.
+    wl = make_workload(60, gap_s=0.015, output_tokens=10, slo=SLO(e2e_s=0.15))
+    wl = replace(wl, requests=tuple(replace(r, unloaded_e2e_s=0.02) for r in wl.requests))
+    adm = AdmissionConfig(hopeless="reject", limit="feedback")
+    lim = predictive_limiter(adm, None, 0, 8)
+    assert isinstance(lim, FeedbackLimit)
+    eng = FakeEngine(max_num_seqs=8, token_s=0.002, token_s_per_running=0.004)
+    out = run(LiveDriver(wl, Recording(), Mode.GATE, eng, DriverConfig(advance_every_s=0.005),
+                         admission=adm, limiter=lim), eng)
+    assert sorted(r.request_id for r in out.records) == list(range(60))
+    assert lim.decreases >= 1 and lim.cap < 8 and lim.stretch > 1.0
+    assert not lim._live_ids  # every release was reported back

@@ -40,8 +40,9 @@ def test_inactive_admission_leaves_the_cache_key_unchanged() -> None:
     keys = {Cell("default", "QUEUE_FCFS", 0, 1.0, "a100-llama2-7b",
                  admission=AdmissionConfig.parse(s)).key()
             for s in ("hopeless=demote", "hopeless=reject", "limit=predictive",
-                      "limit=predictive,headroom=0.5", SPEC)}
-    assert base.key() not in keys and len(keys) == 5
+                      "limit=predictive,headroom=0.5", SPEC, "limit=feedback",
+                      "limit=feedback,backoff=0.5", "limit=predictive+feedback")}
+    assert base.key() not in keys and len(keys) == 8
 
 
 def test_sweep_file_admission_table() -> None:
@@ -50,6 +51,11 @@ def test_sweep_file_admission_table() -> None:
     assert config.admission == AdmissionConfig(hopeless="demote")
     assert {c.admission for c in config.cells()} == {AdmissionConfig(hopeless="demote")}
     assert sweep_from_toml('experiments = ["FCFS"]\n', "s.toml").admission == AdmissionConfig()
+    fb = sweep_from_toml('experiments = ["QUEUE_VTC"]\n[admission]\nhopeless = "reject"\n'
+                         'limit = "predictive+feedback"\nbackoff = 0.5\nincrease = 2.0\n'
+                         'min_inflight = 4\n', "s.toml").admission
+    assert fb == AdmissionConfig(hopeless="reject", limit="predictive+feedback", backoff=0.5,
+                                 increase=2.0, min_inflight=4)
 
 
 @pytest.mark.parametrize(("text", "field", "value"), [
@@ -59,8 +65,16 @@ def test_sweep_file_admission_table() -> None:
     ('experiments = ["QUEUE_VTC"]\n[admission]\nhopeless = "maybe"', "admission.hopeless",
      "maybe"),
     ('experiments = ["QUEUE_VTC"]\n[admission]\nhopeless = 1', "admission.hopeless", "1"),
-    ('experiments = ["QUEUE_VTC"]\n[admission]\nlimit = "feedback"', "admission.limit",
-     "feedback"),
+    ('experiments = ["QUEUE_VTC"]\n[admission]\nlimit = "feedbak"', "admission.limit",
+     "feedbak"),
+    ('experiments = ["QUEUE_VTC"]\n[admission]\nlimit = "feedback"\nbackoff = 1.5',
+     "admission.backoff", "1.5"),
+    ('experiments = ["QUEUE_VTC"]\n[admission]\nlimit = "feedback"\nmin_inflight = 0',
+     "admission.min_inflight", "0"),
+    ('experiments = ["QUEUE_VTC"]\n[admission]\nlimit = "feedback"\nincrease = -1',
+     "admission.increase", "-1"),
+    ('experiments = ["ENGINE_VTC"]\n[admission]\nlimit = "feedback"', "admission",
+     "limit=feedback"),
     ('experiments = ["QUEUE_VTC"]\n[admission]\nheadroom = 0', "admission.headroom", "0"),
     ('experiments = ["VTC"]\n[admission]\nhopeless = "demote"', "admission", "hopeless=demote"),
     ('experiments = ["ENGINE_VTC"]\n[admission]\nlimit = "predictive"', "admission",
