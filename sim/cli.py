@@ -84,8 +84,8 @@ def _add_admission_option(p: argparse.ArgumentParser, default_text: str) -> None
                    help="SLO-aware admission for every experiment: comma-separated "
                         "hopeless=keep|demote|reject, limit=off|predictive, headroom=(0,1] "
                         "(e.g. hopeless=reject,limit=predictive; 'off' for none). Gate (QUEUE_) "
-                        "experiments take every option, engine (ENGINE_) ones only "
-                        f"hopeless=demote, priority-mode ones none (default: {default_text})")
+                        "and engine (ENGINE_) experiments take every option, priority-mode "
+                        f"ones none (default: {default_text})")
 
 
 def _admission(spec: str | None) -> Any:

@@ -49,7 +49,7 @@ import simpy
 
 from exfairs.calibration.profile import Profile
 from exfairs.errors import ConfigError, InputError
-from exfairs.policies.admission import AdmissionConfig, SloAdmission
+from exfairs.policies.admission import AdmissionConfig, EngineAdmission, SloAdmission
 from exfairs.policies.base import Policy
 from exfairs.policies.experiments import Experiment, Mode, parse_experiment
 from exfairs.policies.queue import PolicyQueue
@@ -145,9 +145,9 @@ def simulate(
     reference for tests); `observer` is called after every step or run of steps. `step_cost`
     replaces the profile's linear cost model (`exfairs.sim.costs.StepCostModel`). `admission`
     (`exfairs.policies.admission.AdmissionConfig`; default: none) adds SLO-aware admission and
-    hopeless-request handling: gate mode takes every option, engine mode ``hopeless=demote``,
-    priority mode none; a rejected request's record has outcome REJECTED and `finish_s` = the
-    time it was refused. `sparse_samples` (default off: every sample holds every registered
+    hopeless-request handling: gate and engine modes take every option (engine mode decides
+    inside the scheduler: `exfairs.policies.admission.EngineAdmission`), priority mode none; a
+    rejected request's record has outcome REJECTED and `finish_s` = the time it was refused. `sparse_samples` (default off: every sample holds every registered
     client) makes each policy sample hold only the clients the policy had heard from
     (`on_arrival`) by then (`PolicySample.clients`), so samples cost O(clients seen), not
     O(registered clients).
@@ -169,10 +169,6 @@ def simulate(
             raise ConfigError("admission options need gate (QUEUE_) or engine (ENGINE_) mode: "
                               "priority mode fixes priorities at submission", field="admission",
                               value=admission.label)
-        if exp.mode is Mode.ENGINE and (admission.hopeless == "reject"
-                                        or admission.limit != "off"):
-            raise ConfigError("engine mode takes only hopeless=demote (no gate to limit or "
-                              "reject at)", field="admission", value=admission.label)
     policy = make_policy(exp.policy, policy_params)
     run = _Run(workload, exp, profile, cfg, policy, max_inflight, float(sample_every_s),
                step_by_step, observer, step_cost, admission, bool(sparse_samples))
@@ -230,6 +226,7 @@ class _Run:
         self._reject = adm.hopeless == "reject"
         self._hopeless_wakes = adm.hopeless != "keep"
         self.rejected: dict[int, float] = {}  # request id → time refused (admission option)
+        self.engine_adm: EngineAdmission | None = None
         self.gate: PolicyQueue | None = None
         waiting: WaitingQueue
         victim: VictimChooser
@@ -239,7 +236,12 @@ class _Run:
         elif self.mode is Mode.PRIORITY:
             waiting, victim = PriorityWaiting(), priority_victim
         else:
-            waiting = PolicyWaiting(policy, self.by_id, hopeless_last=adm.hopeless != "keep")
+            # Rejection and the limit decide inside the scheduler (EngineAdmission); its limiter
+            # is set below, once the cost model is known.
+            self.engine_adm = (EngineAdmission(adm) if adm.hopeless == "reject"
+                               or adm.limit != "off" else None)
+            waiting = PolicyWaiting(policy, self.by_id, hopeless_last=adm.hopeless != "keep",
+                                    admission=self.engine_adm, refuse=self._refuse)
             victim = policy_victim(policy)
         self.max_inflight = max_inflight if max_inflight is not None else cfg.max_num_seqs
         self.warnings: tuple[str, ...] = ()
@@ -271,11 +273,17 @@ class _Run:
         self.sched = Scheduler(cfg, waiting, victim, observer)
         self.sched.record_order = self._streams
         self.limiter: SloAdmission | None = None
-        if self.gate is not None and adm.limit == "predictive":
+        if adm.limit == "predictive" and (self.gate is not None or self.engine_adm is not None):
+            # Gate mode: the KV capacity holds back releases that would wait in the engine's
+            # FCFS queue, out of the policy's order; in engine mode that queue is the policy's.
             self.limiter = SloAdmission(
                 adm, lambda n, ctx: float(cost.decode_run_ms(1, n, ctx)[0]) / 1000.0,
                 profile.coefficients.prefill_token_ms / 1000.0, self.max_inflight,
-                kv_tokens=cfg.kv_capacity_tokens)
+                kv_tokens=cfg.kv_capacity_tokens if self.gate is not None else 0)
+            if self.engine_adm is not None:
+                self.engine_adm.limiter = self.limiter
+                assert isinstance(waiting, PolicyWaiting)
+                self.sched.admit_check = waiting.admissible
         self.tracker = SloTracker()
         self.next_arrival = 0  # index into seqs
         self.sample_every_s = sample_every_s
@@ -380,6 +388,13 @@ class _Run:
             if self.latency:
                 self._early_slots = self.max_inflight - self.inflight
                 self._prev_decision_s = now
+        elif self.engine_adm is not None:
+            waiting = self.sched.waiting
+            assert isinstance(waiting, PolicyWaiting)
+            if self._reject:
+                waiting.refuse_hopeless(now)
+                # Rejection changes by time alone (as at the gate, below).
+                self._wake_at(waiting.next_hopeless_s(), now)
         if self._hopeless_wakes and gate is not None:
             # Demotion and rejection change by time alone: decide again when the next queued
             # request turns hopeless (the fast path and step by step then see the same times).
@@ -494,8 +509,9 @@ class _Run:
         self.engine.attention(self.env.now)
 
     def _refuse(self, req: Request, now: float) -> None:
-        """Admission option ``hopeless=reject``: `req`, queued at the gate, can no longer meet
-        its deadline and leaves the system (a violation, then a drop)."""
+        """Admission option ``hopeless=reject``: `req`, queued at the gate (or, in engine mode,
+        in the engine's waiting queue, never admitted), can no longer meet its deadline and
+        leaves the system (a violation, then a drop)."""
         if self.tracker.fail(req.request_id, now) is not None:
             self.policy.on_violation(req, now)
         self.policy.on_drop(req, now)
@@ -581,7 +597,9 @@ class _Run:
             self.policy.on_violation(s.req, t)
         self.policy.on_finish(s.req, t, met)
         self.inflight -= 1
-        if self.limiter is not None:
+        if self.engine_adm is not None:
+            self.engine_adm.left(s.rid)
+        elif self.limiter is not None:
             self.limiter.finished(s.rid)
 
     def _deliver_streams(self, out: StepOutcome) -> None:
@@ -672,6 +690,7 @@ class _Run:
         self.env.run(until=self.engine.process)
         step_end = self.sched.step_end_s
         records: list[RequestRecord] = []
+        where = "at the gate" if self.gate is not None else "by the engine's admission"
         for s in self.seqs:
             req = s.req
             if s.error is not None:
@@ -685,7 +704,7 @@ class _Run:
                     request_id=s.rid, client=req.client, arrival_s=req.arrival_s,
                     prompt_tokens=req.prompt_tokens, output_tokens=req.output_tokens,
                     slo=req.slo, outcome=Outcome.REJECTED, finish_s=self.rejected[s.rid],
-                    error="rejected at the gate: it could no longer meet its deadline"))
+                    error=f"rejected {where}: it could no longer meet its deadline"))
                 continue
             times: list[float] = []
             for a, b in s.emission_steps():
