@@ -19,14 +19,13 @@ from exfairs.records import Request
 
 
 def check_live_admission(admission: AdmissionConfig, mode: Mode) -> None:
-    """ConfigError unless `mode` takes `admission` live: gate mode takes every option; priority
-    mode none (priorities are fixed at submission); engine mode none yet (the plug-in's waiting
-    queue does not demote)."""
-    if not admission.active or mode is Mode.GATE:
+    """ConfigError unless `mode` takes `admission` live: gate mode takes every option (here),
+    engine mode too (in the scheduler plug-in, `exfairs.live.engine_queue`); priority mode none
+    (priorities are fixed at submission)."""
+    if not admission.active or mode is not Mode.PRIORITY:
         return
-    why = ("priority mode fixes priorities at submission" if mode is Mode.PRIORITY else
-           "live engine mode does not take admission options yet")
-    raise ConfigError(f"live admission needs gate (QUEUE_) mode: {why}", field="admission",
+    raise ConfigError("live admission needs gate (QUEUE_) or engine (ENGINE_) mode: priority "
+                      "mode fixes priorities at submission", field="admission",
                       value=admission.label)
 
 

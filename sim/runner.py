@@ -147,10 +147,10 @@ def simulate(
     (`exfairs.policies.admission.AdmissionConfig`; default: none) adds SLO-aware admission and
     hopeless-request handling: gate and engine modes take every option (engine mode decides
     inside the scheduler: `exfairs.policies.admission.EngineAdmission`), priority mode none; a
-    rejected request's record has outcome REJECTED and `finish_s` = the time it was refused. `sparse_samples` (default off: every sample holds every registered
-    client) makes each policy sample hold only the clients the policy had heard from
-    (`on_arrival`) by then (`PolicySample.clients`), so samples cost O(clients seen), not
-    O(registered clients).
+    rejected request's record has outcome REJECTED and `finish_s` = the time it was refused.
+    `sparse_samples` (default off: every sample holds every registered client) makes each
+    policy sample hold only the clients the policy had heard from (`on_arrival`) by then
+    (`PolicySample.clients`), so samples cost O(clients seen), not O(registered clients).
 
     Deterministic: the same arguments give identical results. Raises InputError/ConfigError for
     bad arguments or a malformed workload.
@@ -164,11 +164,10 @@ def simulate(
     if max_inflight is not None and (isinstance(max_inflight, bool)
                                      or not isinstance(max_inflight, int) or max_inflight < 1):
         raise ConfigError("must be an integer ≥ 1", field="max_inflight", value=max_inflight)
-    if admission is not None and admission.active:
-        if exp.mode is Mode.PRIORITY:
-            raise ConfigError("admission options need gate (QUEUE_) or engine (ENGINE_) mode: "
-                              "priority mode fixes priorities at submission", field="admission",
-                              value=admission.label)
+    if admission is not None and admission.active and exp.mode is Mode.PRIORITY:
+        raise ConfigError("admission options need gate (QUEUE_) or engine (ENGINE_) mode: "
+                          "priority mode fixes priorities at submission", field="admission",
+                          value=admission.label)
     policy = make_policy(exp.policy, policy_params)
     run = _Run(workload, exp, profile, cfg, policy, max_inflight, float(sample_every_s),
                step_by_step, observer, step_cost, admission, bool(sparse_samples))
