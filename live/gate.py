@@ -18,11 +18,17 @@ from exfairs.policies.queue import PolicyQueue
 from exfairs.records import Request
 
 
-def check_live_admission(admission: AdmissionConfig, mode: Mode) -> None:
+def check_live_admission(admission: AdmissionConfig, mode: Mode, *, at_gate: bool = False) -> None:
     """ConfigError unless `mode` takes `admission` live: gate mode takes every option (here),
-    engine mode too (in the scheduler plug-in, `exfairs.live.engine_queue`); priority mode none
-    (priorities are fixed at submission)."""
-    if not admission.active or mode is not Mode.PRIORITY:
+    engine mode too (in the scheduler plug-in, `exfairs.live.engine_queue`; with `at_gate` —
+    the driver's own gate — it does not); priority mode none (fixed at submission)."""
+    if not admission.active or mode is Mode.GATE:
+        return
+    if mode is Mode.ENGINE and at_gate:
+        raise ConfigError("engine mode's admission runs in the scheduler plug-in (the run "
+                          "spec: run_live_experiment), not at the driver's gate",
+                          field="admission", value=admission.label)
+    if mode is Mode.ENGINE:
         return
     raise ConfigError("live admission needs gate (QUEUE_) or engine (ENGINE_) mode: priority "
                       "mode fixes priorities at submission", field="admission",
