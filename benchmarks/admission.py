@@ -40,7 +40,9 @@ BASELINES = ("FCFS", "VTC", "ExFairS", "QUEUE_FCFS", "QUEUE_VTC", "QUEUE_ExFairS
 ADMISSION = (AdmissionConfig(hopeless="demote"), AdmissionConfig(hopeless="reject"),
              AdmissionConfig(limit="predictive"),
              AdmissionConfig(hopeless="reject", limit="predictive"))
-ADMITTED = ("QUEUE_FCFS", "QUEUE_VTC", "QUEUE_ExFairS", "QUEUE_DRR", "QUEUE_EDF")
+ADMITTED = ("QUEUE_FCFS", "QUEUE_VTC", "QUEUE_ExFairS", "QUEUE_DRR", "QUEUE_EDF",
+            # Engine mode: the same admission decided inside the engine's scheduler.
+            "ENGINE_FCFS", "ENGINE_VTC", "ENGINE_ExFairS")
 
 
 @dataclass(frozen=True)

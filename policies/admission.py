@@ -39,8 +39,10 @@ still chooses *who* is admitted:
   hopeless and is demoted or rejected.
 
 Parameters: ``headroom`` ∈ (0, 1] (default 0.9): the share of the budget the prediction may use.
-Not in priority mode (priorities are fixed at submission and there is no gate); engine mode
-takes ``hopeless = demote`` only (its waiting queue is a `PolicyQueue`).
+Not in priority mode (priorities are fixed at submission and there is no gate). Engine mode
+takes every option: its waiting queue is a `PolicyQueue` (``hopeless_last`` for demotion), and
+`EngineAdmission` applies rejection and the limit inside the engine's scheduler (the simulator's
+and the vLLM plug-in's).
 """
 
 from __future__ import annotations
