@@ -45,7 +45,10 @@ ADMISSION = (AdmissionConfig(hopeless="demote"), AdmissionConfig(hopeless="rejec
              AdmissionConfig(limit="feedback"),
              AdmissionConfig(hopeless="reject", limit="feedback"),
              AdmissionConfig(hopeless="reject", limit="predictive+feedback"))
-ADMITTED = ("QUEUE_FCFS", "QUEUE_VTC", "QUEUE_ExFairS", "QUEUE_DRR", "QUEUE_EDF")
+ADMITTED = ("QUEUE_FCFS", "QUEUE_VTC", "QUEUE_ExFairS", "QUEUE_DRR", "QUEUE_EDF",
+            # Engine mode: the same admission decided inside the engine's scheduler (every
+            # option but the feedback limit, which learns from a gate's releases).
+            "ENGINE_FCFS", "ENGINE_VTC", "ENGINE_ExFairS")
 
 
 @dataclass(frozen=True)
@@ -76,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --seeds must be ≥ 1", file=sys.stderr)
         return 2
     seeds = range(1, args.seeds + 1)
-    variants = [(e, None) for e in BASELINES] + [(e, a) for e in ADMITTED for a in ADMISSION]
+    variants = [(e, None) for e in BASELINES] + [(e, a) for e in ADMITTED for a in ADMISSION
+                                                   if not (a.feedback and e.startswith("ENGINE_"))]
     lines = [
         "# SLO-aware admission and hopeless requests (issue 15), simulator",
         "",

@@ -161,7 +161,7 @@ class LiveDriver:
         limiter: GateLimiter | None = None,
     ) -> None:
         adm = admission if admission is not None else AdmissionConfig()
-        check_live_admission(adm, mode)
+        check_live_admission(adm, mode, at_gate=True)
         self._workload = workload
         self._policy = policy if mode is not Mode.ENGINE else _EngineSide()
         self._run_tag = run_tag

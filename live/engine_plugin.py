@@ -10,6 +10,13 @@ A subclass of vLLM's V1 `Scheduler` that
 Runs are opened and closed by control requests (`exfairs.live.plugin_protocol`). Outside an
 engine-mode run the plug-in schedules exactly as vLLM does with the configured policy.
 
+Engine-mode admission (``RunSpec.admission``, the simulator's rules: `EngineAdmission`): at
+each ``schedule()`` entry hopeless never-admitted requests are refused, and the predictive limit
+judges the policy's head, again after each admission; a head held back stops the waiting loop
+for the step (``max_num_active_reqs`` lowered to the running count, restored after). Refused
+requests are finished with ``FINISHED_ABORTED`` after the schedule (no blocks: they never ran),
+and the next ``update_from_output`` returns their final output (no tokens, reason abort).
+
 How the victim is chosen: vLLM 0.32 picks it inline in ``schedule()`` — ``running[-1]`` under
 FCFS, ``max(running, key=(priority, arrival_time))`` under priority. Only the priority branch
 copes with a victim anywhere in the running list (it fixes the loop index, the token budget and
@@ -57,6 +64,9 @@ _log = logging.getLogger(__name__)
 Scheduler: Any = import_vllm("vllm.v1.core.sched.scheduler").Scheduler
 SchedulingPolicy: Any = import_vllm("vllm.v1.core.sched.request_queue").SchedulingPolicy
 RequestStatus: Any = import_vllm("vllm.v1.request").RequestStatus
+_engine: Any = import_vllm("vllm.v1.engine")
+EngineCoreOutput: Any = _engine.EngineCoreOutput
+EngineCoreOutputs: Any = _engine.EngineCoreOutputs
 VRequest = Any  # vllm.v1.request.Request
 
 
@@ -96,6 +106,11 @@ class ExfairsScheduler(Scheduler):  # type: ignore[misc]  # (Any base)
         self._marked: dict[VRequest, int] = {}
         self._preempted_now: list[VRequest] = []
         self._steps: deque[_Step] = deque()
+        # Engine-mode admission: vLLM's waiting loop stops at max_num_active_reqs, so holding
+        # the run's head back for a step lowers it to the running count (restored after).
+        self._native_active: int = self.max_num_active_reqs
+        self._queue.on_block = self._hold_admission
+        self._rejected_out: list[VRequest] = []  # finished by the admission, output pending
 
     # -- runs --------------------------------------------------------------------------------------
     def _run_request(self, vreq: VRequest) -> Request | None:
@@ -218,14 +233,38 @@ class ExfairsScheduler(Scheduler):  # type: ignore[misc]  # (Any base)
         run = self._run
         if run is not None:
             self._queue.ingest(run.now(t0))
+            if run.admission is not None and self._queue.admission_step() == "wait":
+                self._hold_admission(0)
         self._preempted_now = []
         try:
             out = super().schedule(throttle_prefills)
         finally:
             self._restore()
+            self.max_num_active_reqs = self._native_active
         if run is not None:
+            self._finish_refused(run)
             self._after_schedule(run, out, t0)
         return out
+
+    # -- engine-mode admission ---------------------------------------------------------------------
+    def _hold_admission(self, admitting: int = 1) -> None:
+        """Admit nothing more this step: cap the waiting loop at the requests running now
+        (`admitting`: one being admitted, not yet appended to the running list)."""
+        self.max_num_active_reqs = min(
+            self._native_active,
+            len(self.running) + self.num_waiting_for_streaming_input + admitting)
+
+    def _finish_refused(self, run: EngineRun) -> None:
+        """Finish the requests the admission refused this step (hopeless=reject) as aborted:
+        the policy hears `on_violation` and `on_drop` (`finish_requests`), the client gets a
+        final output with finish reason ``abort`` and no tokens (`update_from_output`), and the
+        run's report lists them, so the driver records them as REJECTED."""
+        refused, self._queue.refused = self._queue.refused, []
+        if not refused:
+            return
+        done = self.finish_requests([v.request_id for v in refused],
+                                    RequestStatus.FINISHED_ABORTED)
+        self._rejected_out.extend(done)
 
     def _after_schedule(self, run: EngineRun, out: Any, t0: float) -> None:
         now = self._queue.now_s
@@ -265,6 +304,8 @@ class ExfairsScheduler(Scheduler):  # type: ignore[misc]  # (Any base)
         if run is not None and run.log is not None and step is not None:
             run.log.end_step(t1)
         outputs = super().update_from_output(scheduler_output, model_runner_output)
+        if self._rejected_out:
+            self._emit_rejected(outputs)
         if run is not None and step is not None:
             if run.engine_mode:
                 self._feed_step(run, step, run.now(t1))
@@ -272,6 +313,20 @@ class ExfairsScheduler(Scheduler):  # type: ignore[misc]  # (Any base)
             run.busy_s += busy
             run.step_busy.append(busy)
         return outputs
+
+    def _emit_rejected(self, outputs: dict[int, Any]) -> None:
+        """Final outputs (no tokens, finish reason abort) for the requests the admission
+        finished, as vLLM itself reports the requests it finishes with an error."""
+        for vreq in self._rejected_out:
+            out = EngineCoreOutput(request_id=vreq.request_id, new_token_ids=[],
+                                   finish_reason=vreq.get_finished_reason(),
+                                   events=vreq.take_events(), trace_headers=vreq.trace_headers)
+            eco = outputs.get(vreq.client_index)
+            if eco is None:
+                eco = outputs[vreq.client_index] = EngineCoreOutputs(outputs=[out])
+            else:
+                eco.outputs.append(out)
+        self._rejected_out = []
 
     def _feed_step(self, run: EngineRun, step: _Step, now_s: float) -> None:
         service: dict[int, list[int]] = {}

@@ -14,6 +14,11 @@ New requests wait in `pending` until the next `schedule()` entry, where `ingest`
 the run (so the policy hears of them at the decision point, after the deadlines that passed).
 If the policy raises, `fallback` moves the run's requests into `base` in arrival order.
 
+With engine-mode admission (``RunSpec.admission``; the simulator's rules, `EngineAdmission`)
+`admission_step` refuses hopeless requests at the decision point and judges the head; after
+each admission `pop_request` judges the next head, and `on_block` tells the scheduler to stop
+admitting when the predictive limit holds it back.
+
 vLLM 0.32 calls ``pop_request`` then ``prepend_requests`` for requests it skips (blocked on KV
 transfer, grammars, LoRA limits); none of those occur in ExFairS runs, and the policy would hear
 one extra `on_dispatch` for such a request.
@@ -46,6 +51,12 @@ class PluginWaitingQueue(RequestQueue):  # type: ignore[misc]  # (Any base)
         self._tag = tag
         self._members: dict[int, VRequest] = {}  # workload id → vLLM request, in run.queue
         self._pending: list[tuple[VRequest, Request]] = []
+        # Engine-mode admission (`admission_step`): requests refused this step, out of the
+        # queue, for the scheduler to finish; the verdict on the head the next pop takes; and
+        # what to call when the limit holds the next head back in the middle of a step.
+        self.refused: list[VRequest] = []
+        self._verdict = "admit"
+        self.on_block: Callable[[], None] | None = None
 
     # -- run control -------------------------------------------------------------------------------
     def _engine_request(self, vreq: VRequest) -> Request | None:
@@ -68,6 +79,43 @@ class PluginWaitingQueue(RequestQueue):  # type: ignore[misc]  # (Any base)
         run.begin_step(now_s, arrivals)
         if not run.engine_mode:
             self.fallback()
+
+    def admission_step(self) -> str:
+        """A decision point of a run with engine-mode admission (`EngineRun.admission`): refuse
+        the hopeless never-admitted requests, then judge the policy's head
+        (`EngineAdmission.head`): ``"wait"`` means admit nothing of the run this step. Refused
+        requests leave the queue for `refused`; the scheduler finishes them."""
+        run = self.run
+        if run is None or run.admission is None or run.queue is None or not run.engine_mode:
+            return "admit"
+        adm, queue = run.admission, run.queue
+        try:
+            self._refuse(adm.refuse_hopeless(queue, self.now_s))
+            return self._judge()
+        except Exception as exc:  # the policy's scores: contained, see EngineRun.fail
+            run.fail("client_scores (admission)", exc)
+            self.fallback()
+            return "admit"
+
+    def _judge(self) -> str:
+        run = self.run
+        assert run is not None and run.admission is not None and run.queue is not None
+        if not self._members or run.admission.limiter is None:
+            self._verdict = "admit"
+            return "admit"
+        verdict, refused = run.admission.head(run.queue, self.now_s)
+        self._refuse(refused)
+        self._verdict = verdict
+        return verdict
+
+    def _refuse(self, requests: list[Request]) -> None:
+        run = self.run
+        assert run is not None
+        for r in requests:
+            vreq = self._members.pop(r.request_id, None)
+            if vreq is not None:
+                self.refused.append(vreq)
+                run.rejected.append((r.request_id, self.now_s))
 
     def fallback(self) -> None:
         """Move every request held for the run into `base`, in arrival order."""
@@ -118,7 +166,22 @@ class PluginWaitingQueue(RequestQueue):  # type: ignore[misc]  # (Any base)
         r = self._policy_call(self.run.queue.pop, self.now_s)
         if r is None:
             return self.base.pop_request()
-        return self._members.pop(r.request_id)
+        vreq = self._members.pop(r.request_id)
+        adm = self.run.admission
+        if adm is not None:
+            adm.admitted(r, self.now_s, self._verdict)
+            if adm.limiter is not None:
+                # The next head, with this one in flight: the scheduler stops admitting the
+                # run's requests this step if the limit holds it back.
+                try:
+                    held = self._judge() == "wait"
+                except Exception as exc:
+                    self.run.fail("client_scores (admission)", exc)
+                    self.fallback()
+                    held = False
+                if held and self.on_block is not None:
+                    self.on_block()
+        return vreq
 
     def prepend_request(self, request: VRequest) -> None:
         r = self._engine_request(request)

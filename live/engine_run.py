@@ -15,7 +15,9 @@ plug-in feeds it what the engine did, at the moments the simulator does (``sim/r
   piece on top of a caught-up cache of a request that has output is a decode token, anything
   else prefill; a request that catches up emits one token), then first tokens (a TTFT violation
   if late), then finishes (`on_violation` if late, then `on_finish`);
-* an abort (client timeout, run stop) gives `on_violation` and `on_drop`.
+* an abort (client timeout, run stop) gives `on_violation` and `on_drop`; so does a rejection
+  by the engine's admission (``RunSpec.admission``, `EngineAdmission`: the simulator's rules),
+  which the report lists (`RunReport.rejected`).
 
 Run clock: seconds since the run's zero, which the plug-in fixes as ``monotonic − arrival_s``
 of the first request of the run it sees (the driver submits every request at its arrival
@@ -42,8 +44,10 @@ from typing import Any
 import numpy as np
 
 from exfairs.atomic import atomic_write_text
-from exfairs.live.plugin_protocol import RunSpec
+from exfairs.errors import InputError
+from exfairs.live.plugin_protocol import K_SPEC, RunSpec
 from exfairs.live.steplog import StepLogBuffer
+from exfairs.policies.admission import AdmissionConfig, EngineAdmission, SloAdmission
 from exfairs.policies.base import Policy
 from exfairs.policies.queue import PolicyQueue
 from exfairs.policies.registry import make_policy
@@ -77,6 +81,9 @@ class RunReport:
     step_ms_p50: float = math.nan
     step_ms_p90: float = math.nan
     steplog_write_s: float = 0.0
+    #: (workload request id, run-clock time) of each request the engine's admission rejected
+    #: (engine mode with ``hopeless=reject``): the driver records them as REJECTED.
+    rejected: tuple[tuple[int, float], ...] = ()
 
     def to_json(self) -> str:
         return json.dumps({
@@ -85,6 +92,7 @@ class RunReport:
             "preemptions": self.preemptions, "steplog_path": self.steplog_path,
             "step_ms_p50": _num(self.step_ms_p50), "step_ms_p90": _num(self.step_ms_p90),
             "steplog_write_s": self.steplog_write_s,
+            "rejected": [[i, t] for i, t in self.rejected],
             "policy_samples": [[s.time_s, [[k, [x if math.isfinite(x) else None for x in v]]
                                            for k, v in s.values]]
                                + ([] if s.clients is None else [list(s.clients)])
@@ -114,7 +122,31 @@ def read_report(path: str | Path) -> RunReport:
                      preemptions=int(d.get("preemptions", 0)),
                      step_ms_p50=_float(d.get("step_ms_p50")),
                      step_ms_p90=_float(d.get("step_ms_p90")),
-                     steplog_write_s=float(d.get("steplog_write_s", 0.0)))
+                     steplog_write_s=float(d.get("steplog_write_s", 0.0)),
+                     rejected=tuple((int(i), float(t)) for i, t in d.get("rejected") or ()))
+
+
+def _limiter(adm: AdmissionConfig, spec: RunSpec) -> SloAdmission | None:
+    """The predictive limit of `adm` from the spec's cost model (None unless
+    ``limit=predictive``); InputError naming ``admission_model`` when it is missing."""
+    if not adm.predictive:
+        return None
+    if adm.feedback:
+        raise InputError("engine mode takes limit=predictive, not the feedback limit",
+                         field="admission", value=adm.label)
+    from exfairs.calibration.profile import profile_from_json
+    from exfairs.live.gate import predictive_limiter
+
+    m = spec.admission_model
+    if m is None or "profile" not in m:
+        raise InputError("limit=predictive needs the profile's cost model",
+                         field="admission_model", value=m)
+    profile = profile_from_json(m["profile"], source=K_SPEC)
+    # No KV hold-back: in engine mode the waiting queue is the policy's, as in the simulator.
+    limiter = predictive_limiter(adm, profile, int(m["max_num_batched_tokens"]),
+                                 int(m["max_inflight"]))
+    assert isinstance(limiter, SloAdmission)
+    return limiter
 
 
 class EngineRun:
@@ -132,6 +164,10 @@ class EngineRun:
         self.zero_mono: float | None = None
         self.policy: Policy | None = None
         self.queue: PolicyQueue | None = None
+        # Engine mode with hopeless=reject or limit=predictive: the rules the simulator's
+        # scheduler applies, applied at schedule() (`PluginWaitingQueue.admission_step`).
+        self.admission: EngineAdmission | None = None
+        self.rejected: list[tuple[int, float]] = []
         self._tracker = SloTracker()
         self._samples: list[PolicySample] = []
         self._sample_k = 0
@@ -146,7 +182,10 @@ class EngineRun:
             for name, weight in spec.clients:
                 policy.add_client(name, weight)
             self.policy = policy
-            self.queue = PolicyQueue(policy)
+            adm = AdmissionConfig.parse(spec.admission)
+            self.queue = PolicyQueue(policy, hopeless_last=adm.hopeless != "keep")
+            if adm.hopeless == "reject" or adm.limit != "off":
+                self.admission = EngineAdmission(adm, _limiter(adm, spec))
 
     @property
     def engine_mode(self) -> bool:
@@ -253,6 +292,8 @@ class EngineRun:
                 if res is not None and not res.met:
                     policy.on_violation(r, now_s)
             for r, gen in finished:
+                if self.admission is not None:
+                    self.admission.left(r.request_id)
                 res = tracker.finish(r.request_id, now_s, gen)
                 met = res.met if res is not None else False
                 if res is not None and not met:
@@ -267,6 +308,9 @@ class EngineRun:
             return
         assert self.policy is not None
         policy, tracker = self.policy, self._tracker
+
+        if self.admission is not None:
+            self.admission.left(request.request_id)
 
         def go() -> None:
             if tracker.fail(request.request_id, now_s) is not None:
@@ -297,6 +341,6 @@ class EngineRun:
             steps=self.steps, busy_s=self.busy_s, error=self.error,
             policy_samples=tuple(self._samples),
             steplog_path=steplog_path, preemptions=self.preemptions, step_ms_p50=p50,
-            step_ms_p90=p90, steplog_write_s=write_s)
+            step_ms_p90=p90, steplog_write_s=write_s, rejected=tuple(self.rejected))
         atomic_write_text(self.spec.report_path(self.out_dir), report.to_json() + "\n")
         return report

@@ -21,15 +21,24 @@ from exfairs.policies.queue import PolicyQueue
 from exfairs.records import Request
 
 
-def check_live_admission(admission: AdmissionConfig, mode: Mode) -> None:
-    """ConfigError unless `mode` takes `admission` live: gate mode takes every option; priority
-    mode none (priorities are fixed at submission); engine mode none yet (the plug-in's waiting
-    queue does not demote)."""
+def check_live_admission(admission: AdmissionConfig, mode: Mode, *, at_gate: bool = False) -> None:
+    """ConfigError unless `mode` takes `admission` live: gate mode takes every option (here),
+    engine mode all but the feedback limit (in the scheduler plug-in, `exfairs.live.engine_queue`;
+    with `at_gate` — the driver's own gate — none); priority mode none (fixed at submission)."""
     if not admission.active or mode is Mode.GATE:
         return
-    why = ("priority mode fixes priorities at submission" if mode is Mode.PRIORITY else
-           "live engine mode does not take admission options yet")
-    raise ConfigError(f"live admission needs gate (QUEUE_) mode: {why}", field="admission",
+    if mode is Mode.ENGINE and at_gate:
+        raise ConfigError("engine mode's admission runs in the scheduler plug-in (the run "
+                          "spec: run_live_experiment), not at the driver's gate",
+                          field="admission", value=admission.label)
+    if mode is Mode.ENGINE and admission.feedback:
+        raise ConfigError("engine mode takes hopeless=demote|reject and limit=predictive: the "
+                          "feedback limit learns from the gate's releases", field="admission",
+                          value=admission.label)
+    if mode is Mode.ENGINE:
+        return
+    raise ConfigError("live admission needs gate (QUEUE_) or engine (ENGINE_) mode: priority "
+                      "mode fixes priorities at submission", field="admission",
                       value=admission.label)
 
 

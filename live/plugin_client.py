@@ -67,13 +67,17 @@ class PluginOutcome:
 def new_run_spec(label: str, mode: str, policy: str, out_dir: str | Path, *,
                  policy_params: dict[str, object] | None = None,
                  clients: tuple[tuple[str, float], ...] = (), sample_every_s: float = 1.0,
-                 steplog: bool = True, policy_modules: tuple[str, ...] = ()) -> RunSpec:
-    """A spec with a fresh run id ``<label>__<8 hex>`` (file-name safe)."""
+                 steplog: bool = True, policy_modules: tuple[str, ...] = (),
+                 admission: str = "", admission_model: dict[str, object] | None = None,
+                 ) -> RunSpec:
+    """A spec with a fresh run id ``<label>__<8 hex>`` (file-name safe); `admission` and
+    `admission_model` as in `RunSpec` (engine-mode admission)."""
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in label)
     return RunSpec(run_id=f"{safe}__{uuid.uuid4().hex[:8]}", mode=mode, policy=policy,
                    out_dir=str(Path(out_dir).resolve()), policy_params=dict(policy_params or {}),
                    clients=clients, sample_every_s=sample_every_s, steplog=steplog,
-                   policy_modules=policy_modules)
+                   policy_modules=policy_modules, admission=admission,
+                   admission_model=admission_model)
 
 
 async def _control(backend: Backend, kind: str, spec: RunSpec) -> None:

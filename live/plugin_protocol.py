@@ -84,6 +84,11 @@ class RunSpec:
     `sample_every_s` is the policy-sample period on the run clock. `steplog` False keeps only
     step counts (for the overhead benchmark). `policy_modules` are imported before the policy is
     made, so that policies registered by `register_policy` in user modules exist in the engine.
+    `admission` (engine mode; ``""``: none) is an `AdmissionConfig` spec
+    (``hopeless=reject,limit=predictive``) the plug-in applies at ``schedule()``
+    (`exfairs.policies.admission.EngineAdmission`); ``limit=predictive`` needs
+    `admission_model`: ``{"profile": <profile JSON without measurements>,
+    "max_num_batched_tokens": int, "max_inflight": int}``, the cost model the limit predicts with.
     """
 
     run_id: str
@@ -95,6 +100,8 @@ class RunSpec:
     sample_every_s: float = 1.0
     steplog: bool = True
     policy_modules: tuple[str, ...] = ()
+    admission: str = ""
+    admission_model: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if not self.run_id or any(c in self.run_id for c in "/\\\0"):
@@ -113,6 +120,9 @@ class RunSpec:
             "out_dir": self.out_dir, "policy_params": dict(self.policy_params),
             "clients": [[n, w] for n, w in self.clients], "sample_every_s": self.sample_every_s,
             "steplog": self.steplog, "policy_modules": list(self.policy_modules),
+            "admission": self.admission,
+            "admission_model": None if self.admission_model is None else dict(
+                self.admission_model),
         }, sort_keys=True)
 
     @classmethod
@@ -126,7 +136,10 @@ class RunSpec:
                 clients=tuple((str(n), float(w)) for n, w in d.get("clients") or ()),
                 sample_every_s=float(d.get("sample_every_s", 1.0)),
                 steplog=bool(d.get("steplog", True)),
-                policy_modules=tuple(str(m) for m in d.get("policy_modules") or ()))
+                policy_modules=tuple(str(m) for m in d.get("policy_modules") or ()),
+                admission=str(d.get("admission") or ""),
+                admission_model=(None if d.get("admission_model") is None
+                                 else dict(d["admission_model"])))
         except (ValueError, KeyError, TypeError) as exc:
             raise InputError(f"malformed run spec ({type(exc).__name__}: {exc})",
                              field=K_SPEC, value=text[:200]) from None

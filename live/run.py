@@ -32,6 +32,7 @@ from exfairs.live.gate import check_live_admission, predictive_limiter
 from exfairs.policies import Mode, make_policy, parse_experiment
 from exfairs.policies.admission import AdmissionConfig
 from exfairs.policies.experiments import Experiment
+from exfairs.records import Outcome, RequestRecord
 from exfairs.results import RunInfo, RunResult, git_revision, utc_now
 from exfairs.sim.config import EngineConfig
 from exfairs.sim.prepare import PreparedRun as PreparedRun
@@ -154,9 +155,11 @@ async def run_live_experiment(
     first, for user policies). The result's engine knobs name the step log
     (``steplog_path``); its policy samples are the engine's in engine mode. A run whose policy
     failed in the engine (or an engine-mode run without the plug-in) has
-    ``live_status = "failed: <why>"``; its records are all there. `admission` (gate mode only:
-    `exfairs.live.gate`) adds SLO-aware admission, its predictive limit from the prepared
-    profile's cost model; an active one is recorded as the knob ``admission``."""
+    ``live_status = "failed: <why>"``; its records are all there. `admission` adds SLO-aware
+    admission, its predictive limit from the prepared profile's cost model: at the gate in gate
+    mode (`exfairs.live.gate`), inside the engine in engine mode (the plug-in, through the run
+    spec; requests it rejects are recorded as REJECTED from its report); an active one is
+    recorded as the knob ``admission``."""
     from exfairs.live.plugin_client import close_run, new_run_spec, open_run
     from exfairs.metrics import compute_metrics
 
@@ -165,18 +168,26 @@ async def run_live_experiment(
     params = dict(policy_params or {})
     policy = make_policy(exp.policy, params)
     cfg = driver_config or DriverConfig()
+    adm = admission if admission is not None else AdmissionConfig()
+    check_live_admission(adm, exp.mode)
+    # Engine mode: the plug-in applies the admission at schedule(), the driver none.
+    engine_adm = exp.mode is Mode.ENGINE and adm.active
     spec = new_run_spec(
         f"{prepared.scenario.name}__{exp.name}__seed{seed}", exp.mode.value, exp.policy,
         steplog_dir, policy_params=params,
         clients=tuple((c.name, c.weight) for c in prepared.workload.clients),
-        sample_every_s=cfg.sample_every_s, steplog=steplog, policy_modules=policy_modules)
-    adm = admission if admission is not None else AdmissionConfig()
-    check_live_admission(adm, exp.mode)
+        sample_every_s=cfg.sample_every_s, steplog=steplog, policy_modules=policy_modules,
+        admission=adm.label if engine_adm else "",
+        admission_model=_admission_model(prepared, backend) if engine_adm
+        and adm.limit != "off" else None)
     limit = cfg.max_inflight or backend.max_num_seqs or 256  # the driver's own rule
-    limiter = predictive_limiter(adm, prepared.profile, prepared.engine.max_num_batched_tokens,
-                                 limit, kv_tokens=prepared.engine.kv_capacity_tokens)
+    gate_adm = adm if exp.mode is Mode.GATE else AdmissionConfig()
+    limiter = predictive_limiter(gate_adm, prepared.profile,
+                                 prepared.engine.max_num_batched_tokens, limit,
+                                 kv_tokens=prepared.engine.kv_capacity_tokens)
     driver = LiveDriver(prepared.workload, policy, exp.mode, backend, cfg,
-                        progress=progress, run_tag=spec.run_id, admission=adm, limiter=limiter)
+                        progress=progress, run_tag=spec.run_id, admission=gate_adm,
+                        limiter=limiter)
     if on_driver is not None:
         on_driver(driver)
     await open_run(backend, spec)
@@ -184,6 +195,8 @@ async def run_live_experiment(
     out = await driver.run()
     wall = time.perf_counter() - t0
     plugin = await close_run(backend, spec)
+    if plugin.report is not None and plugin.report.rejected:
+        out = replace(out, records=_rejected_records(out.records, plugin.report.rejected))
     metrics = compute_metrics(out.records, prepared.workload.clients, window=prepared.window)
     status = "complete" if out.stopped is None else f"partial: {out.stopped}"
     if plugin.error is not None:
@@ -216,6 +229,37 @@ async def run_live_experiment(
     result = RunResult(info=info, clients=prepared.workload.clients, records=out.records,
                        metrics=metrics, policy_samples=samples)
     return result, out
+
+
+def _admission_model(prepared: PreparedRun, backend: Backend) -> dict[str, object]:
+    """`RunSpec.admission_model`: the prepared profile's cost model (its measurements left
+    out: the limit needs only the coefficients) and the engine's limits."""
+    doc = prepared.profile.to_json()
+    doc["measurements"] = []
+    doc["residuals"] = None
+    return {"profile": doc,
+            "max_num_batched_tokens": prepared.engine.max_num_batched_tokens,
+            "max_inflight": backend.max_num_seqs or prepared.engine.max_num_seqs}
+
+
+def _rejected_records(records: tuple[RequestRecord, ...],
+                      rejected: tuple[tuple[int, float], ...]) -> tuple[RequestRecord, ...]:
+    """`records` with those the engine's admission rejected (request id, run-clock time;
+    their streams ended without tokens, reason abort) recorded as the simulator does: outcome
+    REJECTED, `finish_s` the time of the rejection, nothing served."""
+    when = dict(rejected)
+    out = []
+    for r in records:
+        t = when.get(r.request_id)
+        if t is None or r.generated_tokens:
+            out.append(r)  # a request that got tokens was not rejected (cannot happen)
+            continue
+        out.append(RequestRecord(
+            request_id=r.request_id, client=r.client, arrival_s=r.arrival_s,
+            prompt_tokens=r.prompt_tokens, output_tokens=r.output_tokens, slo=r.slo,
+            outcome=Outcome.REJECTED, finish_s=t,
+            error="rejected by the engine's admission: it could no longer meet its deadline"))
+    return tuple(out)
 
 
 def default_out_dir(prepared: PreparedRun, kind: str) -> Path:

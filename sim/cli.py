@@ -92,8 +92,8 @@ def _add_admission_option(p: argparse.ArgumentParser, default_text: str) -> None
                         "limit=off|predictive|feedback|predictive+feedback, "
                         "headroom=(0,1], feedback: backoff=(0,1), increase=N>0, min_inflight=N "
                         "(e.g. hopeless=reject,limit=predictive; 'off' for none). Gate (QUEUE_) "
-                        "experiments take every option, engine (ENGINE_) ones only "
-                        f"hopeless=demote, priority-mode ones none (default: {default_text})")
+                        "and engine (ENGINE_) experiments take every option, priority-mode "
+                        f"ones none (default: {default_text})")
 
 
 def _add_samples_option(p: argparse.ArgumentParser, default_text: str) -> None:

@@ -32,7 +32,8 @@ class StepPlan:
     the non-decode chunks. With ``implicit_decode`` every decoding running request is scheduled
     one token and only the other pieces are listed in `chunks`; otherwise `chunks` lists every
     scheduled piece, in schedule order. ``stop`` says why admission stopped: "empty", "seqs",
-    "budget", "kv", "chunk" or "preempted".
+    "budget", "kv", "chunk", "preempted" or "limit" (engine mode's admission limit held the
+    head back, `exfairs.policies.admission.EngineAdmission`).
     """
 
     step: int

@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
+from exfairs.policies.admission import EngineAdmission
 from exfairs.policies.base import Policy
 from exfairs.policies.queue import PolicyQueue
 from exfairs.records import Request
@@ -138,17 +139,53 @@ class PriorityWaiting:
 
 class PolicyWaiting:
     """Engine mode: the waiting queue is a `PolicyQueue`, re-ranked whenever it is consulted;
-    `pop` tells the policy (`on_dispatch`)."""
+    `pop` tells the policy (`on_dispatch`).
+
+    With `admission` (`EngineAdmission`: the admission options ``hopeless=reject`` and
+    ``limit=predictive`` inside the engine) `refuse_hopeless` takes out the requests to reject
+    at a decision point, and `admissible` is the scheduler's check before it admits the head;
+    the requests it refuses go to `refuse` (request, time)."""
 
     static = False
 
     def __init__(self, policy: Policy, seqs: Mapping[int, Seq], *,
-                 hopeless_last: bool = False) -> None:
+                 hopeless_last: bool = False, admission: EngineAdmission | None = None,
+                 refuse: Callable[[Request, float], None] | None = None) -> None:
         self._q = PolicyQueue(policy, hopeless_last=hopeless_last)
         self._seqs = seqs
         # (now, client) of the last peek: the scheduler pops right after peeking, with no hook
         # in between, so the ranking cannot have changed and one decision serves both.
         self._peeked: tuple[float, int] | None = None
+        self.admission = admission
+        self._refuse = refuse
+        self._verdict = "admit"  # `admissible`'s verdict on the head the next `pop` takes
+
+    def next_hopeless_s(self) -> float:
+        """When the next queued, savable request turns hopeless (`PolicyQueue.next_hopeless_s`)."""
+        return self._q.next_hopeless_s()
+
+    def refuse_hopeless(self, now_s: float) -> None:
+        """A decision point: refuse the requests `EngineAdmission.refuse_hopeless` takes out."""
+        adm = self.admission
+        if adm is None or self._refuse is None:
+            return
+        self._peeked = None
+        for r in adm.refuse_hopeless(self._q, now_s):
+            self._refuse(r, now_s)
+
+    def admissible(self, now_s: float) -> bool:
+        """May the scheduler admit the head now (`EngineAdmission.head`)? Late heads refused on
+        the way leave the queue; False stops admission for this step."""
+        adm = self.admission
+        if adm is None:
+            return True
+        self._peeked = None
+        verdict, refused = adm.head(self._q, now_s)
+        if self._refuse is not None:
+            for r in refused:
+                self._refuse(r, now_s)
+        self._verdict = verdict
+        return verdict != "wait"
 
     def __len__(self) -> int:
         return len(self._q)
@@ -167,6 +204,9 @@ class PolicyWaiting:
         else:
             r = self._q.pop(now_s)
         assert r is not None
+        if self.admission is not None:
+            self.admission.admitted(r, now_s, self._verdict)
+            self._verdict = "admit"
         return self._seqs[r.request_id]
 
     def push(self, seq: Seq, now_s: float) -> None:

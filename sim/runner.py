@@ -50,7 +50,13 @@ import simpy
 
 from exfairs.calibration.profile import Profile
 from exfairs.errors import ConfigError, InputError
-from exfairs.policies.admission import AdmissionConfig, GateLimiter, make_limiter
+from exfairs.policies.admission import (
+    AdmissionConfig,
+    EngineAdmission,
+    GateLimiter,
+    SloAdmission,
+    make_limiter,
+)
 from exfairs.policies.base import Policy
 from exfairs.policies.experiments import Experiment, Mode, parse_experiment
 from exfairs.policies.queue import PolicyQueue
@@ -157,9 +163,10 @@ def simulate(
     reference for tests); `observer` is called after every step or run of steps. `step_cost`
     replaces the profile's linear cost model (`exfairs.sim.costs.StepCostModel`). `admission`
     (`exfairs.policies.admission.AdmissionConfig`; default: none) adds SLO-aware admission and
-    hopeless-request handling: gate mode takes every option, engine mode ``hopeless=demote``,
-    priority mode none; a rejected request's record has outcome REJECTED and `finish_s` = the
-    time it was refused. `policy_samples` (`exfairs.records.SAMPLE_LAYOUTS`): "sparse" (default)
+    hopeless-request handling: gate mode takes every option, engine mode every one but the
+    feedback limit (it decides inside the scheduler: `exfairs.policies.admission.EngineAdmission`),
+    priority mode none; a rejected request's record has outcome REJECTED and `finish_s` = the time it was refused.
+    `policy_samples` (`exfairs.records.SAMPLE_LAYOUTS`): "sparse" (default)
     records at each sample time the clients the policy had heard from (`on_arrival`) by then
     (`PolicySample.clients`), so samples cost O(clients seen × samples), not O(registered
     clients × samples); "dense" every registered client; "off" none. The sample times are
@@ -182,15 +189,15 @@ def simulate(
     if max_inflight is not None and (isinstance(max_inflight, bool)
                                      or not isinstance(max_inflight, int) or max_inflight < 1):
         raise ConfigError("must be an integer ≥ 1", field="max_inflight", value=max_inflight)
-    if admission is not None and admission.active:
-        if exp.mode is Mode.PRIORITY:
-            raise ConfigError("admission options need gate (QUEUE_) or engine (ENGINE_) mode: "
-                              "priority mode fixes priorities at submission", field="admission",
-                              value=admission.label)
-        if exp.mode is Mode.ENGINE and (admission.hopeless == "reject"
-                                        or admission.limit != "off"):
-            raise ConfigError("engine mode takes only hopeless=demote (no gate to limit or "
-                              "reject at)", field="admission", value=admission.label)
+    if admission is not None and admission.active and exp.mode is Mode.PRIORITY:
+        raise ConfigError("admission options need gate (QUEUE_) or engine (ENGINE_) mode: "
+                          "priority mode fixes priorities at submission", field="admission",
+                          value=admission.label)
+    if admission is not None and admission.active and exp.mode is Mode.ENGINE \
+            and admission.feedback:
+        raise ConfigError("engine mode takes hopeless=demote|reject and limit=predictive: the "
+                          "feedback limit learns from the gate's releases", field="admission",
+                          value=admission.label)
     latencies: dict[int, float] = {}
     if submit_latencies and exp.mode is not Mode.GATE:
         raise ConfigError("per-request latencies are gate releases' (QUEUE_ experiments); "
@@ -259,6 +266,7 @@ class _Run:
         self._reject = adm.hopeless == "reject"
         self._hopeless_wakes = adm.hopeless != "keep"
         self.rejected: dict[int, float] = {}  # request id → time refused (admission option)
+        self.engine_adm: EngineAdmission | None = None
         self.gate: PolicyQueue | None = None
         waiting: WaitingQueue
         victim: VictimChooser
@@ -268,7 +276,12 @@ class _Run:
         elif self.mode is Mode.PRIORITY:
             waiting, victim = PriorityWaiting(), priority_victim
         else:
-            waiting = PolicyWaiting(policy, self.by_id, hopeless_last=adm.hopeless != "keep")
+            # Rejection and the limit decide inside the scheduler (EngineAdmission); its limiter
+            # is set below, once the cost model is known.
+            self.engine_adm = (EngineAdmission(adm) if adm.hopeless == "reject"
+                               or adm.limit != "off" else None)
+            waiting = PolicyWaiting(policy, self.by_id, hopeless_last=adm.hopeless != "keep",
+                                    admission=self.engine_adm, refuse=self._refuse)
             victim = policy_victim(policy)
         self.max_inflight = max_inflight if max_inflight is not None else cfg.max_num_seqs
         self.warnings: tuple[str, ...] = ()
@@ -302,14 +315,23 @@ class _Run:
             profile.cost_model(cfg.max_num_batched_tokens))
         self.sched = Scheduler(cfg, waiting, victim, observer)
         self.sched.record_order = self._streams
+        decode_s = lambda n, ctx: float(cost.decode_run_ms(1, n, ctx)[0]) / 1000.0  # noqa: E731
+        prefill_s = profile.coefficients.prefill_token_ms / 1000.0
         self.limiter: GateLimiter | None = None
         if self.gate is not None:
-            self.limiter = make_limiter(
-                adm, self.max_inflight,
-                lambda n, ctx: float(cost.decode_run_ms(1, n, ctx)[0]) / 1000.0,
-                profile.coefficients.prefill_token_ms / 1000.0, kv_tokens=cfg.kv_capacity_tokens)
+            # The KV capacity holds back releases that would wait in the engine's FCFS queue,
+            # out of the policy's order.
+            self.limiter = make_limiter(adm, self.max_inflight, decode_s, prefill_s,
+                                        kv_tokens=cfg.kv_capacity_tokens)
+        elif self.engine_adm is not None and adm.predictive:
+            # Engine mode: the waiting queue is the policy's, so no KV hold-back.
+            engine_limit = SloAdmission(adm, decode_s, prefill_s, self.max_inflight, kv_tokens=0)
+            self.engine_adm.limiter = engine_limit
+            self.limiter = engine_limit
+            assert isinstance(waiting, PolicyWaiting)
+            self.sched.admit_check = waiting.admissible
         # The feedback limit observes first tokens and finishes (`_first_token`, `_finished`).
-        self._observes = self.limiter is not None and adm.feedback
+        self._observes = self.gate is not None and self.limiter is not None and adm.feedback
         self.tracker = SloTracker()
         self.next_arrival = 0  # index into seqs
         self.sample_every_s = sample_every_s
@@ -415,6 +437,13 @@ class _Run:
             if self._in_flight_lag:
                 self._early_slots = self.max_inflight - self.inflight
                 self._prev_decision_s = now
+        elif self.engine_adm is not None:
+            waiting = self.sched.waiting
+            assert isinstance(waiting, PolicyWaiting)
+            if self._reject:
+                waiting.refuse_hopeless(now)
+                # Rejection changes by time alone (as at the gate, below).
+                self._wake_at(waiting.next_hopeless_s(), now)
         if self._hopeless_wakes and gate is not None:
             # Demotion and rejection change by time alone: decide again when the next queued
             # request turns hopeless (the fast path and step by step then see the same times).
@@ -531,8 +560,9 @@ class _Run:
         self.engine.attention(self.env.now)
 
     def _refuse(self, req: Request, now: float) -> None:
-        """Admission option ``hopeless=reject``: `req`, queued at the gate, can no longer meet
-        its deadline and leaves the system (a violation, then a drop)."""
+        """Admission option ``hopeless=reject``: `req`, queued at the gate (or, in engine mode,
+        in the engine's waiting queue, never admitted), can no longer meet its deadline and
+        leaves the system (a violation, then a drop)."""
         if self.tracker.fail(req.request_id, now) is not None:
             self.policy.on_violation(req, now)
         self.policy.on_drop(req, now)
@@ -627,7 +657,9 @@ class _Run:
             self.policy.on_violation(s.req, t)
         self.policy.on_finish(s.req, t, met)
         self.inflight -= 1
-        if self.limiter is not None:
+        if self.engine_adm is not None:
+            self.engine_adm.left(s.rid)
+        elif self.limiter is not None:
             self.limiter.finished(s.rid, t, s.gen)
 
     def _observe_first(self, rid: int, t: float) -> None:
@@ -750,6 +782,7 @@ class _Run:
         self.env.run(until=self.engine.process)
         step_end = self.sched.step_end_s
         records: list[RequestRecord] = []
+        where = "at the gate" if self.gate is not None else "by the engine's admission"
         for s in self.seqs:
             req = s.req
             if s.error is not None:
@@ -763,7 +796,7 @@ class _Run:
                     request_id=s.rid, client=req.client, arrival_s=req.arrival_s,
                     prompt_tokens=req.prompt_tokens, output_tokens=req.output_tokens,
                     slo=req.slo, outcome=Outcome.REJECTED, finish_s=self.rejected[s.rid],
-                    error="rejected at the gate: it could no longer meet its deadline"))
+                    error=f"rejected {where}: it could no longer meet its deadline"))
                 continue
             times: list[float] = []
             for a, b in s.emission_steps():

@@ -37,6 +37,7 @@ does. The same aggregates give, in closed form, how many identical decode-only s
 from __future__ import annotations
 
 import heapq
+from collections.abc import Callable
 
 from exfairs.sim.config import EngineConfig
 from exfairs.sim.plan import Chunk, StepInfo, StepObserver, StepOutcome, StepPlan
@@ -60,6 +61,10 @@ class Scheduler:
         # Set by the gate-mode runner for EngineConfig.hook_order "stream": steps that finish a
         # request report their pieces in output order (StepOutcome.order). Off, no cost.
         self.record_order = False
+        # Engine mode with an admission limit: asked before each admission of a waiting request
+        # (`PolicyWaiting.admissible`); False stops admission for the step ("limit"). It may
+        # take refused requests out of the queue.
+        self.admit_check: Callable[[float], bool] | None = None
         self.running: dict[int, Seq] = {}  # request id → seq, in running-list order
         self.free_blocks = config.num_gpu_blocks
         self.step_end_s: list[float] = []  # end time of every step, by step index
@@ -265,6 +270,7 @@ class Scheduler:
         max_seqs = cfg.max_num_seqs
         full_isl = cfg.reserve_full_prompt
         admitted: list[Seq] = []
+        check = self.admit_check
         n_waiting = len(waiting)
         while True:
             if n_waiting == 0:
@@ -276,6 +282,15 @@ class Scheduler:
             if len(running) >= max_seqs:
                 stop = "seqs"
                 break
+            if check is not None:
+                ok = check(now_s)
+                n_waiting = len(waiting)  # it may have refused requests
+                if not ok:
+                    stop = "limit"
+                    break
+                if n_waiting == 0:
+                    stop = "empty"
+                    break
             s = waiting.peek(now_s)
             n = s.prompt + s.gen - s.computed
             if 0 < threshold < n:

@@ -175,10 +175,6 @@ def _check_admission(admission: AdmissionConfig, exp: Any) -> None:
         raise InputError(f"experiment {exp.name} is in priority mode, which takes no admission "
                          "options: use QUEUE_ (gate) or ENGINE_ experiments",
                          field="admission", value=admission.label)
-    if exp.mode is Mode.ENGINE and (admission.hopeless == "reject" or admission.limit != "off"):
-        raise InputError(f"experiment {exp.name} is in engine mode, which takes only "
-                         "hopeless=demote (no gate to limit or reject at)", field="admission",
-                         value=admission.label)
 
 
 def override(config: SweepConfig, changes: Mapping[str, Any]) -> SweepConfig:

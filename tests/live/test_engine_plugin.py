@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from conftest import LiveEngine, start_live_engine, vllm_server
 
+from exfairs.calibration.profile import load_profile
 from exfairs.live.config import DriverConfig
 from exfairs.live.driver import LiveDriver, LiveRunOutput
 from exfairs.live.plugin_client import PluginOutcome, close_run, new_run_spec, open_run
@@ -325,3 +326,50 @@ def test_cli_validate_accepts_engine_experiments_in_process(tiny_model_dir: Path
         assert Path(str(dict(res.info.engine_knobs)["steplog_path"])).is_file()
     sims = [read_result(f) for f in out.glob("*__sim.json")]
     assert sorted(s.info.mode for s in sims) == ["engine", "engine"]
+
+
+def test_engine_admission_rejects_a_hopeless_request_and_serves_the_rest(
+        plugin_engine: LiveEngine, tmp_path: Path) -> None:
+    """Issue 15, engine mode live: the run spec carries ``hopeless=reject,limit=predictive``;
+    the plug-in finishes the hopeless request at schedule() (abort, no tokens), its report
+    lists it, and the driver's records (as `run_live_experiment` fixes them) say REJECTED."""
+    from dataclasses import replace
+
+    from exfairs.live.run import _rejected_records
+    from exfairs.metrics import compute_metrics
+
+    base = _workload([("a", 0.0, 24, 8), ("b", 0.0, 40, 8), ("a", 0.01, 16, 8),
+                      ("b", 0.02, 32, 8), ("a", 0.03, 20, 8), ("b", 0.04, 28, 8)])
+    # Request 2 can no longer make its deadline when it arrives: its unloaded latency (5 s) is
+    # over its e2e SLO (1 s). The others have 300 s.
+    reqs = tuple(replace(r, slo=SLO(e2e_s=1.0), unloaded_e2e_s=5.0) if r.request_id == 2
+                 else replace(r, unloaded_e2e_s=0.1) for r in base.requests)
+    wl = replace(base, requests=reqs)
+    doc = load_profile("cpu-tiny-llama").to_json()
+    doc["measurements"] = []
+    spec = new_run_spec("adm", "engine", "ExFairS", tmp_path,
+                        clients=tuple((c.name, c.weight) for c in wl.clients),
+                        sample_every_s=0.2, admission="hopeless=reject,limit=predictive",
+                        admission_model={"profile": doc, "max_num_batched_tokens": 1024,
+                                         "max_inflight": 4})
+    backend = plugin_engine.backend
+
+    async def go() -> tuple[LiveRunOutput, PluginOutcome]:
+        await open_run(backend, spec)
+        out = await LiveDriver(wl, make_policy("FCFS"), Mode.ENGINE, backend, DriverConfig(),
+                               run_tag=spec.run_id).run()
+        return out, await close_run(backend, spec)
+
+    out, plugin = plugin_engine.run(go)
+    assert plugin.report is not None and plugin.report.error is None, plugin.note
+    assert [i for i, _ in plugin.report.rejected] == [2]
+    by_id = {r.request_id: r for r in out.records}
+    assert by_id[2].generated_tokens == 0  # the stream ended without a token
+    records = _rejected_records(out.records, plugin.report.rejected)
+    outcomes = {r.request_id: r.outcome for r in records}
+    assert outcomes[2] is Outcome.REJECTED
+    assert all(o is Outcome.FINISHED for i, o in outcomes.items() if i != 2), records
+    m = compute_metrics(records, wl.clients)
+    assert m.overall.rejected == 1
+    log = read_steplog(plugin.report.steplog_path or "")
+    assert 2 not in _admission_order(log)  # never ran

@@ -184,7 +184,6 @@ DEAD_URL = ["--vllm-url", "http://127.0.0.1:9", "--no-warmup"]  # nothing listen
     (["-e", "QUEUE_VTC", "--admission", "hopeless=sure"], "admission.hopeless", "sure"),
     (["-e", "QUEUE_VTC", "-e", "VTC", "--admission", "hopeless=demote"], "admission",
      "hopeless=demote"),
-    (["-e", "ENGINE_VTC", "--admission", "limit=predictive"], "admission", "limit=predictive"),
 ])
 def test_live_cli_admission_bad_input_exits_2(
         tmp_path: object, capsys: pytest.CaptureFixture[str], args: list[str], field: str,

@@ -8,12 +8,16 @@ preempt and SLOs tight enough to be violated:
 * work conservation — the engine never idles while a request has arrived and is unfinished;
 * fast path = step by step — identical records, policy samples and steps, the same hook calls at
   the same times (service tokens compared per client; `on_service_run` may fold a run).
+
+Engine mode also with the admission options it decides inside the scheduler (issue 15:
+``hopeless=reject``, ``limit=predictive``, both), on the same cases with unloaded latencies.
 """
 
 from __future__ import annotations
 
 import sys
 from collections import Counter
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -21,6 +25,7 @@ from sim_factories import engine, profile, workload
 from windowed_policy import WindowedLAS
 
 from exfairs.policies import available_policies, make_policy, parse_experiment
+from exfairs.policies.admission import AdmissionConfig
 from exfairs.policies.registry import policy_class
 from exfairs.records import SLO, Outcome, Request, Workload
 from exfairs.rng import stream
@@ -139,11 +144,19 @@ class _Served(dict[str, tuple[int, int]]):
 
 
 def _run(name: str, mode: str, case: int, step_by_step: bool,
-         observer: Any = None) -> tuple[SimResult, list[tuple[Any, ...]]]:
+         observer: Any = None, admission: AdmissionConfig | None = None,
+         ) -> tuple[SimResult, list[tuple[Any, ...]]]:
     wl, eng, prof = _case(case)
+    if admission is not None:
+        # Unloaded latencies (about one 3-ms step per token) so that requests turn hopeless
+        # before their deadline passes, as with a real profile.
+        wl = replace(wl, requests=tuple(
+            replace(r, unloaded_e2e_s=0.002 + 0.003 * r.output_tokens + 2e-5 * r.prompt_tokens)
+            for r in wl.requests))
     log_name, _ = _logged(name)
     res = simulate(wl, mode + log_name, prof, engine=eng, sample_every_s=0.02,
-                   step_by_step=step_by_step, observer=_step_bound((name, mode, case), observer))
+                   step_by_step=step_by_step, observer=_step_bound((name, mode, case), observer),
+                   admission=admission)
     return res, _LAST[log_name]
 
 
@@ -160,7 +173,18 @@ def test_policy_conformance_more_cases(name: str, mode: str) -> None:
     _conformance(name, mode, range(3, 15))
 
 
-def _conformance(name: str, mode: str, cases: range) -> None:
+# Engine mode decides SLO-aware admission inside the scheduler (issue 15): its variants.
+ENGINE_ADMISSION = ("hopeless=reject", "limit=predictive", "hopeless=reject,limit=predictive")
+
+
+@pytest.mark.parametrize("spec", ENGINE_ADMISSION)
+@pytest.mark.parametrize("name", POLICIES)
+def test_policy_conformance_engine_admission(name: str, spec: str) -> None:
+    _conformance(name, "ENGINE_", range(3), AdmissionConfig.parse(spec))
+
+
+def _conformance(name: str, mode: str, cases: range,
+                 admission: AdmissionConfig | None = None) -> None:
     assert parse_experiment(mode + name).policy == name
     make_policy(name)  # constructible with its defaults
     saw_preemption = saw_violation = False
@@ -168,9 +192,9 @@ def _conformance(name: str, mode: str, cases: range) -> None:
         if (name, mode, case) in KNOWN_LIVELOCKS:
             continue
         steps: list[StepInfo] = []
-        fast, fast_log = _run(name, mode, case, False, steps.append)
-        again, again_log = _run(name, mode, case, False)
-        ref, ref_log = _run(name, mode, case, True)
+        fast, fast_log = _run(name, mode, case, False, steps.append, admission)
+        again, again_log = _run(name, mode, case, False, admission=admission)
+        ref, ref_log = _run(name, mode, case, True, admission=admission)
         # Determinism.
         assert fast.records == again.records and fast.policy_samples == again.policy_samples
         assert fast_log == again_log
@@ -183,7 +207,8 @@ def _conformance(name: str, mode: str, cases: range) -> None:
         # Work conservation: no idle gap while a request is present.
         _check_work_conserving(fast, steps)
         saw_preemption |= any(r.preemptions for r in fast.records)
-        saw_violation |= any(r.outcome is Outcome.VIOLATED for r in fast.records)
+        saw_violation |= any(r.outcome in (Outcome.VIOLATED, Outcome.REJECTED)
+                             for r in fast.records)
         assert Counter(r.outcome for r in fast.records)[Outcome.FAILED] == 0
     # The cases exercise what they are meant to.
     assert saw_preemption and saw_violation

@@ -77,8 +77,6 @@ def test_sweep_file_admission_table() -> None:
      "limit=feedback"),
     ('experiments = ["QUEUE_VTC"]\n[admission]\nheadroom = 0', "admission.headroom", "0"),
     ('experiments = ["VTC"]\n[admission]\nhopeless = "demote"', "admission", "hopeless=demote"),
-    ('experiments = ["ENGINE_VTC"]\n[admission]\nlimit = "predictive"', "admission",
-     "limit=predictive"),
 ])
 def test_bad_admission_tables_name_the_field(text: str, field: str, value: str) -> None:
     with pytest.raises(InputError) as info:
@@ -91,8 +89,10 @@ def test_admission_needs_a_mode_that_takes_it() -> None:
     with pytest.raises(InputError, match="FCFS is in priority mode"):
         SweepConfig(experiments=("QUEUE_FCFS", "FCFS"),
                     admission=AdmissionConfig(hopeless="demote")).cells()
-    # hopeless=demote is what engine mode takes.
-    SweepConfig(experiments=("ENGINE_VTC",), admission=AdmissionConfig(hopeless="demote")).cells()
+    # Engine mode takes every option (decided inside the scheduler).
+    for adm in (AdmissionConfig(hopeless="demote"),
+                AdmissionConfig(hopeless="reject", limit="predictive")):
+        SweepConfig(experiments=("ENGINE_VTC",), admission=adm).cells()
 
 
 def test_run_with_admission_end_to_end(tmp_path: Path) -> None:
@@ -136,7 +136,6 @@ def test_sweep_admission_option_overrides_the_file_and_reuses_cells(
     (["--admission", "headroom=2", "-e", "QUEUE_VTC"], "admission.headroom", "2"),
     (["--admission", "limit", "-e", "QUEUE_VTC"], "admission", "limit"),
     (["--admission", "hopeless=reject"], "admission", "hopeless=reject"),  # default: FCFS
-    (["--admission", "limit=predictive", "-e", "ENGINE_VTC"], "admission", "limit=predictive"),
 ])
 def test_bad_admission_option_exits_2_naming_the_field(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], field: str,
