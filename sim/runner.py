@@ -165,7 +165,8 @@ def simulate(
     (`exfairs.policies.admission.AdmissionConfig`; default: none) adds SLO-aware admission and
     hopeless-request handling: gate mode takes every option, engine mode every one but the
     feedback limit (it decides inside the scheduler: `exfairs.policies.admission.EngineAdmission`),
-    priority mode none; a rejected request's record has outcome REJECTED and `finish_s` = the time it was refused.
+    priority mode none; a rejected request's record has outcome REJECTED and `finish_s` = the
+    time it was refused.
     `policy_samples` (`exfairs.records.SAMPLE_LAYOUTS`): "sparse" (default)
     records at each sample time the clients the policy had heard from (`on_arrival`) by then
     (`PolicySample.clients`), so samples cost O(clients seen × samples), not O(registered
