@@ -137,7 +137,9 @@ def _parser() -> argparse.ArgumentParser:
                         "or sampling terms)")
     f.add_argument("--engine-from", default=None, metavar="PROFILE",
                    help="--from-runs (required): the profile the runs were made with; its "
-                        "engine knobs and metadata go into the new profile")
+                        "engine knobs (its measured submit_latency_s too: same machine) and "
+                        "metadata go into the new profile; benchmarks/submit_latency.py "
+                        "measures the latency from gate-mode runs")
     f.add_argument("--out", required=True)
     f.add_argument("--id", default="")
     f.add_argument("--hardware", default="")
