@@ -2,7 +2,7 @@
 how long each release took to reach the engine core, and which side of a ``schedule()`` start it
 landed on. No engine; reads live results and their step logs.
 
-    python benchmarks/validation/gate_hops.py DIR [DIR ...]
+    python benchmarks/validation/gate_hops.py DIR [DIR ...] [--releases]
 
 DIR: any directory holding live results (``*__live.json``, searched recursively) with their step
 logs in a ``steplogs/`` folder beside them (a `run_validation.py` out's ``live/``, an
@@ -12,7 +12,7 @@ release: its live dispatch d (run clock), the engine core's ``added_mono`` a; "a
 released within 5 ms of arriving, or later with no request finishing in between (the driver
 woke late); "at a finish" = the rest. For releases at arrival while the engine was mid-step:
 g = the next step's ``schedule()`` start − d and whether the release joined that step
-(a ≤ start). Times in ms.
+(a ≤ start). Times in ms. ``--releases`` also lists every release at arrival.
 """
 
 from __future__ import annotations
@@ -44,6 +44,9 @@ def _q(xs: list[float]) -> str:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("dirs", nargs="+", type=Path)
+    p.add_argument("--releases", action="store_true",
+                   help="list every release at arrival: run, request, arrival, d − arrival, "
+                        "engine idle or mid-step, g, joined the next step, a − d")
     ns = p.parse_args()
     idle_hop: list[float] = []
     busy: list[tuple[float, bool, str]] = []  # (gap, joined, run)
@@ -88,6 +91,14 @@ def main() -> int:
                         idle_hop.append(a - dd)
                     elif j + 1 < len(starts):
                         busy.append((starts[j + 1] - dd, a <= starts[j + 1], path.name))
+                    if ns.releases:
+                        g = starts[j + 1] - dd if mid_step and j + 1 < len(starts) else math.nan
+                        sys.stdout.write(
+                            f"{path.parent.name}/{path.name} request {r.request_id}: arrival "
+                            f"{r.arrival_s:.4f} s, d − arrival {lag * 1e3:.2f}, "
+                            f"{'mid-step' if mid_step else 'idle'}, g {g * 1e3:.2f}, "
+                            f"joined {'-' if math.isnan(g) else a <= starts[j + 1]}, "
+                            f"a − d {(a - dd) * 1e3:.2f}\n")
                 else:
                     finish_hop.append(a - dd)
                     k = bisect.bisect_left(starts, a)  # the step that took it in
