@@ -436,59 +436,153 @@ def _stats(values_s: FloatArray, prefix: str) -> dict[str, float]:
     }
 
 
-def _itl_s(records: Sequence[RequestRecord]) -> FloatArray:
-    """Inter-token gaps (seconds) of the completed records, record by record in order."""
-    # One conversion for all records (not one small array each, which dominated this on study
-    # runs), then the gaps across record boundaries dropped: every kept gap is the same
-    # subtraction of the same two floats as a per-record np.diff.
-    seqs = [r.token_times_s for r in records if r.outcome.completed and len(r.token_times_s) > 1]
-    if not seqs:
-        return np.zeros(0)
-    lens = np.fromiter((len(t) for t in seqs), dtype=np.int64, count=len(seqs))
-    flat = np.fromiter(chain.from_iterable(seqs), dtype=np.float64, count=int(lens.sum()))
-    keep = np.ones(flat.size - 1, dtype=bool)
-    keep[np.cumsum(lens)[:-1] - 1] = False
-    gaps: FloatArray = np.diff(flat)[keep]
-    return gaps
+@dataclass(frozen=True, slots=True)
+class _PerRequest:
+    """The counted records' per-request values as arrays, one entry per record in order (seconds;
+    NaN where undefined), built once and indexed per client by `_aggregate`.
+
+    `itl_s` holds the inter-token gaps of every record with two tokens or more, record by record,
+    and `itl_owner` the position of the record each gap belongs to."""
+
+    ttft_s: FloatArray
+    tpot_s: FloatArray
+    e2e_s: FloatArray
+    queue_s: FloatArray
+    qoe: FloatArray
+    slo_met: BoolArray
+    completed: BoolArray
+    outcome: npt.NDArray[np.int64]
+    prompt_tokens: npt.NDArray[np.int64]
+    generated_tokens: npt.NDArray[np.int64]
+    preemptions: npt.NDArray[np.int64]
+    itl_s: FloatArray
+    itl_owner: npt.NDArray[np.int64]
 
 
-def _aggregate(records: Sequence[RequestRecord], per_request: Sequence[RequestMetrics],
-               duration_s: float) -> AggregateMetrics:
+_OUTCOMES = tuple(Outcome)
+_OUTCOME_CODE = {o: k for k, o in enumerate(_OUTCOMES)}
+
+
+def _none_nan(x: float | None) -> float:
+    return math.nan if x is None else _f(x)
+
+
+def _per_request(records: Sequence[RequestRecord], params: QoEParams) -> _PerRequest:
+    """`_PerRequest` of `records`: the values `request_metrics` gives record by record, and the
+    inter-token gaps (`_PerRequest.itl_s`), from one pass over the token times."""
     n = len(records)
-    completed = [r for r in records if r.outcome.completed]
-    met = sum(1 for m in per_request if m.slo_met)
-    in_tok = sum(r.prompt_tokens for r in completed)
-    out_tok = sum(r.generated_tokens for r in completed)
+    lens = np.fromiter((len(r.token_times_s) for r in records), dtype=np.int64, count=n)
+    flat = np.fromiter(chain.from_iterable(r.token_times_s for r in records), dtype=np.float64,
+                       count=int(lens.sum()))
+    ends = np.cumsum(lens)
+    starts = ends - lens
+    completed = np.fromiter((r.outcome.completed for r in records), dtype=bool, count=n)
+    # Gaps across record boundaries are dropped: every kept gap is the same subtraction of the
+    # same two floats as a per-record np.diff.
+    if flat.size > 1:
+        gaps = np.diff(flat)
+        owner_tok = np.repeat(np.arange(n, dtype=np.int64), lens)
+        keep = owner_tok[1:] == owner_tok[:-1]
+        itl, itl_owner = gaps[keep], owner_tok[1:][keep]
+    else:
+        itl, itl_owner = np.zeros(0), np.zeros(0, dtype=np.int64)
+    return _PerRequest(
+        ttft_s=np.asarray([_none_nan(r.ttft_s) for r in records], dtype=np.float64),
+        tpot_s=np.asarray([_none_nan(r.tpot_s) for r in records], dtype=np.float64),
+        e2e_s=np.asarray([_none_nan(r.e2e_s) for r in records], dtype=np.float64),
+        queue_s=np.asarray([_none_nan(r.queue_s) for r in records], dtype=np.float64),
+        qoe=_qoe_batch(records, flat, starts, lens, params),
+        slo_met=np.fromiter((record_slo_met(r) for r in records), dtype=bool, count=n),
+        completed=completed,
+        outcome=np.fromiter((_OUTCOME_CODE[r.outcome] for r in records), dtype=np.int64,
+                            count=n),
+        prompt_tokens=np.fromiter((r.prompt_tokens for r in records), dtype=np.int64, count=n),
+        generated_tokens=np.fromiter((r.generated_tokens for r in records), dtype=np.int64,
+                                     count=n),
+        preemptions=np.fromiter((r.preemptions for r in records), dtype=np.int64, count=n),
+        itl_s=itl, itl_owner=itl_owner,
+    )
+
+
+def _qoe_batch(records: Sequence[RequestRecord], flat: FloatArray, starts: npt.NDArray[np.int64],
+               lens: npt.NDArray[np.int64], params: QoEParams) -> FloatArray:
+    """`request_qoe` of every record, bit for bit, from the records' concatenated token times
+    `flat` (record k's are ``flat[starts[k]:starts[k] + lens[k]]``).
+
+    The element-wise parts (expected times, lags) run once over all tokens; only the running
+    maximum and the two sums stay per record, on views, because NumPy's pairwise summation of a
+    record's values depends on how many there are (a padded or segmented sum would round
+    differently)."""
+    n = len(records)
+    out = np.zeros(n)
+    if flat.size == 0:
+        return out
+    pace = 1.0 / params.tokens_per_s
+    base = np.fromiter(
+        (r.arrival_s + (r.slo.ttft_s if r.slo.ttft_s is not None else params.expected_ttft_s)
+         for r in records), dtype=np.float64, count=n)
+    # Token i of its record: position in `flat` minus the record's start.
+    local = np.arange(flat.size, dtype=np.int64) - np.repeat(starts, lens)
+    expected = np.repeat(base, lens) + pace * local.astype(np.float64)
+    late = flat - expected
+    add = np.add.reduce
+    for k in np.flatnonzero(lens).tolist():
+        s = int(starts[k])
+        e = s + int(lens[k])
+        lag = np.maximum.accumulate(late[s:e])
+        exp_k = expected[s:e]
+        last = float(exp_k[-1])
+        horizon = max(last, last + float(lag[-1])) + pace
+        # np.add.reduce is what np.sum calls (the same pairwise sum), without its wrapper.
+        delay_area = float(add(np.maximum(lag, 0.0)))
+        expected_area = float(add(horizon - exp_k))
+        out[k] = min(1.0, max(0.0, 1.0 - delay_area / expected_area))
+    return out
+
+
+def _aggregate(pr: _PerRequest, idx: npt.NDArray[np.int64], duration_s: float
+               ) -> AggregateMetrics:
+    """Aggregates over the counted records at positions `idx` (increasing) of `pr`."""
+    n = int(idx.size)
+    done = pr.completed[idx]
+    done_idx = idx[done]
+    met = int(np.count_nonzero(pr.slo_met[idx]))
+    in_tok = int(pr.prompt_tokens[done_idx].sum())
+    out_tok = int(pr.generated_tokens[done_idx].sum())
+    n_done = int(done_idx.size)
+    outcome = pr.outcome[idx]
 
     def rate(count: float) -> float:
         return _f(count / duration_s) if duration_s > 0 else math.nan
 
-    def arr(name: str) -> FloatArray:
-        return np.asarray([getattr(m, name) for m in per_request], dtype=np.float64)
+    def count(o: Outcome) -> int:
+        return int(np.count_nonzero(outcome == _OUTCOME_CODE[o]))
 
-    completed_ids = {r.request_id for r in completed}
-    done_mask = np.asarray([m.request_id in completed_ids for m in per_request], dtype=bool)
-    qoe = arr("qoe")
+    # The gaps of the completed records among `idx`, in record order.
+    sel = np.zeros(pr.completed.size, dtype=bool)
+    sel[done_idx] = True
+    itl = pr.itl_s[sel[pr.itl_owner]]
+    qoe = pr.qoe[idx]
     stats: dict[str, float] = {}
-    stats.update(_stats(arr("ttft_s"), "ttft"))
-    stats.update(_stats(arr("tpot_s")[done_mask] if n else np.zeros(0), "tpot"))
-    stats.update(_stats(_itl_s(records), "itl"))
-    stats.update(_stats(arr("e2e_s")[done_mask] if n else np.zeros(0), "e2el"))
-    stats.update(_stats(arr("queue_s"), "queue"))
+    stats.update(_stats(pr.ttft_s[idx], "ttft"))
+    stats.update(_stats(pr.tpot_s[done_idx], "tpot"))
+    stats.update(_stats(itl, "itl"))
+    stats.update(_stats(pr.e2e_s[done_idx], "e2el"))
+    stats.update(_stats(pr.queue_s[idx], "queue"))
     return AggregateMetrics(
         requests=n,
-        completed=len(completed),
+        completed=n_done,
         slo_met=met,
         violations=n - met,
-        failed=sum(1 for r in records if r.outcome is Outcome.FAILED),
-        timed_out=sum(1 for r in records if r.outcome is Outcome.TIMED_OUT),
-        aborted=sum(1 for r in records if r.outcome is Outcome.ABORTED),
-        rejected=sum(1 for r in records if r.outcome is Outcome.REJECTED),
-        preemptions=sum(r.preemptions for r in records),
+        failed=count(Outcome.FAILED),
+        timed_out=count(Outcome.TIMED_OUT),
+        aborted=count(Outcome.ABORTED),
+        rejected=count(Outcome.REJECTED),
+        preemptions=int(pr.preemptions[idx].sum()),
         total_input_tokens=in_tok,
         total_output_tokens=out_tok,
         duration_s=_f(duration_s),
-        request_throughput=rate(len(completed)),
+        request_throughput=rate(n_done),
         output_throughput=rate(out_tok),
         total_token_throughput=rate(in_tok + out_tok),
         request_goodput=rate(met),
@@ -526,6 +620,16 @@ class ServiceTimeline:
     queued: BoolArray
 
 
+#: Outcomes whose request stops being backlog at its last known event.
+_STOPPED = frozenset((Outcome.FAILED, Outcome.TIMED_OUT, Outcome.REJECTED))
+
+
+def _times(records: Sequence[RequestRecord], name: str) -> FloatArray:
+    """The optional time `name` of every record, NaN where it is None."""
+    return np.fromiter((math.nan if (t := getattr(r, name)) is None else t for r in records),
+                       dtype=np.float64, count=len(records))
+
+
 def service_timeline(records: Sequence[RequestRecord], clients: Sequence[ClientInfo],
                      weights: ServiceWeights = DEFAULT_SERVICE_WEIGHTS) -> ServiceTimeline:
     """Reconstruct cumulative service and backlog per client from the records (see the class).
@@ -541,45 +645,39 @@ def service_timeline(records: Sequence[RequestRecord], clients: Sequence[ClientI
         return ServiceTimeline(names, z, np.zeros((len(names), 0)),
                                np.zeros((len(names), 0), dtype=bool),
                                np.zeros((len(names), 0), dtype=bool))
-    horizon = max(_last_time(r) for r in records)
+    n = len(records)
+    lens = np.fromiter((len(r.token_times_s) for r in records), dtype=np.int64, count=n)
+    flat = np.fromiter(chain.from_iterable(r.token_times_s for r in records), dtype=np.float64,
+                       count=int(lens.sum()))
+    rc = np.fromiter((index[r.client] for r in records), dtype=np.int64, count=n)
+    t_start = np.fromiter((r.arrival_s for r in records), dtype=np.float64, count=n)
+    first = _times(records, "first_token_s")
+    finish = _times(records, "finish_s")
+    # Each record's last event (`_last_time`): max ignores the NaN of a missing time.
+    last_tok = np.full(n, np.nan)
+    has_tok = lens > 0
+    last_tok[has_tok] = flat[np.cumsum(lens)[has_tok] - 1]
+    last = np.fmax.reduce(np.stack([t_start, last_tok, first, finish,
+                                    _times(records, "dispatch_s")]), axis=0)
+    horizon = float(last.max())
+    completed = np.fromiter((r.outcome.completed for r in records), dtype=bool, count=n)
+    stopped = np.fromiter((r.outcome in _STOPPED for r in records), dtype=bool, count=n)
+    # Failed/timed-out/rejected requests stop being backlog at their last known event; aborted
+    # (run ended) or unknown ones stay backlogged to the end of the run.
+    t_end = np.where(completed & ~np.isnan(finish), finish, np.where(stopped, last, horizon))
+    t_first = np.where(np.isnan(first), t_end, first)
     # Service events as runs of equal value (a record's tokens, then its prompt at the first
     # token), in record order: the stable sort below breaks ties between simultaneous events by
     # this order, so it fixes the summation order of the cumulative service.
-    ev_t: list[Sequence[float]] = []
-    ev_c: list[int] = []
-    ev_v: list[float] = []
-    ev_n: list[int] = []
-    starts: list[tuple[int, float]] = []
-    ends: list[tuple[int, float]] = []
-    firsts: list[float] = []  # when each request stopped being queued
-    for r in records:
-        c = index[r.client]
-        if r.token_times_s:
-            ev_t.append(r.token_times_s)
-            ev_v.append(weights.output / weight[c])
-            ev_c.append(c)
-            ev_n.append(len(r.token_times_s))
-        if r.first_token_s is not None:
-            ev_t.append((r.first_token_s,))
-            ev_v.append(weights.prompt * r.prompt_tokens / weight[c])
-            ev_c.append(c)
-            ev_n.append(1)
-        end = r.finish_s if (r.outcome.completed and r.finish_s is not None) else None
-        if end is None:
-            # Failed/timed-out requests stop being backlog at their last known event; aborted
-            # (run ended) or unknown ones stay backlogged to the end of the run.
-            end = _last_time(r) if r.outcome in (Outcome.FAILED, Outcome.TIMED_OUT,
-                                                 Outcome.REJECTED) else horizon
-        starts.append((c, r.arrival_s))
-        ends.append((c, end))
-        firsts.append(r.first_token_s if r.first_token_s is not None else end)
-    t_serv = np.fromiter(chain.from_iterable(ev_t), dtype=np.float64, count=sum(ev_n))
-    c_serv = np.repeat(np.asarray(ev_c, dtype=np.int64), ev_n)
-    v_serv = np.repeat(np.asarray(ev_v, dtype=np.float64), ev_n)
-    t_start = np.asarray([t for _, t in starts])
-    c_start = np.asarray([c for c, _ in starts], dtype=np.int64)
-    t_end = np.asarray([t for _, t in ends])
-    t_first = np.asarray(firsts)
+    has_first = ~np.isnan(first)
+    prompt = np.fromiter((r.prompt_tokens for r in records), dtype=np.int64, count=n)
+    tok_v = weights.output / weight[rc]
+    prompt_v = (weights.prompt * prompt[has_first].astype(np.float64)) / weight[rc[has_first]]
+    at = np.cumsum(lens)[has_first]  # after the record's last token
+    t_serv = np.insert(flat, at, first[has_first])
+    c_serv = np.insert(np.repeat(rc, lens), at, rc[has_first])
+    v_serv = np.insert(np.repeat(tok_v, lens), at, prompt_v)
+    c_start = rc
     events = np.unique(np.concatenate([t_serv, t_start, t_end, t_first]))
     mids = (events[:-1] + events[1:]) / 2.0
     grid = np.sort(np.concatenate([events, mids]))
@@ -769,8 +867,8 @@ def compute_metrics(records: Sequence[RequestRecord], clients: Sequence[ClientIn
     last = max((_last_time(r) for r in counted), default=end)
     duration = max(end, last) - start
 
-    per_request = [request_metrics(r, qoe) for r in counted]
-    overall = _aggregate(counted, per_request, duration)
+    per_request = _per_request(counted, qoe)
+    overall = _aggregate(per_request, np.arange(len(counted), dtype=np.int64), duration)
 
     weight = np.asarray([c.weight for c in clients], dtype=np.float64)
     served = np.zeros(len(clients))
@@ -799,11 +897,9 @@ def compute_metrics(records: Sequence[RequestRecord], clients: Sequence[ClientIn
 
     per_client: list[ClientMetrics] = []
     for c, info in enumerate(clients):
-        recs = [counted[k] for k in by_client[c]]
-        pms = [per_request[k] for k in by_client[c]]
         per_client.append(ClientMetrics(
             client=info.name, weight=float(info.weight),
-            metrics=_aggregate(recs, pms, duration),
+            metrics=_aggregate(per_request, np.asarray(by_client[c], dtype=np.int64), duration),
             weighted_service=_f(served[c] / weight[c]),
             weighted_demand=_f(demand[c] / weight[c]),
             fair_share=_f(fair[c] / weight[c]),
