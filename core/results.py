@@ -40,7 +40,6 @@ import base64
 import binascii
 import contextlib
 import dataclasses
-import functools
 import hashlib
 import json
 import logging
@@ -150,11 +149,17 @@ def _encode_times(times: tuple[float, ...]) -> dict[str, str]:
     return {"f64z": base64.b64encode(zlib.compress(raw, 6)).decode("ascii")}
 
 
-@functools.cache
+#: Field names per dataclass type, filled on first use.
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
 def _field_names(cls: type) -> tuple[str, ...]:
     # dataclasses.fields() rebuilds its tuple on every call; a results file encodes thousands of
     # dataclass instances of a handful of types.
-    return tuple(f.name for f in dataclasses.fields(cls))
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls))
+    return names
 
 
 def _encode(value: Any) -> Any:
