@@ -78,7 +78,13 @@ class Outcome(str, Enum):
     @property
     def completed(self) -> bool:
         """True when every output token was served."""
-        return self in (Outcome.FINISHED, Outcome.VIOLATED)
+        # Identity tests on module constants: `self in (Outcome.FINISHED, ...)` looked both
+        # members up through the enum class on every call, a hot path of metrics and simulator.
+        return self is _FINISHED or self is _VIOLATED
+
+
+_FINISHED = Outcome.FINISHED
+_VIOLATED = Outcome.VIOLATED
 
 
 @dataclass(frozen=True, slots=True)

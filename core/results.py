@@ -149,17 +149,39 @@ def _encode_times(times: tuple[float, ...]) -> dict[str, str]:
     return {"f64z": base64.b64encode(zlib.compress(raw, 6)).decode("ascii")}
 
 
+#: Field names per dataclass type, filled on first use.
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _field_names(cls: type) -> tuple[str, ...]:
+    # dataclasses.fields() rebuilds its tuple on every call; a results file encodes thousands of
+    # dataclass instances of a handful of types.
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls))
+    return names
+
+
 def _encode(value: Any) -> Any:
+    # Exact built-in scalar types first (the bulk of a document); subclasses (an IntEnum, a NumPy
+    # float) fall through to the general checks below, which give the same results as before.
+    tp = type(value)
+    if tp is float:
+        return _encode_float(value)
+    if tp is int or tp is str or tp is bool or value is None:
+        return value
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         out: dict[str, Any] = {}
-        for f in dataclasses.fields(value):
-            v = getattr(value, f.name)
-            if isinstance(value, RequestRecord) and f.name == "token_times_s":
-                out[f.name] = _encode_times(v)
-            elif isinstance(value, PolicySample) and f.name == "clients" and v is None:
+        is_record = isinstance(value, RequestRecord)
+        is_sample = isinstance(value, PolicySample)
+        for name in _field_names(tp):
+            v = getattr(value, name)
+            if is_record and name == "token_times_s":
+                out[name] = _encode_times(v)
+            elif is_sample and name == "clients" and v is None:
                 continue  # dense sample: written as before sparse samples existed
             else:
-                out[f.name] = _encode(v)
+                out[name] = _encode(v)
         return out
     if isinstance(value, Enum):
         return value.value

@@ -175,6 +175,11 @@ def _check_admission(admission: AdmissionConfig, exp: Any) -> None:
         raise InputError(f"experiment {exp.name} is in priority mode, which takes no admission "
                          "options: use QUEUE_ (gate) or ENGINE_ experiments",
                          field="admission", value=admission.label)
+    if exp.mode is Mode.ENGINE and admission.feedback:
+        raise InputError(f"experiment {exp.name} is in engine mode, which takes hopeless=... and "
+                         "limit=predictive, not the feedback limit (it learns from a gate's "
+                         "releases): use QUEUE_ experiments", field="admission",
+                         value=admission.label)
 
 
 def override(config: SweepConfig, changes: Mapping[str, Any]) -> SweepConfig:

@@ -1,9 +1,10 @@
-"""The batched service timeline and inter-token gaps of `exfairs.metrics` equal, bit for bit,
-the per-record computation they replaced (kept here as the reference), including simultaneous
-events, whose order fixes the summation order of the cumulative service."""
+"""The batched service timeline, inter-token gaps, QoE and aggregates of `exfairs.metrics` equal,
+bit for bit, the per-record computations they replaced (kept here as the reference), including
+simultaneous events, whose order fixes the summation order of the cumulative service."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -11,7 +12,21 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from metrics_factory import make_record
 
-from exfairs.metrics import DEFAULT_SERVICE_WEIGHTS, ServiceWeights, _itl_s, service_timeline
+from exfairs.metrics import (
+    DEFAULT_QOE,
+    DEFAULT_SERVICE_WEIGHTS,
+    AggregateMetrics,
+    QoEParams,
+    RequestMetrics,
+    ServiceWeights,
+    _aggregate,
+    _last_time,
+    _per_request,
+    _stats,
+    compute_metrics,
+    request_metrics,
+    service_timeline,
+)
 from exfairs.records import ClientInfo, Outcome, RequestRecord
 
 
@@ -59,14 +74,14 @@ def _ref_service(records: Sequence[RequestRecord], clients: Sequence[ClientInfo]
 # Times on a coarse grid so that tokens of different requests (and a first token and a prompt
 # event) often coincide, as they do in a simulated batch step.
 _record = st.builds(
-    lambda i, client, arrival, prompt, out, ttft, tpot, cut, aborted: make_record(
+    lambda i, client, arrival, prompt, out, ttft, tpot, cut, partial: make_record(
         i, client, arrival_s=arrival / 4, prompt_tokens=prompt, output_tokens=out,
         ttft_s=None if ttft == 0 else ttft / 4, tpot_s=tpot / 4,
-        generated=min(out, cut) if aborted else None,
-        outcome=Outcome.ABORTED if aborted else None),
+        generated=min(out, cut) if partial else None, outcome=partial),
     st.integers(0, 10_000), st.sampled_from(["a", "b", "c"]), st.integers(0, 20),
     st.integers(1, 300), st.integers(1, 6), st.integers(0, 4), st.integers(1, 3),
-    st.integers(0, 6), st.booleans())
+    st.integers(0, 6),
+    st.sampled_from([None, Outcome.ABORTED, Outcome.FAILED, Outcome.TIMED_OUT, Outcome.REJECTED]))
 
 
 @settings(max_examples=150, deadline=None)
@@ -78,6 +93,122 @@ def test_batched_paths_equal_the_per_record_ones(records: list[RequestRecord],
                                                  client_weights: tuple[float, float, float]
                                                  ) -> None:
     clients = [ClientInfo(n, weight=w) for n, w in zip("abc", client_weights, strict=True)]
-    assert np.array_equal(_itl_s(records), _ref_itl(records))
+    pr = _per_request(records, DEFAULT_QOE)
+    assert np.array_equal(pr.itl_s[pr.completed[pr.itl_owner]], _ref_itl(records))
     tl = service_timeline(records, clients, weights)
     assert np.array_equal(tl.service, _ref_service(records, clients, tl.times_s, weights))
+    grid, backlog, queued = _ref_backlog(records, clients)
+    assert np.array_equal(tl.times_s, grid)
+    assert np.array_equal(tl.backlogged, backlog)
+    assert np.array_equal(tl.queued, queued)
+
+
+def _ref_backlog(records: Sequence[RequestRecord], clients: Sequence[ClientInfo]
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The grid, backlog and queue of `service_timeline` as the per-record loop computed them."""
+    index = {c.name: i for i, c in enumerate(clients)}
+    if not records:
+        return (np.zeros(0), np.zeros((len(clients), 0), dtype=bool),
+                np.zeros((len(clients), 0), dtype=bool))
+    horizon = max(_last_time(r) for r in records)
+    times: list[float] = []
+    starts, ends, firsts, owner = [], [], [], []
+    for r in records:
+        times.extend(r.token_times_s)
+        if r.first_token_s is not None:
+            times.append(r.first_token_s)
+        end = r.finish_s if (r.outcome.completed and r.finish_s is not None) else None
+        if end is None:
+            end = _last_time(r) if r.outcome in (Outcome.FAILED, Outcome.TIMED_OUT,
+                                                 Outcome.REJECTED) else horizon
+        starts.append(r.arrival_s)
+        ends.append(end)
+        firsts.append(r.first_token_s if r.first_token_s is not None else end)
+        owner.append(index[r.client])
+    events = np.unique(np.concatenate([times, starts, ends, firsts]))
+    grid = np.sort(np.concatenate([events, (events[:-1] + events[1:]) / 2.0]))
+    own = np.asarray(owner)
+    backlog = np.zeros((len(clients), grid.size), dtype=bool)
+    queued = np.zeros((len(clients), grid.size), dtype=bool)
+    for c in range(len(clients)):
+        mine = own == c
+        arrived = np.searchsorted(np.sort(np.asarray(starts)[mine]), grid, side="right")
+        ended = np.searchsorted(np.sort(np.asarray(ends)[mine]), grid, side="left")
+        started = np.searchsorted(np.sort(np.asarray(firsts)[mine]), grid, side="left")
+        backlog[c] = (arrived - ended) > 0
+        queued[c] = (arrived - started) > 0
+    return grid, backlog, queued
+
+
+def _ref_aggregate(records: Sequence[RequestRecord], per_request: Sequence[RequestMetrics],
+                   duration_s: float) -> AggregateMetrics:
+    """The aggregates as computed record by record before the batched `_aggregate`."""
+    n = len(records)
+    completed = [r for r in records if r.outcome.completed]
+    met = sum(1 for m in per_request if m.slo_met)
+    in_tok = sum(r.prompt_tokens for r in completed)
+    out_tok = sum(r.generated_tokens for r in completed)
+
+    def rate(count: float) -> float:
+        return count / duration_s if duration_s > 0 else math.nan
+
+    def arr(name: str) -> np.ndarray:
+        return np.asarray([getattr(m, name) for m in per_request], dtype=np.float64)
+
+    done = np.asarray([r.outcome.completed for r in records], dtype=bool)
+    qoe = arr("qoe")
+    stats: dict[str, float] = {}
+    stats.update(_stats(arr("ttft_s"), "ttft"))
+    stats.update(_stats(arr("tpot_s")[done] if n else np.zeros(0), "tpot"))
+    stats.update(_stats(_ref_itl(records), "itl"))
+    stats.update(_stats(arr("e2e_s")[done] if n else np.zeros(0), "e2el"))
+    stats.update(_stats(arr("queue_s"), "queue"))
+    return AggregateMetrics(
+        requests=n, completed=len(completed), slo_met=met, violations=n - met,
+        failed=sum(1 for r in records if r.outcome is Outcome.FAILED),
+        timed_out=sum(1 for r in records if r.outcome is Outcome.TIMED_OUT),
+        aborted=sum(1 for r in records if r.outcome is Outcome.ABORTED),
+        rejected=sum(1 for r in records if r.outcome is Outcome.REJECTED),
+        preemptions=sum(r.preemptions for r in records),
+        total_input_tokens=in_tok, total_output_tokens=out_tok, duration_s=duration_s,
+        request_throughput=rate(len(completed)), output_throughput=rate(out_tok),
+        total_token_throughput=rate(in_tok + out_tok), request_goodput=rate(met),
+        slo_attainment=met / n if n else math.nan,
+        violation_rate=(n - met) / n if n else math.nan,
+        mean_qoe=float(np.mean(qoe)) if n else math.nan,
+        median_qoe=float(np.median(qoe)) if n else math.nan,
+        p10_qoe=float(np.percentile(qoe, 10)) if n else math.nan,
+        min_qoe=float(np.min(qoe)) if n else math.nan,
+        **stats)
+
+
+@settings(max_examples=150, deadline=None)
+@given(records=st.lists(_record, max_size=12),
+       qoe=st.sampled_from([DEFAULT_QOE, QoEParams(expected_ttft_s=0.3, tokens_per_s=1.3)]))
+def test_batched_qoe_and_aggregates_equal_the_per_record_ones(records: list[RequestRecord],
+                                                              qoe: QoEParams) -> None:
+    per_request = [request_metrics(r, qoe) for r in records]
+    pr = _per_request(records, qoe)
+    # repr: bit-exact floats, and NaN equal to NaN.
+    assert repr(pr.qoe.tolist()) == repr([m.qoe for m in per_request])
+    for name in ("ttft_s", "tpot_s", "e2e_s", "queue_s"):
+        assert repr(getattr(pr, name).tolist()) == repr([getattr(m, name) for m in per_request])
+    assert pr.slo_met.tolist() == [m.slo_met for m in per_request]
+    idx = np.arange(len(records), dtype=np.int64)
+    assert repr(_aggregate(pr, idx, 7.5)) == repr(_ref_aggregate(records, per_request, 7.5))
+    # One client's subset, as compute_metrics takes it.
+    sub = np.asarray([k for k, r in enumerate(records) if r.client == "a"], dtype=np.int64)
+    assert repr(_aggregate(pr, sub, 7.5)) == repr(_ref_aggregate(
+        [records[k] for k in sub], [per_request[k] for k in sub], 7.5))
+
+
+def test_long_replies_qoe_matches_per_record() -> None:
+    """Replies past NumPy's pairwise-summation block (128 values) sum in the same blocks."""
+    rng = np.random.default_rng(np.random.SeedSequence(14).spawn(1)[0])
+    records = [make_record(k, "a", arrival_s=float(k), output_tokens=int(n),
+                           gaps_s=rng.exponential(0.2, int(n) - 1).tolist())
+               for k, n in enumerate(rng.integers(1, 700, size=40))]
+    pr = _per_request(records, DEFAULT_QOE)
+    assert repr(pr.qoe.tolist()) == repr([request_metrics(r).qoe for r in records])
+    m = compute_metrics(records, [ClientInfo("a")])
+    assert m.overall.mean_qoe == float(np.mean([request_metrics(r).qoe for r in records]))
