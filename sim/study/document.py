@@ -87,6 +87,11 @@ def build_document(data: StudyData, before: StudyData | None, *, doc_path: Path,
                  f"{', '.join(exp_label(e) for e in data.experiments())}; seeds "
                  f"{', '.join(str(s) for s in cfg.seeds)}; load factors "
                  f"{', '.join(f'{x:g}' for x in data.loads)}.\n\n")
+    parts.append("The widened study (issue 15: more scenarios, the profile's own engine knobs "
+                 "beside this capped limit, SLO-aware admission, the peers' policies, the "
+                 "ExFairS score revisit) is a second document, "
+                 "[results-widened.md](results-widened.md), written by "
+                 "`python studies/run_widened.py`.\n\n")
     parts.append("## Setup\n\n" + prose.setup.strip() + "\n\n")
     parts.append("## Target check (load 1.0)\n\n")
     parts.append(f"The issue's target, at load {TARGET_LOAD:g} in every scenario: ExFairS's "
