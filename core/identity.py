@@ -10,6 +10,12 @@ makes a new key instead of reusing an old cell:
 * `profile_identity` — the profile JSON's bytes (bundled or a file);
 * `source_identity` — the source of the packages that compute results (core, sim, policies,
   calibration), file names and bytes, plus the file of a policy defined elsewhere (entry point).
+* `dependency_identity` — the versions of what else computes results: the Python interpreter
+  (implementation and version) and `RESULT_DEPENDENCIES` (numpy draws the workload and does the
+  arithmetic, simpy orders the events). Libraries that only read or write files or draw
+  figures are left out, except where they decide a result's inputs: pyarrow reads Parquet and
+  ``datasets`` dataset files, transformers/tokenizers measure lengths with a tokenizer, so a
+  scenario's ``[dataset]`` adds their versions to its identity (only then).
 
 Unreadable inputs fall back to their name: the cell then fails when it runs, with the reader's
 error. Files given by path are read at every call; bundled data and source once per process.
@@ -21,9 +27,10 @@ import functools
 import hashlib
 import importlib
 import inspect
+import platform
 import sys
 from collections.abc import Iterator
-from importlib import resources
+from importlib import metadata, resources
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +42,32 @@ else:  # pragma: no cover - exercised on 3.10 only
 #: The packages whose code decides a simulated result.
 RESULT_PACKAGES = ("exfairs", "exfairs.sim", "exfairs.policies", "exfairs.calibration")
 _SOURCE_SUFFIXES = (".py", ".toml", ".json", ".csv")
+#: Distributions (installed package names) whose version can change a simulated result.
+RESULT_DEPENDENCIES = ("numpy", "simpy")
+#: Dataset formats read with pyarrow (`exfairs.datasets`); their rows depend on its version.
+_PYARROW_FORMATS = ("parquet", "hf")
+#: What measures a dataset's lengths when it names a tokenizer (`exfairs.token_count`).
+_TOKENIZER_DEPENDENCIES = ("transformers", "tokenizers")
+
+
+def _reported_version(dist: str) -> str:
+    """The installed version of distribution `dist` ("absent" when it is not installed)."""
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "absent"
+
+
+def _versions(dists: tuple[str, ...]) -> list[bytes]:
+    return [f"{d}=={_reported_version(d)}".encode() for d in dists]
+
+
+@functools.cache
+def dependency_identity() -> str:
+    """Digest of the interpreter's implementation and version and of the versions of
+    `RESULT_DEPENDENCIES`, read once per process."""
+    python = f"{platform.python_implementation()} {platform.python_version()}"
+    return _digest(python.encode(), *_versions(RESULT_DEPENDENCIES))
 
 
 def _digest(*parts: bytes) -> str:
@@ -61,7 +94,7 @@ def _trace_refs(doc: Any) -> Iterator[str]:
 def _dataset_parts(doc: Any, base_dir: Path | None) -> list[bytes]:
     """The bytes of a ``[dataset]`` table's files: the dataset (every file of a directory, by
     relative path) and its tokenizer's files, which set the measured lengths."""
-    from exfairs.datasets import _resolve
+    from exfairs.datasets import _detect_format, _resolve
 
     table = doc.get("dataset") if isinstance(doc, dict) else None
     if not isinstance(table, dict) or not isinstance(table.get("path"), str):
@@ -77,6 +110,14 @@ def _dataset_parts(doc: Any, base_dir: Path | None) -> list[bytes]:
         for f in files:
             parts += [f.relative_to(root).as_posix().encode() if root.is_dir() else b"",
                       f.read_bytes()]
+    # The readers' versions, when a reader beyond this package decides the rows or lengths.
+    fmt = table.get("format", "auto")
+    if fmt == "auto":
+        fmt = _detect_format(roots[0])  # an unknown suffix raises: the run reports it
+    if fmt in _PYARROW_FORMATS:
+        parts += _versions(("pyarrow",))
+    if isinstance(tok, str):
+        parts += _versions(_TOKENIZER_DEPENDENCIES)
     return parts
 
 

@@ -46,9 +46,15 @@ class Cell:
 
     def key(self) -> str:
         """Hash of everything that determines the cell's result (`exfairs.identity`): scenario
-        and referenced traces by content, profile by content, knobs, package version and the
-        source of the code that computes results."""
-        from exfairs.identity import profile_identity, scenario_identity, source_identity
+        and referenced traces by content, profile by content, knobs, package version, the
+        source of the code that computes results and the versions of Python and the libraries
+        that compute them (`exfairs.identity.dependency_identity`)."""
+        from exfairs.identity import (
+            dependency_identity,
+            profile_identity,
+            scenario_identity,
+            source_identity,
+        )
         from exfairs.policies.experiments import parse_experiment
 
         try:
@@ -65,6 +71,7 @@ class Cell:
             "policy_params": sorted(self.policy_params),
             "version": __version__,
             "source": source_identity(policy),
+            "dependencies": dependency_identity(),
         }
         # Only when set, so that the keys of cells without them are unchanged.
         if self.duration_s is not None:

@@ -25,7 +25,7 @@ _TRACE_HEAD = "TIMESTAMP,ContextTokens,GeneratedTokens\n"
 
 
 _CACHED = (identity._bundled_scenario_identity, identity._bundled_profile_identity,
-           identity.source_identity, identity._package_source)
+           identity.source_identity, identity._package_source, identity.dependency_identity)
 
 
 def _clear() -> None:
@@ -161,6 +161,61 @@ def test_package_version(monkeypatch: pytest.MonkeyPatch) -> None:
     k0 = _key(cell)
     monkeypatch.setattr(keyed_in, "__version__", keyed_in.__version__ + ".post1")
     assert _key(cell) != k0
+
+
+def _report_versions(monkeypatch: pytest.MonkeyPatch, **changed: str) -> None:
+    """Make the installed distributions named in `changed` report another version."""
+    real = identity.metadata.version
+
+    def version(dist: str) -> str:
+        return changed.get(dist, real(dist))
+
+    monkeypatch.setattr(identity.metadata, "version", version)
+
+
+@pytest.mark.parametrize("dist", ["numpy", "simpy"])
+def test_result_library_version_and_not_an_unrelated_one(monkeypatch: pytest.MonkeyPatch,
+                                                          dist: str) -> None:
+    cell = Cell("default", "FCFS", 0, 1.0, PROFILE)
+    k0 = _key(cell)
+    # Unrelated: a library that only draws figures or shows progress.
+    _report_versions(monkeypatch, matplotlib="0.0.1", tqdm="0.0.1")
+    assert _key(cell) == k0
+    _report_versions(monkeypatch, **{dist: "0.0.1"})
+    assert _key(cell) != k0
+
+
+def test_python_version(monkeypatch: pytest.MonkeyPatch) -> None:
+    cell = Cell("default", "FCFS", 0, 1.0, PROFILE)
+    k0 = _key(cell)
+    monkeypatch.setattr(identity.platform, "python_version", lambda: "3.99.0")
+    k1 = _key(cell)
+    monkeypatch.setattr(identity.platform, "python_implementation", lambda: "PyPy")
+    assert len({k0, k1, _key(cell)}) == 3
+
+
+def test_dataset_readers_versions_only_where_they_read(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "d.jsonl").write_text('{"text": "hello"}\n', encoding="utf-8")
+    (tmp_path / "d.parquet").write_bytes(b"PAR1")
+    (tmp_path / "tok").mkdir()
+    (tmp_path / "tok" / "tokenizer.json").write_text("{}", encoding="utf-8")
+    cells = {}
+    for name, table in (("jsonl", 'path = "d.jsonl"'), ("parquet", 'path = "d.parquet"'),
+                        ("tokenized", 'path = "d.jsonl"\ntokenizer = "tok"')):
+        scen = tmp_path / f"{name}.toml"
+        scen.write_text(f'name = "{name}"\n[dataset]\n{table}\n', encoding="utf-8")
+        cells[name] = Cell(str(scen), "FCFS", 0, 1.0, PROFILE)
+    before = {name: _key(c) for name, c in cells.items()}
+    _report_versions(monkeypatch, pyarrow="0.0.1")
+    after_pyarrow = {name: _key(c) for name, c in cells.items()}
+    assert after_pyarrow["jsonl"] == before["jsonl"]
+    assert after_pyarrow["tokenized"] == before["tokenized"]
+    assert after_pyarrow["parquet"] != before["parquet"]
+    _report_versions(monkeypatch, tokenizers="0.0.1")
+    after_tok = {name: _key(c) for name, c in cells.items()}
+    assert after_tok["jsonl"] == before["jsonl"]
+    assert after_tok["tokenized"] != before["tokenized"]
 
 
 def _package(root: Path, name: str) -> Path:
