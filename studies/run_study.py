@@ -16,10 +16,10 @@ state none). Same seeds give the same document, byte for byte.
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Sequence
 from pathlib import Path
 
+from exfairs.sim.study.cli import load_beside
 from exfairs.sim.study.cli import main as study_main
 from exfairs.sim.study.document import Prose
 
@@ -28,11 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def load_prose() -> Prose:
     """The hand-written paragraphs, from prose.py beside this script."""
-    spec = importlib.util.spec_from_file_location("exfairs_study_prose",
-                                                  Path(__file__).with_name("prose.py"))
-    assert spec is not None and spec.loader is not None
-    prose = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(prose)
+    prose = load_beside(__file__, "prose.py", "exfairs_study_prose")
     return Prose(setup=prose.SETUP, explanation=prose.EXPLANATION, changes=prose.CHANGES,
                  target=prose.TARGET)
 

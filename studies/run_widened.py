@@ -14,10 +14,10 @@ the same document, byte for byte. docs/results.md (studies/run_study.py) links t
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Sequence
 from pathlib import Path
 
+from exfairs.sim.study.cli import load_beside
 from exfairs.sim.study.widened_cli import main as widened_main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,11 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def load_explanation() -> str:
     """The hand-written paragraph, from widened_prose.py beside this script."""
-    spec = importlib.util.spec_from_file_location("exfairs_widened_prose",
-                                                  Path(__file__).with_name("widened_prose.py"))
-    assert spec is not None and spec.loader is not None
-    prose = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(prose)
+    prose = load_beside(__file__, "widened_prose.py", "exfairs_widened_prose")
     return str(prose.EXPLANATION)
 
 

@@ -4,11 +4,13 @@ sweep and its before / ablation sweeps, then write the document and its figures.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import ModuleType
 
 from exfairs.atomic import atomic_write_text
 from exfairs.errors import InputError
@@ -22,6 +24,17 @@ from exfairs.sim.study.document import (
 )
 from exfairs.sim.study.figures import make_figures
 from exfairs.sim.sweep import load_sweep, override
+
+
+def load_beside(script: str, filename: str, module_name: str) -> ModuleType:
+    """The Python file `filename` in the folder of `script` (a path, e.g. a study script's
+    ``__file__``), loaded as module `module_name`: how the study scripts read the hand-written
+    prose kept beside them, outside the package."""
+    spec = importlib.util.spec_from_file_location(module_name, Path(script).with_name(filename))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _parser(root: Path) -> argparse.ArgumentParser:
