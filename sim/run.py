@@ -179,6 +179,7 @@ class Run(Delivery):
         self.sched.record_order = self._streams
         decode_s = lambda n, ctx: float(cost.decode_run_ms(1, n, ctx)[0]) / 1000.0  # noqa: E731
         prefill_s = profile.coefficients.prefill_token_ms / 1000.0
+        # The gate's limit; engine mode's lives in `engine_adm.limiter` (the scheduler asks it).
         self.limiter: GateLimiter | None = None
         if self.gate is not None:
             # The KV capacity holds back releases that would wait in the engine's FCFS queue,
@@ -189,7 +190,6 @@ class Run(Delivery):
             # Engine mode: the waiting queue is the policy's, so no KV hold-back.
             engine_limit = SloAdmission(adm, decode_s, prefill_s, self.max_inflight, kv_tokens=0)
             self.engine_adm.limiter = engine_limit
-            self.limiter = engine_limit
             assert isinstance(waiting, PolicyWaiting)
             self.sched.admit_check = waiting.admissible
         # The feedback limit observes first tokens and finishes (`_first_token`, `_finished`).

@@ -50,7 +50,7 @@ from typing import Any
 
 from exfairs.calibration.profile import Profile
 from exfairs.errors import ConfigError
-from exfairs.policies.admission import AdmissionConfig
+from exfairs.policies.admission import AdmissionConfig, admission_refusal
 from exfairs.policies.experiments import Experiment, Mode, parse_experiment
 from exfairs.policies.registry import make_policy
 from exfairs.records import DEFAULT_SAMPLE_LAYOUT, Workload, check_sample_layout
@@ -118,15 +118,16 @@ def simulate(
     if max_inflight is not None and (isinstance(max_inflight, bool)
                                      or not isinstance(max_inflight, int) or max_inflight < 1):
         raise ConfigError("must be an integer ≥ 1", field="max_inflight", value=max_inflight)
-    if admission is not None and admission.active and exp.mode is Mode.PRIORITY:
+    adm = admission if admission is not None else AdmissionConfig()
+    refusal = admission_refusal(exp.mode, adm)
+    if refusal == "priority_mode":
         raise ConfigError("admission options need gate (QUEUE_) or engine (ENGINE_) mode: "
                           "priority mode fixes priorities at submission", field="admission",
-                          value=admission.label)
-    if admission is not None and admission.active and exp.mode is Mode.ENGINE \
-            and admission.feedback:
+                          value=adm.label)
+    if refusal == "engine_feedback":
         raise ConfigError("engine mode takes hopeless=demote|reject and limit=predictive: the "
                           "feedback limit learns from the gate's releases", field="admission",
-                          value=admission.label)
+                          value=adm.label)
     latencies: dict[int, float] = {}
     if submit_latencies and exp.mode is not Mode.GATE:
         raise ConfigError("per-request latencies are gate releases' (QUEUE_ experiments); "
