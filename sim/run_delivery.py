@@ -39,14 +39,8 @@ class Delivery(FrontEnd):
                 policy.on_service_run(run, out.ends_s[1:])
             else:
                 policy.on_service_run(run, out.ends_s)
-        tracker = self.tracker
         for s in out.first_tokens:
-            s.first_token_s = t
-            if self._observes:
-                self._observe_first(s.rid, t)
-            res = tracker.first_token(s.rid, t)
-            if res is not None and not res.met:
-                policy.on_violation(s.req, t)
+            self._first_token(s, t)
         for s in out.finished:
             self._finished(s, t)
         if self._asks_wakeups:
@@ -65,9 +59,16 @@ class Delivery(FrontEnd):
         elif self.limiter is not None:
             self.limiter.finished(s.rid, t, s.gen)
 
-    def _observe_first(self, rid: int, t: float) -> None:
-        assert self.limiter is not None
-        self.limiter.first_token(rid, t)
+    def _first_token(self, s: Seq, t: float) -> None:
+        """`s`'s first token came at `t`: recorded, seen by the feedback limit, and a violation
+        if its TTFT was late."""
+        s.first_token_s = t
+        if self._observes:
+            assert self.limiter is not None
+            self.limiter.first_token(s.rid, t)
+        res = self.tracker.first_token(s.rid, t)
+        if res is not None and not res.met:
+            self.policy.on_violation(s.req, t)
 
     def _deliver_streams(self, out: StepOutcome) -> None:
         """hook_order "stream" (gate mode): the live driver's order.
@@ -97,7 +98,6 @@ class Delivery(FrontEnd):
             self._release(a)
         self._take_in(t)
         self._release(t)
-        tracker = self.tracker
         if not out.order:
             if out.n_steps == 1:
                 service = self._first_token_credit(out) if self._credit_first else out.service
@@ -106,12 +106,7 @@ class Delivery(FrontEnd):
             for c, p, d in service:
                 policy.on_service(names[c], p, d, t)
             for s in out.first_tokens:
-                s.first_token_s = t
-                if self._observes:
-                    self._observe_first(s.rid, t)
-                res = tracker.first_token(s.rid, t)
-                if res is not None and not res.met:
-                    policy.on_violation(s.req, t)
+                self._first_token(s, t)
             if self._asks_wakeups:
                 self._ask_wakeup(t)
             return
@@ -124,12 +119,7 @@ class Delivery(FrontEnd):
             if p or d:
                 policy.on_service(names[s.client], p, d, t)
             if first:
-                s.first_token_s = t
-                if self._observes:
-                    self._observe_first(s.rid, t)
-                res = tracker.first_token(s.rid, t)
-                if res is not None and not res.met:
-                    policy.on_violation(s.req, t)
+                self._first_token(s, t)
             if s.rid in done:
                 self._finished(s, t)
                 self._release(t)
