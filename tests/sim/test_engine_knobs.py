@@ -40,7 +40,7 @@ def test_the_shared_rules_are_checked_once_for_every_type(cls: type[EngineKnobs]
         cls(**base, enable_chunked_prefill=False)
     with pytest.raises(ConfigError, match="scheduling_policy"):
         cls(**base, scheduling_policy="lifo")  # type: ignore[arg-type]
-    with pytest.raises(ConfigError, match="engine.max_num_batched_tokens"):
+    with pytest.raises(ConfigError, match=r"engine\.max_num_batched_tokens"):
         EngineDefaults(**{**base, "max_num_batched_tokens": 4})
 
 
@@ -62,7 +62,7 @@ def test_a_profile_engine_section_may_set_every_shared_knob() -> None:
     assert (cfg.enable_chunked_prefill, cfg.long_prefill_token_threshold) == (False, 256)
     assert prof.engine.to_json() == doc["engine"]  # written back as read
     doc["engine"]["max_num_batched_tokens"] = 1024  # < max_model_len 2048 without chunking
-    with pytest.raises(InputError, match="engine.max_num_batched_tokens"):
+    with pytest.raises(InputError, match=r"engine\.max_num_batched_tokens"):
         profile_from_json(doc)
 
 
