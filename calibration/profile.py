@@ -7,7 +7,9 @@ Schema (version 2; version 1 files still load: they lack the keys marked *v2*)::
       "metadata": {"id", "hardware", "model", "engine", "engine_version", "dtype",
                    "tensor_parallel_size", "date", "source", "notes"},
       "engine": {"num_gpu_blocks", "block_size", "max_num_seqs", "max_num_batched_tokens",
-                 "max_model_len", optional: "submit_latency_s" (seconds, measured live)},
+                 "max_model_len", optional: "submit_latency_s" (seconds, measured live),
+                 "enable_chunked_prefill", "long_prefill_token_threshold",
+                 "scheduling_policy" (`exfairs.engine_knobs.EngineKnobs`; absent = default)},
       "coefficients": {"fixed_ms", "decode_fixed_ms", "prefill_token_ms", "prefill_attn_ms",
                        "decode_seq_ms", "decode_ctx_ms", "floor_ms",
                        v2: "decode_knots": [int], "decode_knot_ms": [float],
@@ -46,6 +48,7 @@ from exfairs.calibration.costmodel import (
     CostCoefficients,
     CostModel,
 )
+from exfairs.engine_knobs import EngineKnobs, check_count_knobs, check_knob_rules
 from exfairs.errors import ConfigError, InputError
 
 SCHEMA = "exfairs.profile"
@@ -76,20 +79,26 @@ class ProfileMetadata:
     notes: str = ""
 
 
-#: The integer knobs of `EngineDefaults` (each ≥ 1).
-_ENGINE_COUNTS = ("num_gpu_blocks", "block_size", "max_num_seqs", "max_num_batched_tokens",
-                  "max_model_len")
+#: The ``engine`` keys every profile writes, in the order it writes them.
+_ENGINE_KEYS = ("num_gpu_blocks", "block_size", "max_num_seqs", "max_num_batched_tokens",
+                "max_model_len")
+#: The other shared knobs a profile may hold; written only where they differ from the default,
+#: so profiles measured with vLLM's defaults keep their bytes (and cache keys).
+_ENGINE_OPTIONAL_KEYS = ("enable_chunked_prefill", "long_prefill_token_threshold",
+                         "scheduling_policy")
 
 
-@dataclass(frozen=True, slots=True)
-class EngineDefaults:
-    """Engine knobs the profile was measured with (vLLM's names); the simulator's defaults.
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EngineDefaults(EngineKnobs):
+    """Engine knobs the profile was measured with (`exfairs.engine_knobs.EngineKnobs`, vLLM's
+    names; a file gives at least `num_gpu_blocks`); the simulator's defaults.
 
     `submit_latency_s` (optional, seconds; None = not measured) is not a vLLM knob but a
     property of the machine's front end → engine-core path: how long after a request is sent
     the engine core can schedule it (`exfairs.sim.config.EngineConfig.submit_latency_s`).
     Profiles fitted from live runs on this machine record it as measured there; the simulator
-    uses 0 for a profile without it.
+    uses 0 for a profile without it. Keyword arguments only. ConfigError names the field as
+    ``engine.<knob>``.
     """
 
     num_gpu_blocks: int
@@ -100,10 +109,11 @@ class EngineDefaults:
     submit_latency_s: float | None = None
 
     def __post_init__(self) -> None:
-        for name in _ENGINE_COUNTS:
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ConfigError("must be an integer ≥ 1", field=f"engine.{name}", value=v)
+        try:
+            check_count_knobs(self)
+            check_knob_rules(self)
+        except ConfigError as exc:
+            raise ConfigError(exc.detail, field=f"engine.{exc.field}", value=exc.value) from None
         lat = self.submit_latency_s
         # The same range as EngineConfig.submit_latency_s, which it becomes (the comparison
         # also refuses NaN and ±inf, without math.isfinite's OverflowError on a huge int).
@@ -113,17 +123,17 @@ class EngineDefaults:
                               field="engine.submit_latency_s", value=lat)
 
     def to_json(self) -> dict[str, Any]:
-        """The ``engine`` object; `submit_latency_s` only where measured, so profiles without
-        it keep their bytes (and cache keys)."""
-        out = asdict(self)
-        if self.submit_latency_s is None:
-            del out["submit_latency_s"]
+        """The ``engine`` object: the five counts, the other shared knobs where they differ
+        from their defaults, `submit_latency_s` where measured (so older profiles keep their
+        bytes and cache keys)."""
+        out: dict[str, Any] = {k: getattr(self, k) for k in _ENGINE_KEYS}
+        defaults = {f.name: f.default for f in fields(EngineKnobs)}
+        for k in _ENGINE_OPTIONAL_KEYS:
+            if getattr(self, k) != defaults[k]:
+                out[k] = getattr(self, k)
+        if self.submit_latency_s is not None:
+            out["submit_latency_s"] = self.submit_latency_s
         return out
-
-    @property
-    def kv_capacity_tokens(self) -> int:
-        """KV cache capacity in tokens."""
-        return self.num_gpu_blocks * self.block_size
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,13 +11,11 @@ import typing
 from pathlib import Path
 
 from exfairs.cliutil import add_plot_format_flag, add_version_flag
+from exfairs.live.config import KNOB_OF_VLLM_ARG
 
-# Engine knobs shared with the simulator: they go to the simulator's EngineConfig (so the workload
-# and SLOs are resolved against the same engine) and from it to vLLM.
-_SHARED_KNOBS = {"max_num_seqs": "max_num_seqs", "max_num_batched_tokens": "max_num_batched_tokens",
-                 "block_size": "block_size", "max_model_len": "max_model_len",
-                 "enable_chunked_prefill": "enable_chunked_prefill",
-                 "num_gpu_blocks_override": "num_gpu_blocks"}
+# Engine knobs shared with the simulator (vLLM argument → knob): they go to the simulator's
+# EngineConfig (so the workload and SLOs are resolved against the same engine) and from it to vLLM.
+_SHARED_KNOBS = KNOB_OF_VLLM_ARG
 
 
 _NOT_OPTIONS = {"model", "scheduling_policy", "seed"}

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, fields
-from typing import Literal
+from typing import Any, Literal
 
+from exfairs.engine_knobs import VLLM_ARG_OF_KNOB, EngineKnobs, SchedulingPolicy
 from exfairs.errors import ConfigError
 from exfairs.live.plugin_protocol import SCHEDULER_CLS
 
-SchedulingPolicy = Literal["fcfs", "priority"]
+__all__ = ["KNOB_OF_VLLM_ARG", "DriverConfig", "Endpoint", "HttpConfig", "SamplingConfig",
+           "SchedulingPolicy", "VllmEngineConfig"]
+
 Endpoint = Literal["completions", "chat"]
 
 
@@ -87,6 +90,14 @@ class VllmEngineConfig:
             raise ConfigError("must be 'fcfs' or 'priority'", field="scheduling_policy",
                               value=self.scheduling_policy)
 
+    @classmethod
+    def from_knobs(cls, model: str, knobs: EngineKnobs, **vllm_args: Any) -> VllmEngineConfig:
+        """Arguments that set every shared knob of `knobs` (e.g. the simulator's engine) that
+        vLLM takes here (`KNOB_OF_VLLM_ARG`), with `vllm_args` (vLLM names) over them."""
+        args: dict[str, Any] = {arg: getattr(knobs, knob) for knob, arg in _VLLM_ARGS}
+        args.update(vllm_args)
+        return cls(model=model, **args)
+
     def knobs(self) -> tuple[tuple[str, int | float | str | bool], ...]:
         """The set (non-None) arguments as (name, value) pairs, for result files."""
         out: list[tuple[str, int | float | str | bool]] = []
@@ -95,6 +106,19 @@ class VllmEngineConfig:
             if v is not None:
                 out.append((f.name, v))
         return tuple(out)
+
+
+#: The shared engine knobs (`exfairs.engine_knobs.EngineKnobs`) `VllmEngineConfig` sets, as
+#: (knob, vLLM argument) pairs; ``long_prefill_token_threshold`` is not passed to vLLM (the
+#: simulator's value applies there only).
+_VLLM_ARGS: tuple[tuple[str, str], ...] = tuple(
+    (knob, arg) for knob, arg in VLLM_ARG_OF_KNOB
+    if arg in {f.name for f in fields(VllmEngineConfig)})
+#: vLLM argument → shared knob name, for the arguments of `_VLLM_ARGS` a user sets (the live CLI
+#: gives them to the simulator's engine, so sim and live resolve the workload alike);
+#: ``scheduling_policy`` is not among them: each experiment's mode sets it.
+KNOB_OF_VLLM_ARG: dict[str, str] = {arg: knob for knob, arg in _VLLM_ARGS
+                                    if knob != "scheduling_policy"}
 
 
 @dataclass(frozen=True, slots=True)

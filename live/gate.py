@@ -15,7 +15,12 @@ driver passes the run clock's time and the number of requests in the engine.
 from __future__ import annotations
 
 from exfairs.errors import ConfigError
-from exfairs.policies.admission import AdmissionConfig, GateLimiter, make_limiter
+from exfairs.policies.admission import (
+    AdmissionConfig,
+    GateLimiter,
+    admission_refusal,
+    make_limiter,
+)
 from exfairs.policies.experiments import Mode
 from exfairs.policies.queue import PolicyQueue
 from exfairs.records import Request
@@ -31,15 +36,15 @@ def check_live_admission(admission: AdmissionConfig, mode: Mode, *, at_gate: boo
         raise ConfigError("engine mode's admission runs in the scheduler plug-in (the run "
                           "spec: run_live_experiment), not at the driver's gate",
                           field="admission", value=admission.label)
-    if mode is Mode.ENGINE and admission.feedback:
+    refusal = admission_refusal(mode, admission)
+    if refusal == "engine_feedback":
         raise ConfigError("engine mode takes hopeless=demote|reject and limit=predictive: the "
                           "feedback limit learns from the gate's releases", field="admission",
                           value=admission.label)
-    if mode is Mode.ENGINE:
-        return
-    raise ConfigError("live admission needs gate (QUEUE_) or engine (ENGINE_) mode: priority "
-                      "mode fixes priorities at submission", field="admission",
-                      value=admission.label)
+    if refusal == "priority_mode":
+        raise ConfigError("live admission needs gate (QUEUE_) or engine (ENGINE_) mode: "
+                          "priority mode fixes priorities at submission", field="admission",
+                          value=admission.label)
 
 
 def predictive_limiter(admission: AdmissionConfig, profile: object, max_num_batched_tokens: int,

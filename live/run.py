@@ -59,15 +59,8 @@ def live_engine_config(prepared: PreparedRun, model: str, *,
                        ) -> VllmEngineConfig:
     """vLLM engine arguments matching the simulated engine's limits; `engine_args` adds or
     overrides vLLM arguments (e.g. ``load_format="dummy"``, ``dtype="float32"``)."""
-    e = prepared.engine
-    base: dict[str, Any] = dict(
-        model=model, max_num_seqs=e.max_num_seqs,
-        max_num_batched_tokens=e.max_num_batched_tokens, block_size=e.block_size,
-        num_gpu_blocks_override=e.num_gpu_blocks, max_model_len=e.max_model_len,
-        enable_chunked_prefill=e.enable_chunked_prefill, scheduling_policy=scheduling_policy,
-    )
-    base.update(engine_args)
-    return VllmEngineConfig(**base)
+    return VllmEngineConfig.from_knobs(model, prepared.engine,
+                                       **{"scheduling_policy": scheduling_policy, **engine_args})
 
 
 def sim_engine_for(prepared: PreparedRun, scheduling_policy: SchedulingPolicy) -> EngineConfig:

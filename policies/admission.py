@@ -59,9 +59,10 @@ import heapq
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 from exfairs.errors import ConfigError
+from exfairs.policies.experiments import Mode
 from exfairs.records import Request
 
 HOPELESS = ("keep", "demote", "reject")
@@ -290,6 +291,24 @@ class GateLimiter(Protocol):
         """A released request left the engine at `now_s` with `generated` tokens (None: it
         failed or was aborted)."""
         ...
+
+
+#: Why a mode cannot take an admission spec (`admission_refusal`): priority mode takes no option
+#: (priorities are fixed at submission; there is no gate), engine mode all but the feedback limit
+#: (it learns from a gate's releases).
+AdmissionRefusal = Literal["priority_mode", "engine_feedback"]
+
+
+def admission_refusal(mode: Mode, config: AdmissionConfig) -> AdmissionRefusal | None:
+    """The rule every caller applies (the simulator, a sweep grid, a live run): None when `mode`
+    takes `config`, else the reason; each caller words its own error."""
+    if not config.active or mode is Mode.GATE:
+        return None
+    if mode is Mode.PRIORITY:
+        return "priority_mode"
+    if config.feedback:
+        return "engine_feedback"
+    return None
 
 
 def make_limiter(config: AdmissionConfig, max_inflight: int,

@@ -7,19 +7,24 @@ from dataclasses import dataclass, fields, replace
 from typing import Any, Literal
 
 from exfairs.calibration.profile import Profile
+from exfairs.engine_knobs import (
+    MAX_COUNT,
+    EngineKnobs,
+    SchedulingPolicy,
+    check_count_knobs,
+    check_knob_rules,
+)
 from exfairs.errors import ConfigError
 from exfairs.preflight import machine_memory_bytes
 
-SchedulingPolicy = Literal["fcfs", "priority"]
+__all__ = ["MAX_COUNT", "SEQ_SLOT_BYTES", "EngineConfig", "HookOrder", "PromptCredit",
+           "SchedulingPolicy", "max_num_seqs_limit"]
+
 PromptCredit = Literal["chunk", "first_token"]
 HookOrder = Literal["step", "stream"]
 _CREDITS = ("chunk", "first_token")
 _ORDERS = ("step", "stream")
-_POLICIES = ("fcfs", "priority")
 
-#: Largest token or block count a knob may take: the engines do int64 arithmetic on products of
-#: counts (blocks × block size, a batch's token sum), which stays exact below 2**62.
-MAX_COUNT = 2**40
 #: Bytes the vectorised engine keeps per `max_num_seqs` slot (sim/vecengine.py: nine int64
 #: columns of running-request state, allocated up front).
 SEQ_SLOT_BYTES = 9 * 8
@@ -32,8 +37,10 @@ def max_num_seqs_limit() -> int:
 
 
 @dataclass(frozen=True, slots=True)
-class EngineConfig:
-    """What the simulated engine is configured with; every knob means what it means in vLLM.
+class EngineConfig(EngineKnobs):
+    """What the simulated engine is configured with: the knobs it shares with a live vLLM
+    engine (`exfairs.engine_knobs.EngineKnobs`, its fields first) and the model's own, the last
+    four below. Every knob means what it means in vLLM.
 
     * `max_num_seqs` — most requests running at once (vLLM's ``max_num_seqs``);
     * `max_num_batched_tokens` — token budget of one step (prefill chunks + one token per decode);
@@ -85,36 +92,15 @@ class EngineConfig:
     chunk --no-reserve-full-prompt --hook-order step``) to reproduce results made before.
     """
 
-    max_num_seqs: int
-    max_num_batched_tokens: int
-    block_size: int
-    num_gpu_blocks: int
-    max_model_len: int
-    enable_chunked_prefill: bool = True
-    long_prefill_token_threshold: int = 0
-    scheduling_policy: SchedulingPolicy = "fcfs"
     submit_latency_s: float = 0.0
     prompt_credit: PromptCredit = "first_token"
     reserve_full_prompt: bool = True
     hook_order: HookOrder = "stream"
 
     def __post_init__(self) -> None:
-        for name in ("max_num_seqs", "max_num_batched_tokens", "block_size", "num_gpu_blocks",
-                     "max_model_len"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ConfigError("must be an integer ≥ 1", field=name, value=v)
-            if v > MAX_COUNT:
-                raise ConfigError(f"must be ≤ {MAX_COUNT} (2**40)", field=name, value=v)
-        t = self.long_prefill_token_threshold
-        if not isinstance(t, int) or isinstance(t, bool) or not 0 <= t <= MAX_COUNT:
-            raise ConfigError(f"must be an integer in [0, {MAX_COUNT}] (0 = off)",
-                              field="long_prefill_token_threshold", value=t)
-        if self.num_gpu_blocks * self.block_size > MAX_COUNT:
-            raise ConfigError(f"KV capacity num_gpu_blocks × block_size = "
-                              f"{self.num_gpu_blocks * self.block_size} tokens must be ≤ "
-                              f"{MAX_COUNT} (2**40)", field="num_gpu_blocks",
-                              value=self.num_gpu_blocks)
+        # The shared checks around the model's own, in the order they always ran (the first
+        # failing one is the error reported).
+        check_count_knobs(self)
         seq_limit = max_num_seqs_limit()
         if self.max_num_seqs > seq_limit:
             raise ConfigError(
@@ -135,32 +121,11 @@ class EngineConfig:
         if not isinstance(self.reserve_full_prompt, bool):
             raise ConfigError("must be true or false", field="reserve_full_prompt",
                               value=self.reserve_full_prompt)
-        if not isinstance(self.enable_chunked_prefill, bool):
-            raise ConfigError("must be true or false", field="enable_chunked_prefill",
-                              value=self.enable_chunked_prefill)
-        if self.scheduling_policy not in _POLICIES:
-            raise ConfigError(f"must be one of {', '.join(_POLICIES)}", field="scheduling_policy",
-                              value=self.scheduling_policy)
-        # vLLM refuses these combinations at start-up (SchedulerConfig validation).
-        if self.max_num_batched_tokens < self.max_num_seqs:
-            raise ConfigError(
-                f"must be ≥ max_num_seqs ({self.max_num_seqs}) so every running request can "
-                "decode in one step", field="max_num_batched_tokens",
-                value=self.max_num_batched_tokens)
-        if not self.enable_chunked_prefill and self.max_num_batched_tokens < self.max_model_len:
-            raise ConfigError(
-                f"without chunked prefill it must be ≥ max_model_len ({self.max_model_len}), or "
-                "long prompts could never be scheduled", field="max_num_batched_tokens",
-                value=self.max_num_batched_tokens)
-
-    @property
-    def kv_capacity_tokens(self) -> int:
-        """KV cache capacity in tokens."""
-        return self.num_gpu_blocks * self.block_size
+        check_knob_rules(self)
 
     @classmethod
     def from_profile(cls, profile: Profile, **overrides: Any) -> EngineConfig:
-        """The profile's engine knobs (`Profile.engine`, including its measured
+        """The profile's engine knobs (`Profile.engine`: every shared knob, and its measured
         `submit_latency_s`, else 0), with `overrides` by knob name.
 
         An unknown knob name raises ConfigError naming it.
@@ -171,8 +136,7 @@ class EngineConfig:
                 raise ConfigError(f"unknown engine knob; known: {', '.join(sorted(names))}",
                                   field=key, value=overrides[key])
         e = profile.engine
-        base = cls(max_num_seqs=e.max_num_seqs, max_num_batched_tokens=e.max_num_batched_tokens,
-                   block_size=e.block_size, num_gpu_blocks=e.num_gpu_blocks,
-                   max_model_len=e.max_model_len,
-                   submit_latency_s=0.0 if e.submit_latency_s is None else e.submit_latency_s)
+        shared = {f.name: getattr(e, f.name) for f in fields(EngineKnobs)}
+        base = cls(**shared, submit_latency_s=0.0 if e.submit_latency_s is None
+                   else e.submit_latency_s)
         return replace(base, **overrides) if overrides else base

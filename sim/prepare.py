@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from exfairs.calibration.costmodel import CostModel
-from exfairs.calibration.profile import EngineDefaults, Profile, load_profile
+from exfairs.calibration.profile import Profile, load_profile
 from exfairs.errors import InputError
 from exfairs.records import Workload
 from exfairs.scenario import Scenario, load_scenario
@@ -67,11 +67,7 @@ def prepare_run(
     prof = load_profile(profile) if not isinstance(profile, Profile) else profile
     engine = EngineConfig.from_profile(prof, **dict(engine_overrides or {}))
     cost = prof.cost_model(engine.max_num_batched_tokens)
-    defaults = EngineDefaults(
-        num_gpu_blocks=engine.num_gpu_blocks, block_size=engine.block_size,
-        max_num_seqs=engine.max_num_seqs, max_num_batched_tokens=engine.max_num_batched_tokens,
-        max_model_len=engine.max_model_len)
-    capacity = estimate_capacity_rps(scen, cost, defaults)
+    capacity = estimate_capacity_rps(scen, cost, engine)
     if request_rate_rps is not None:
         load_factor = load_factor_for_rate(scen, request_rate_rps, capacity)
     if num_prompts is not None:

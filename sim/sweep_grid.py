@@ -173,16 +173,16 @@ class SweepConfig:
 
 
 def _check_admission(admission: AdmissionConfig, exp: Any) -> None:
-    """`simulate`'s mode rules for admission, checked before any cell runs."""
-    from exfairs.policies import Mode
+    """`simulate`'s mode rules for admission (`admission_refusal`), checked before any cell
+    runs."""
+    from exfairs.policies.admission import admission_refusal
 
-    if not admission.active:
-        return
-    if exp.mode is Mode.PRIORITY:
+    refusal = admission_refusal(exp.mode, admission)
+    if refusal == "priority_mode":
         raise InputError(f"experiment {exp.name} is in priority mode, which takes no admission "
                          "options: use QUEUE_ (gate) or ENGINE_ experiments",
                          field="admission", value=admission.label)
-    if exp.mode is Mode.ENGINE and admission.feedback:
+    if refusal == "engine_feedback":
         raise InputError(f"experiment {exp.name} is in engine mode, which takes hopeless=... and "
                          "limit=predictive, not the feedback limit (it learns from a gate's "
                          "releases): use QUEUE_ experiments", field="admission",
