@@ -1,5 +1,6 @@
-"""A structured profile (schema 2) from measured steps: fit to means, held-out error on whole
-runs when there are several (else on held-out step compositions), residuals kept.
+"""Profiles from measured steps: a structured profile (schema 2; fit to means, held-out error on
+whole runs when there are several, else on held-out step compositions, residuals kept), or the
+linear least-squares fit (`build_profile`).
 
 Used by `exfairs-calibrate fit` (a measurements file, or ``--from-runs`` step logs) and by
 `exfairs-calibrate profile --backend vllm` (the live-path profiler, one run per repeat).
@@ -12,7 +13,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from exfairs.calibration.fit import holdout_folds
+from exfairs.calibration.fit import fit_cost_model, holdout_folds
 from exfairs.calibration.fit_structured import (
     FitOptions,
     RunError,
@@ -110,3 +111,14 @@ def provenance(ms: MeasurementSet, *, profile_id: str, hardware: str, model: str
             len(meas), size=keep_measurements, replace=False).tolist())
         meas = [meas[i] for i in idx]
     return meta, tuple(meas)
+
+
+def build_profile(ms: MeasurementSet, *, profile_id: str = "", hardware: str = "",
+                  model: str = "", seed: int = 0, test_share: float = 0.25,
+                  fit_floor: bool = True, keep_measurements: int = 400) -> Profile:
+    """Fit `ms` and wrap the result as a profile with the run's provenance."""
+    res = fit_cost_model(ms.measurements(), seed=seed, test_share=test_share,
+                         fit_floor=fit_floor)
+    meta, meas = provenance(ms, profile_id=profile_id, hardware=hardware, model=model, seed=seed,
+                            keep_measurements=keep_measurements)
+    return Profile(meta, ms.engine, res.coefficients, res.error, meas)

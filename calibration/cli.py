@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from exfairs.calibration.fit import fit_cost_model
+from exfairs.calibration.build import build_profile
 from exfairs.calibration.measurements import MeasurementSet, load_measurements, save_measurements
 from exfairs.calibration.profile import (
     Profile,
@@ -35,6 +35,7 @@ from exfairs.calibration.profile import (
     load_profile,
     save_profile,
 )
+from exfairs.calibration.profile_text import format_profile
 from exfairs.cliutil import add_version_flag, run_command
 from exfairs.errors import InputError
 from exfairs.paths import check_input_file, check_output_dir, check_output_file
@@ -161,19 +162,6 @@ def _parser() -> argparse.ArgumentParser:
     pub.add_argument("--out-dir", required=True)
     pub.add_argument("--seed", type=int, default=0)
     return p
-
-
-def build_profile(ms: MeasurementSet, *, profile_id: str = "", hardware: str = "",
-                  model: str = "", seed: int = 0, test_share: float = 0.25,
-                  fit_floor: bool = True, keep_measurements: int = 400) -> Profile:
-    """Fit `ms` and wrap the result as a profile with the run's provenance."""
-    from exfairs.calibration.build import provenance
-
-    res = fit_cost_model(ms.measurements(), seed=seed, test_share=test_share,
-                         fit_floor=fit_floor)
-    meta, meas = provenance(ms, profile_id=profile_id, hardware=hardware, model=model, seed=seed,
-                            keep_measurements=keep_measurements)
-    return Profile(meta, ms.engine, res.coefficients, res.error, meas)
 
 
 def _resolve_model(args: argparse.Namespace) -> tuple[str, dict[str, object]]:
@@ -332,61 +320,6 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     _out(f"wrote profile {prof.id} to {args.out}")
     _out(format_profile(prof))
     return 0
-
-
-def format_profile(prof: Profile) -> str:
-    """Human-readable summary: provenance, knobs, coefficients, error, predicted step times."""
-    m, e, c = prof.metadata, prof.engine, prof.coefficients
-    cm = prof.cost_model()
-    lines = [
-        f"profile {m.id}: {m.model} on {m.hardware}",
-        f"  engine {m.engine} {m.engine_version}, dtype {m.dtype}, TP {m.tensor_parallel_size}, "
-        f"date {m.date}",
-        f"  source: {m.source}",
-    ]
-    if m.notes:
-        lines.append(f"  notes: {m.notes}")
-    lines += [
-        f"  knobs: max_num_seqs {e.max_num_seqs}, max_num_batched_tokens "
-        f"{e.max_num_batched_tokens}, block_size {e.block_size}, num_gpu_blocks "
-        f"{e.num_gpu_blocks} (KV {e.kv_capacity_tokens} tokens), max_model_len {e.max_model_len}",
-        "  coefficients (ms): " + ", ".join(
-            f"{k}={getattr(c, k):.6g}" for k in ("fixed_ms", "decode_fixed_ms", "prefill_token_ms",
-                                                  "prefill_attn_ms", "decode_seq_ms",
-                                                  "decode_ctx_ms", "floor_ms")),
-    ]
-    if c.decode_knots:
-        lines.append("  decode table (ms by batch size): " + ", ".join(
-            f"B={k} {v:.3g}" for k, v in zip(c.decode_knots, c.decode_knot_ms, strict=True)))
-    if c.mixed_fixed_ms is not None:
-        lines.append(f"  mixed steps: mixed_fixed_ms={c.mixed_fixed_ms:.4g}, "
-                     f"mixed_seq_ms={c.mixed_seq_ms:.4g}")
-    if c.sample_row_ms:
-        lines.append(f"  sampling (ms per row over {c.sampling_baseline}): " + ", ".join(
-            f"{k} {v:.4g}" for k, v in c.sample_row_ms))
-    if prof.fit is not None:
-        f = prof.fit
-        lines.append(f"  held-out error: median {f.median_ape:.2f}%, p90 {f.p90_ape:.2f}% "
-                     f"({f.n_train} train / {f.n_test} test steps)")
-        if f.method:
-            lines.append(f"    {f.method}; mean bias {f.mean_bias_pct:+.2f}%")
-    if prof.residuals is not None:
-        r = prof.residuals
-        q = dict(zip(r.probabilities, r.ratio_quantiles, strict=True))
-        lines.append(f"  residuals (step / predicted, {r.n_steps} steps): p10 {q.get(0.1, 0):.3f}, "
-                     f"p50 {q.get(0.5, 0):.3f}, p90 {q.get(0.9, 0):.3f}, mean "
-                     f"{r.mean_ratio:.3f}, lag-1 autocorrelation {r.lag1_autocorr:.2f}")
-    else:
-        lines.append("  held-out error: not recorded")
-    lines.append(f"  measurements embedded: {len(prof.measurements)}")
-    sizes = [n for n in (128, 512, 1024, 2048, 4096) if n <= e.max_model_len]
-    lines.append("  prefill (one prompt, unloaded TTFT): " + ", ".join(
-        f"{n} tok {cm.unloaded_ttft_s(n) * 1000:.1f} ms" for n in sizes))
-    for ctx in (c_ for c_ in (512, 2048) if c_ <= e.max_model_len):
-        batches = [b for b in (1, 8, 32, 128) if b <= e.max_num_seqs]
-        lines.append(f"  decode step at context {ctx}: " + ", ".join(
-            f"B={b} {cm.step_ms(0, 0, b, b * ctx):.1f} ms" for b in batches))
-    return "\n".join(lines)
 
 
 def _cmd_show(args: argparse.Namespace) -> int:

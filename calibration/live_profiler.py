@@ -207,7 +207,8 @@ async def _profile(cfg: LiveProfileConfig, say: Callable[[str], None]
 def profile_live(cfg: LiveProfileConfig, progress: Callable[[str], None] | None = None
                  ) -> MeasurementSet:
     """Run the designed traffic through the live path; the measured steps of every repeat."""
-    from exfairs.calibration.vllm_profiler import _engine_version, _hardware
+    from exfairs.calibration.host_info import engine_version as _engine_version
+    from exfairs.calibration.host_info import hardware as _hardware
 
     cfg = default_live_grid(cfg)
     if not cfg.steplog_dir:

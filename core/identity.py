@@ -124,7 +124,7 @@ def _dataset_parts(doc: Any, base_dir: Path | None) -> list[bytes]:
 def scenario_identity(path_or_name: str) -> str:
     """Digest of a scenario (file path or bundled name) and the traces it references. Files are
     read on every call (they may change between calls); bundled ones once per process."""
-    from exfairs.traces import _read_bytes
+    from exfairs.trace_read import _read_bytes
 
     p = Path(path_or_name)
     if not (p.suffix == ".toml" or p.exists()):
@@ -141,7 +141,7 @@ def scenario_identity(path_or_name: str) -> str:
 
 @functools.cache
 def _bundled_scenario_identity(name: str) -> str:
-    from exfairs.traces import _read_bytes
+    from exfairs.trace_read import _read_bytes
 
     try:
         data = resources.files("exfairs").joinpath("data", "scenarios",

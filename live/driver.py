@@ -35,12 +35,20 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
 
-from exfairs.live.backend import Backend, BackendError, BackendTimeout, EngineDead, EngineTimes
+from exfairs.live.backend import Backend, BackendError, BackendTimeout, EngineDead
 from exfairs.live.config import DriverConfig
+from exfairs.live.driver_types import (
+    ClockCheck,
+    Flight,
+    LiveRunOutput,
+    Progress,
+    clock_check,
+    flight_record,
+    unserved_record,
+)
 from exfairs.live.gate import LiveGate, check_live_admission
 from exfairs.live.plugin_protocol import request_xargs
 from exfairs.policies.admission import AdmissionConfig, GateLimiter
@@ -58,6 +66,9 @@ from exfairs.records import (
 from exfairs.rng import stream
 from exfairs.slo import Resolution, SloTracker
 
+# Re-exported: the run's values moved to `exfairs.live.driver_types`; callers import them here.
+__all__ = ["ClockCheck", "LiveDriver", "LiveRunOutput", "Progress", "prompt_token_ids"]
+
 _log = logging.getLogger(__name__)
 #: Shortest sleep of the ticker: a deadline due now is resolved by the `_advance` that follows.
 _MIN_TICK_S = 1e-3
@@ -72,46 +83,6 @@ def prompt_token_ids(seed: int, request: Request, vocab_size: int, min_token_id:
     return [int(x) for x in rng.integers(min_token_id, vocab_size, size=request.prompt_tokens)]
 
 
-@dataclass(frozen=True, slots=True)
-class ClockCheck:
-    """Client-side vs engine-side timestamps of the same events (milliseconds, client − engine):
-    the delivery lag between the engine core emitting a token and the driver seeing it."""
-
-    n: int
-    first_token_lag_p50_ms: float
-    first_token_lag_p99_ms: float
-    last_token_lag_p50_ms: float
-    last_token_lag_p99_ms: float
-    max_abs_lag_ms: float
-
-
-@dataclass(frozen=True, slots=True)
-class Progress:
-    """A snapshot for progress displays."""
-
-    now_s: float
-    arrived: int
-    queued: int
-    inflight: int
-    done: int
-    total: int
-    violations: int
-
-
-@dataclass(frozen=True, slots=True)
-class LiveRunOutput:
-    """What a live run produced. `records` holds one record per workload request, by request id.
-    `stopped` is None when the run completed normally, else why it stopped early (the records
-    are then a valid partial run)."""
-
-    records: tuple[RequestRecord, ...]
-    policy_samples: tuple[PolicySample, ...]
-    stopped: str | None
-    wall_time_s: float
-    end_s: float
-    clock_check: ClockCheck | None
-
-
 class _EngineSide(Policy):
     """Stands in for the policy on the driver side in engine mode: the real one runs in the
     engine, so this one only registers clients and hears hooks it ignores."""
@@ -119,21 +90,6 @@ class _EngineSide(Policy):
     def client_scores(self, now_s: float) -> FloatArray:
         return np.zeros(self.n_clients)
 
-
-@dataclass(slots=True)
-class _Flight:
-    request: Request
-    dispatch_s: float
-    priority: int
-    first_token_s: float | None = None
-    token_times: list[float] = field(default_factory=list)
-    engine: EngineTimes | None = None
-    first_token_mono: float | None = None
-    last_token_mono: float | None = None
-    preemptions: int = 0
-    timed_out: bool = False
-    task: asyncio.Task[None] | None = None
-    timer: asyncio.TimerHandle | None = None
 
 
 class LiveDriver:
@@ -176,7 +132,7 @@ class LiveDriver:
         self._tracker = SloTracker()
         self._queue = PolicyQueue(policy, hopeless_last=adm.hopeless != "keep")
         self._gate = LiveGate(self._queue, adm, limiter)
-        self._flights: dict[int, _Flight] = {}
+        self._flights: dict[int, Flight] = {}
         self._records: dict[int, RequestRecord] = {}
         self._samples: list[PolicySample] = []
         # Sparse samples, as the simulator's default: client indices heard from (`on_arrival`).
@@ -188,7 +144,7 @@ class LiveDriver:
         self._stop_reason: str | None = None
         self._stop = asyncio.Event()
         self._all_done = asyncio.Event()
-        self._served: list[_Flight] = []
+        self._served: list[Flight] = []
         self._used = False
 
     @property
@@ -226,25 +182,6 @@ class LiveDriver:
         self._records[record.request_id] = record
         if len(self._records) == len(self._workload.requests):
             self._all_done.set()
-
-    def _record_from(self, fl: _Flight, outcome: Outcome, *, finish_s: float | None,
-                     error: str | None) -> RequestRecord:
-        r = fl.request
-        preempt = fl.engine.preemptions if fl.engine is not None else fl.preemptions
-        return RequestRecord(
-            request_id=r.request_id, client=r.client, arrival_s=r.arrival_s,
-            prompt_tokens=r.prompt_tokens, output_tokens=r.output_tokens, slo=r.slo,
-            outcome=outcome, dispatch_s=fl.dispatch_s, first_token_s=fl.first_token_s,
-            finish_s=finish_s, generated_tokens=len(fl.token_times),
-            token_times_s=tuple(fl.token_times), preemptions=preempt, error=error,
-        )
-
-    def _unserved_record(self, request: Request, error: str) -> RequestRecord:
-        return RequestRecord(
-            request_id=request.request_id, client=request.client, arrival_s=request.arrival_s,
-            prompt_tokens=request.prompt_tokens, output_tokens=request.output_tokens,
-            slo=request.slo, outcome=Outcome.ABORTED, error=error,
-        )
 
     # -- arrivals and dispatch ---------------------------------------------------------------------
     async def _arrivals(self) -> None:
@@ -293,20 +230,20 @@ class LiveDriver:
             error="rejected at the gate: it could no longer meet its deadline"))
 
     def _launch(self, request: Request, now_s: float, priority: int) -> None:
-        fl = _Flight(request=request, dispatch_s=now_s, priority=priority)
+        fl = Flight(request=request, dispatch_s=now_s, priority=priority)
         self._flights[request.request_id] = fl
         fl.task = asyncio.get_running_loop().create_task(self._serve(fl))
         if math.isfinite(self._config.request_timeout_s):
             fl.timer = asyncio.get_running_loop().call_at(
                 self._t0 + now_s + self._config.request_timeout_s, self._time_out, fl)
 
-    def _time_out(self, fl: _Flight) -> None:
+    def _time_out(self, fl: Flight) -> None:
         if fl.task is not None and not fl.task.done():
             fl.timed_out = True
             fl.task.cancel()
 
     # -- one request -----------------------------------------------------------------------------
-    async def _serve(self, fl: _Flight) -> None:
+    async def _serve(self, fl: Flight) -> None:
         r = fl.request
         outcome: Outcome | None = None
         error: str | None = None
@@ -386,7 +323,7 @@ class LiveDriver:
             self._flights.pop(r.request_id, None)
             self._gate.finished(r.request_id, finish_s, len(fl.token_times))
             self._served.append(fl)
-            self._finalize(self._record_from(fl, outcome, finish_s=finish_s, error=error))
+            self._finalize(flight_record(fl, outcome, finish_s=finish_s, error=error))
             self._pump(now)
 
     # -- periodic work ---------------------------------------------------------------------------
@@ -476,7 +413,7 @@ class LiveDriver:
         return LiveRunOutput(
             records=records, policy_samples=tuple(self._samples), stopped=stopped,
             wall_time_s=time.perf_counter() - wall0, end_s=end_s,
-            clock_check=self._clock_check(),
+            clock_check=clock_check(self._served),
         )
 
     async def _shutdown(self, *tasks: asyncio.Task[object]) -> None:
@@ -500,30 +437,7 @@ class LiveDriver:
                 self._apply(self._tracker.fail(rid, now), now)
                 self._queue.remove(rid)
                 self._policy.on_drop(request, now)
-                self._finalize(self._unserved_record(request, f"queued when {reason}"))
+                self._finalize(unserved_record(request, f"queued when {reason}"))
             else:
-                self._finalize(self._unserved_record(
+                self._finalize(unserved_record(
                     request, f"not submitted: {reason} at {now:.3f} s"))
-
-    def _clock_check(self) -> ClockCheck | None:
-        first: list[float] = []
-        last: list[float] = []
-        for fl in self._served:
-            e = fl.engine
-            if e is None:
-                continue
-            if e.first_token_mono is not None and fl.first_token_mono is not None:
-                first.append((fl.first_token_mono - e.first_token_mono) * 1e3)
-            if e.last_token_mono is not None and fl.last_token_mono is not None:
-                last.append((fl.last_token_mono - e.last_token_mono) * 1e3)
-        if not first or not last:
-            return None
-        f, la = np.asarray(first), np.asarray(last)
-        return ClockCheck(
-            n=len(first),
-            first_token_lag_p50_ms=float(np.percentile(f, 50)),
-            first_token_lag_p99_ms=float(np.percentile(f, 99)),
-            last_token_lag_p50_ms=float(np.percentile(la, 50)),
-            last_token_lag_p99_ms=float(np.percentile(la, 99)),
-            max_abs_lag_ms=float(max(np.abs(f).max(), np.abs(la).max())),
-        )
