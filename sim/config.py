@@ -83,8 +83,13 @@ class EngineConfig(EngineKnobs):
       live driver handles each stream as it ends (requests that arrived during the step are in
       the gate by then); ``"step"`` (the behaviour before issue 12) the whole step's
       `on_service` (per client), then its first tokens, then its finishes, and the gate releases
-      at the next decision point. Priority and engine modes are not affected (no release between
-      finishes).
+      at the next decision point. In priority mode ``"stream"`` submits a request that arrives
+      during a step at its arrival — its priority fixed then, before the step's outputs, as
+      the live driver does — and the engine takes it in at the next ``schedule()`` (after
+      `submit_latency_s`); ``"step"`` submits it at the next decision point. In both modes
+      ``"stream"`` tells the policy of a violation at its deadline (the driver wakes then),
+      ``"step"`` at the decision point after it. Engine mode is not affected (the policy
+      lives in the engine there).
 
     The last three defaults are what vLLM 0.32 and the live driver do (validated against 120 live
     runs: `benchmarks/results/validation/SUMMARY.md`, replay 115/120 runs at the issue-12

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import replace
 
 from exfairs.calibration.profile import Profile
@@ -87,7 +88,8 @@ class Run(Delivery):
                  step_cost: StepCostModel | None,
                  admission: AdmissionConfig | None = None,
                  policy_samples: str = DEFAULT_SAMPLE_LAYOUT,
-                 latencies: dict[int, float] | None = None) -> None:
+                 latencies: dict[int, float] | None = None,
+                 seen_s: Mapping[int, float] | None = None) -> None:
         self.mode = exp.mode
         if self.mode is Mode.GATE and cfg.scheduling_policy != "fcfs":
             cfg = _replace_policy(cfg, "fcfs")
@@ -108,7 +110,7 @@ class Run(Delivery):
             [(c.name, c.weight) for c in workload.clients]), strict=True))
         self.seqs: list[Seq] = []
         self.by_id: dict[int, Seq] = {}
-        last_arrival = -math.inf
+        last_arrival = last_seen = -math.inf
         for r in workload.requests:
             ci = client_index.get(r.client)
             if ci is None:
@@ -121,6 +123,12 @@ class Run(Delivery):
                                  field=f"request {r.request_id}.arrival_s", value=r.arrival_s)
             last_arrival = r.arrival_s
             s = Seq(r, ci)
+            if seen_s:  # seen later than it arrived (a replay): Seq.arrival_s is the seen time
+                t = s.arrival_s = float(seen_s.get(r.request_id, r.arrival_s))
+                if not (math.isfinite(t) and t >= r.arrival_s and t >= last_seen):
+                    raise InputError("must be finite, ≥ the arrival and in arrival order",
+                                     field=f"seen_s[{r.request_id}]", value=t)
+                last_seen = t
             s.error = self._unservable(s)
             self.seqs.append(s)
             self.by_id[r.request_id] = s
@@ -160,7 +168,11 @@ class Run(Delivery):
         # Per-request latencies (gate mode, `simulate(submit_latencies=...)`) override it.
         self._latencies = latencies or {}
         self._in_flight_lag = bool(self.latency or any(self._latencies.values()))
-        self._arrival_lag = self.latency if self.mode is not Mode.GATE else 0.0
+        # Priority mode with hook_order "stream": the driver hears an arrival (and fixes its
+        # priority) at once; only the engine sees it `latency` later (`_ingest`).
+        self._heard_early = cfg.hook_order == "stream" and self.mode is Mode.PRIORITY
+        self._arrival_lag = self.latency if self.mode is Mode.ENGINE or (
+            self.mode is Mode.PRIORITY and not self._heard_early) else 0.0
         self._in_transit: deque[tuple[float, Seq]] = deque()
         # Gate slots free since the previous decision point: a request that arrived during the
         # step would have been released live at its arrival, not at the step end.
@@ -170,9 +182,10 @@ class Run(Delivery):
         self._credit_first = cfg.prompt_credit == "first_token" and self.mode is not Mode.ENGINE
         self._resume: dict[int, tuple[Seq, int]] = {}
         self._prev_decision_s = 0.0
-        # hook_order "stream" (gate mode): a step that finishes a request is handled request by
-        # request in output order, releasing at each finish (`_deliver_streams`).
-        self._streams = cfg.hook_order == "stream" and self.gate is not None
+        # hook_order "stream" (gate and priority modes): a step's arrivals are heard at their
+        # own time, and a step that finishes a request is handled request by request in output
+        # order, releasing at each finish (`_deliver_streams`).
+        self._streams = cfg.hook_order == "stream" and self.mode is not Mode.ENGINE
         cost = step_cost if step_cost is not None else LinearStepCost(
             profile.cost_model(cfg.max_num_batched_tokens))
         self.sched = Scheduler(cfg, waiting, victim, observer)

@@ -71,10 +71,11 @@ class Delivery(FrontEnd):
             self.policy.on_violation(s.req, t)
 
     def _deliver_streams(self, out: StepOutcome) -> None:
-        """hook_order "stream" (gate mode): the live driver's order.
+        """hook_order "stream" (gate and priority modes): the live driver's order.
 
         Live, what arrived during a step is heard (`on_arrival` at its arrival time, and
-        released then while a slot is free) before the step's outputs come. The output handler
+        released then while a slot is free; in priority mode submitted then) before the step's
+        outputs come. The output handler
         then wakes each request's stream in output order, and each handles its tokens, its
         first token and its finish, releasing into the freed slot before the next stream runs;
         in a step that finishes nothing the order cannot matter, so its tokens come per client.

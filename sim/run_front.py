@@ -97,6 +97,8 @@ class FrontEnd(RunState):
             if self._in_flight_lag:
                 self._early_slots = self.max_inflight - self.inflight
                 self._prev_decision_s = now
+        elif self._in_transit:  # priority mode, submissions on their way (`_ingest`)
+            self._drain(now)
         elif self.engine_adm is not None:
             waiting = self.sched.waiting
             assert isinstance(waiting, PolicyWaiting)
@@ -132,8 +134,10 @@ class FrontEnd(RunState):
     def _take_in(self, now: float) -> None:
         """SLO deadlines passed by `now` are resolved, arrivals due by `now` taken in."""
         policy = self.policy
+        # hook_order "stream": the live driver hears a violation at its deadline (it wakes then).
+        streams = self._streams
         for res in self.tracker.advance(now):
-            policy.on_violation(res.request, now)
+            policy.on_violation(res.request, res.time_s if streams else now)
         seqs = self.seqs
         i = self.next_arrival
         n = len(seqs)
@@ -152,13 +156,15 @@ class FrontEnd(RunState):
             self._arm_deadline()
 
     def _release(self, now: float) -> None:
-        """Gate mode: requests in transit that are visible join the engine; the gate releases
-        its picks while fewer than `max_inflight` requests are in the engine."""
+        """Requests in transit that are visible join the engine (gate releases, or priority-mode
+        submissions under hook_order "stream"); in gate mode the gate then releases its picks
+        while fewer than `max_inflight` requests are in the engine."""
         gate = self.gate
-        assert gate is not None
-        waiting = self.sched.waiting
         if self._in_transit:
             self._drain(now)
+        if gate is None:  # priority mode: only submissions in transit (`_ingest`)
+            return
+        waiting = self.sched.waiting
         if self._reject:
             for hopeless in gate.pop_hopeless(now):
                 self._refuse(hopeless, now)
@@ -274,4 +280,7 @@ class FrontEnd(RunState):
         if self.mode is Mode.PRIORITY:
             s.prio = policy.submission_priority(req, now)
             policy.on_dispatch(req, now)
+            if self._heard_early and self._in_flight_lag:
+                self._send(s, now + self._latencies.get(s.rid, self.latency), now)
+                return
         self.sched.waiting.push(s, now)

@@ -77,6 +77,7 @@ class RunState:
     _latencies: dict[int, float]
     _in_flight_lag: bool
     _arrival_lag: float
+    _heard_early: bool
     _in_transit: deque[tuple[float, Seq]]
     _early_slots: int
     _prev_decision_s: float

@@ -26,9 +26,11 @@ when the step that makes them is planned (`on_preempt`), and so are admissions o
 preempted requests in priority and gate modes (`on_dispatch` again; engine mode dispatches every
 admission). After a step come the served tokens (`on_service`, once per client, in client
 order), first tokens, and finishes (`on_violation` if late, then `on_finish`).
-`docs/policies.md` lists the order for policy authors. In gate mode the default
+`docs/policies.md` lists the order for policy authors. In gate and priority modes the default
 ``EngineConfig.hook_order = "stream"`` uses the live driver's order instead
-(`exfairs.sim.run_delivery.Delivery._deliver_streams`); ``"step"`` keeps the order above.
+(`exfairs.sim.run_delivery.Delivery._deliver_streams`: arrivals during a step are heard at their
+own time, before the step's outputs — in priority mode the submission, and its priority, then;
+violations at their deadline); ``"step"`` keeps the order above.
 
 Hook times are decision times, so they never decrease; an arrival is seen at the first decision
 point at or after it, as vLLM takes in requests between steps. With the fast path (default) a run
@@ -80,6 +82,7 @@ def simulate(
     admission: AdmissionConfig | None = None,
     policy_samples: str = DEFAULT_SAMPLE_LAYOUT,
     submit_latencies: Mapping[int, float] | None = None,
+    seen_s: Mapping[int, float] | None = None,
 ) -> SimResult:
     """Simulate `workload` under `experiment` on an engine with `profile`'s step costs.
 
@@ -103,7 +106,11 @@ def simulate(
     `submit_latencies` (gate mode; request id → seconds in [0, 60]) gives a request's own
     release-to-engine latency in place of ``engine.submit_latency_s``: a replay of a live run
     passes each release's recorded hop (`exfairs.live.replay`); requests not in it use the
-    engine's.
+    engine's. In priority mode with ``hook_order="stream"`` they are the submissions' latencies.
+    `seen_s` (request id → run-clock seconds, ≥ the request's arrival, in arrival order) is when
+    a request is first seen — by the gate or priority-mode driver, by the engine in engine mode
+    — in place of its arrival (+ latency); its deadlines stay the workload's. A replay passes
+    the live times.
 
     Deterministic: the same arguments give identical results. Raises InputError/ConfigError for
     bad arguments or a malformed workload.
@@ -129,10 +136,11 @@ def simulate(
                           "feedback limit learns from the gate's releases", field="admission",
                           value=adm.label)
     latencies: dict[int, float] = {}
-    if submit_latencies and exp.mode is not Mode.GATE:
-        raise ConfigError("per-request latencies are gate releases' (QUEUE_ experiments); "
-                          "other modes submit at arrival", field="submit_latencies",
-                          value=exp.name)
+    if submit_latencies and (exp.mode is Mode.ENGINE or (
+            exp.mode is Mode.PRIORITY and cfg.hook_order != "stream")):
+        raise ConfigError("per-request latencies are gate releases' and priority-mode "
+                          "submissions' (hook_order stream); engine mode hears requests in "
+                          "the engine", field="submit_latencies", value=exp.name)
     for rid, lat in (submit_latencies or {}).items():
         if isinstance(lat, bool) or not isinstance(lat, (int, float)) or not 0 <= lat <= 60:
             raise ConfigError("must be a number of seconds in [0, 60]",
@@ -140,7 +148,7 @@ def simulate(
         latencies[rid] = float(lat)
     policy = make_policy(exp.policy, policy_params)
     run = Run(workload, exp, profile, cfg, policy, max_inflight, float(sample_every_s),
-              step_by_step, observer, step_cost, admission, layout, latencies)
+              step_by_step, observer, step_cost, admission, layout, latencies, seen_s)
     for warning in run.warnings:
         _log.warning("%s", warning)
     return run.result()

@@ -51,20 +51,27 @@ def test_a_bad_latency_names_the_request(value: object) -> None:
                  submit_latencies={0: value})  # type: ignore[dict-item]
 
 
-def test_latencies_outside_gate_mode_are_refused() -> None:
+@pytest.mark.parametrize(("exp", "order"), [("ENGINE_VTC", "stream"), ("VTC", "step")])
+def test_latencies_outside_gate_and_stream_priority_mode_are_refused(exp: str,
+                                                                      order: str) -> None:
+    # Engine mode hears requests in the engine; priority mode with the "step" order hears them
+    # when the engine does (one latency for all).
     wl = workload([("a", 0.0, 32, 2)], clients=["a"])
     with pytest.raises(ConfigError, match="submit_latencies"):
-        simulate(wl, "VTC", profile(), engine=engine(), submit_latencies={0: 1e-3})  # type: ignore[arg-type]
+        simulate(wl, exp, profile(), engine=engine(hook_order=order),  # type: ignore[arg-type]
+                 submit_latencies={0: 1e-3})
 
 
 @settings(max_examples=25, deadline=None)
-@given(lat=st.floats(0.0, 0.05), exp=st.sampled_from(["QUEUE_FCFS", "QUEUE_VTC"]),
+@given(lat=st.floats(0.0, 0.05), exp=st.sampled_from(["QUEUE_FCFS", "QUEUE_VTC", "VTC"]),
        order=st.sampled_from(["step", "stream"]),
        specs=st.lists(st.tuples(st.sampled_from(["a", "b"]), st.floats(0.0, 2.0),
                                 st.integers(1, 300), st.integers(1, 30)), min_size=1,
                       max_size=15))
 def test_the_same_latency_for_every_request_is_the_engines(
         lat: float, exp: str, order: str, specs: list[tuple[str, float, int, int]]) -> None:
+    if exp == "VTC":
+        order = "stream"  # priority mode takes per-request latencies with it only
     wl = workload(specs, clients=["a", "b"])
     own = {r.request_id: lat for r in wl.requests}  # type: ignore[attr-defined]
     base = simulate(wl, exp, profile(), engine=engine(submit_latency_s=lat, max_num_seqs=3,  # type: ignore[arg-type]

@@ -38,12 +38,16 @@ def test_a_gate_release_joins_one_step_later_with_a_latency() -> None:
     assert starts1[2] > fin1[0]  # missed the step that started at the release
 
 
-def test_an_arrival_in_priority_mode_is_seen_after_the_latency() -> None:
+@pytest.mark.parametrize("order", ["step", "stream"])
+def test_an_arrival_in_priority_mode_is_seen_after_the_latency(order: str) -> None:
     wl = workload([("a", 0.0, 32, 4), ("a", 0.3, 32, 4)], clients=["a"])
-    res = simulate(wl, "FCFS", profile(), engine=engine(submit_latency_s=0.5))  # type: ignore[arg-type]
+    res = simulate(wl, "FCFS", profile(), engine=engine(submit_latency_s=0.5,  # type: ignore[arg-type]
+                                                        hook_order=order))
     d = {r.request_id: r for r in res.records}
-    assert d[0].dispatch_s == 0.5 and d[1].dispatch_s == 0.8
-    assert d[0].first_token_s is not None and d[0].first_token_s > 0.5
+    # "stream": submitted (priority fixed) at arrival, as the live driver does; "step": the
+    # policy hears it when the engine does.
+    assert (d[0].dispatch_s, d[1].dispatch_s) == ((0.5, 0.8) if order == "step" else (0.0, 0.3))
+    assert d[0].first_token_s == pytest.approx(0.51) and d[1].first_token_s == pytest.approx(0.81)
 
 
 @pytest.mark.parametrize("value", [-0.1, float("nan"), 61.0, True])
