@@ -9,14 +9,18 @@ came in the same engine step in both worlds, and the mean TTFT and e2e latency o
 What it takes from the live run: the step log (steps with at least one request of the run; the
 plug-in's control requests and empty schedules are left out), the run clock's zero
 (``run_zero_mono`` in the result's engine knobs) and, per request, when the engine core took it
-in (``added_mono`` in the log). In priority and engine modes the simulated arrival is that engine
-time (the engine cannot schedule a request earlier); in gate mode the gate is simulated with the
-live driver's hook order (``hook_order="stream"``), each request arrives when the driver saw it
+in (``added_mono`` in the log; for a request added to an idle engine, the ``schedule()`` start
+that followed, `_taken_in`). Requests keep their workload arrival times, so their deadlines are
+the live run's; only when each is first seen moves (`simulate(seen_s=...)`). In engine mode it
+is seen when the engine core took it in (the engine cannot schedule it earlier). In priority mode
+(with the live driver's hook order, ``hook_order="stream"``) it is seen — and its priority fixed
+— at its live dispatch, and reaches the simulated engine after its own recorded hop
+(`recorded_gate_latencies_s`, live ``added_mono`` − dispatch). In gate mode the gate is
+simulated with the driver's hook order, each request is seen when the driver saw it
 (`_seen_by_gate`), and each release reaches the simulated engine after its own recorded
-release-to-engine latency (`recorded_gate_latencies_s`, live ``added_mono`` − dispatch); requests
-without one use ``submit_latency_s``, the latency fitted to the run's releases at arrival
-(`fitted_gate_latency_s`; `gate_latency_s`, the client's lag, without any). Latencies are
-measured from the workload's arrival times in both worlds.
+release-to-engine latency; requests without one use ``submit_latency_s``, the latency fitted to
+the run's releases at arrival (`fitted_gate_latency_s`; `gate_latency_s`, the client's lag,
+without any).
 
 Step end on the run clock: the next run step's ``schedule()`` start when the engine stayed busy
 (a request of step k or a waiting one is in step k + 1), else the step's own end plus the median
@@ -33,7 +37,7 @@ from dataclasses import dataclass, replace
 
 from exfairs.live.steplog import StepLog, StepRecord
 from exfairs.policies.experiments import Mode, parse_experiment
-from exfairs.records import Outcome, Request, Workload
+from exfairs.records import Outcome, Workload
 from exfairs.results import RunResult
 from exfairs.sim.config import EngineConfig, HookOrder
 from exfairs.sim.plan import StepInfo
@@ -175,7 +179,8 @@ def replay_live_run(prepared: PreparedRun, live: RunResult, log: StepLog, *,
                     hook_order: HookOrder = "stream") -> ReplayReport:
     """Re-simulate the live experiment `live` (whose step log is `log`) of the prepared run with
     the logged step durations; see the module docstring. `hook_order` is the simulated
-    `EngineConfig.hook_order` (default "stream": the live driver's order, gate mode).
+    `EngineConfig.hook_order` (default "stream": the live driver's order, gate and priority
+    modes).
     `submit_latency_s` (gate mode) replaces the recorded per-release latencies with one latency
     for every release (seconds; the experiment a single fitted latency cannot pass). ValueError
     if the run lacks what a replay needs (a step log with steps, ``run_zero_mono``)."""
@@ -189,24 +194,30 @@ def replay_live_run(prepared: PreparedRun, live: RunResult, log: StepLog, *,
         raise ValueError(f"{live.info.experiment}: the step log has no step of the run")
     exp = parse_experiment(live.info.experiment)
     zero = float(zero)
-    added = {r.request_id: r.added_mono - zero for r in log.requests
-             if r.request_id is not None and math.isfinite(r.added_mono)}
+    added = _taken_in(log, zero)
     live_recs = {r.request_id: r for r in live.records}
     base = engine if engine is not None else prepared.engine
     workload = prepared.workload
     ends = step_ends(steps, zero)
     hops: dict[int, float] = {}
     if exp.mode is Mode.GATE:
-        workload = _seen_by_gate(workload, live)
+        seen = _seen_by_gate(workload, live)
         if submit_latency_s is not None:
             latency = submit_latency_s
         else:
             fitted = fitted_gate_latency_s(live, log)
             latency = gate_latency_s(live) if fitted is None else fitted
             hops = recorded_gate_latencies_s(live, added)
+    elif exp.mode is Mode.PRIORITY and hook_order == "stream":
+        # The driver fixed the priority when it heard the arrival (its dispatch); the engine
+        # core took the request in after its own recorded hop.
+        latency = 0.0
+        seen = _in_order(workload, {r.request_id: r.dispatch_s for r in live.records
+                                    if r.dispatch_s is not None})
+        hops = recorded_gate_latencies_s(live, added)
     else:
         latency = 0.0
-        workload = _arrive_at_engine(workload, added)
+        seen = _in_order(workload, added)
     # The live driver credits prompt tokens at the first token (gate and priority modes).
     # vLLM 0.32 reserves the full prompt at admission (scheduler_reserve_full_isl).
     cfg = replace(base, submit_latency_s=latency, prompt_credit="first_token",
@@ -226,8 +237,8 @@ def replay_live_run(prepared: PreparedRun, live: RunResult, log: StepLog, *,
         inflight = int(mi) if isinstance(mi, (int, float)) and not isinstance(mi, bool) else None
     sim = simulate(workload, exp, prepared.profile, engine=cfg, policy_params=policy_params,
                    max_inflight=inflight, step_by_step=True, observer=observe, step_cost=cost,
-                   submit_latencies=hops)
-    nominal = {r.request_id: r.arrival_s for r in prepared.workload.requests}
+                   submit_latencies=hops, seen_s=seen)
+    nominal = {r.request_id: r.arrival_s for r in workload.requests}
     live_steps = _live_steps(steps)
     out = []
     for rec in sim.records:
@@ -340,30 +351,49 @@ def recorded_gate_latencies_s(live: RunResult, added: dict[int, float]) -> dict[
     return out
 
 
+def _taken_in(log: StepLog, zero: float) -> dict[int, float]:
+    """Per run request, when the live engine core took it in (run clock): its ``added_mono``,
+    or, when it was added to an idle engine, the ``schedule()`` start that followed. An idle
+    core takes in all the input waiting before it starts a step, so requests added ~µs apart
+    join the same step; a simulated engine woken by the first would start without the others.
+    (While a step runs, the add time stays: the replay's decision point is the step's end.)"""
+    starts = [s.start_mono - zero for s in log.steps]
+    ends = [s.end_mono - zero for s in log.steps]
+    out: dict[int, float] = {}
+    for r in log.requests:
+        if r.request_id is None or not math.isfinite(r.added_mono):
+            continue
+        a = r.added_mono - zero
+        j = bisect.bisect_left(starts, a)
+        idle = j < len(starts) and (j == 0 or ends[j - 1] < a)
+        out[r.request_id] = starts[j] if idle else a
+    return out
+
+
 def _index(ends: list[float], t: float) -> int:
     i = bisect.bisect_left(ends, t)
     return i if i < len(ends) and ends[i] == t else -1
 
 
-def _seen_by_gate(workload: Workload, live: RunResult) -> Workload:
-    """The workload with each request arriving when the live driver saw it: its dispatch time
-    where it was released at arrival, else its arrival plus the median such lag (the driver
-    wakes ~1 ms late; kept in order, as `_arrive_at_engine`)."""
+def _seen_by_gate(workload: Workload, live: RunResult) -> dict[int, float]:
+    """When the live driver saw each request (`simulate`'s `seen_s`): its dispatch time where it
+    was released at arrival, else its arrival plus the median such lag (the driver wakes ~1 ms
+    late; kept in order, as `_in_order`)."""
     seen = {r.request_id: r.dispatch_s for r in live.records
             if r.dispatch_s is not None and 0 <= r.dispatch_s - r.arrival_s <= _AT_ARRIVAL_S}
     by_id = {r.request_id: r.arrival_s for r in live.records}
     lag = statistics.median(seen[i] - by_id[i] for i in seen) if seen else 0.0
-    return _arrive_at_engine(workload, {r.request_id: seen.get(r.request_id, r.arrival_s + lag)
-                                        for r in workload.requests})
+    return _in_order(workload, {r.request_id: seen.get(r.request_id, r.arrival_s + lag)
+                                for r in workload.requests})
 
 
-def _arrive_at_engine(workload: Workload, added: dict[int, float]) -> Workload:
-    """The workload with each request arriving when the live engine core took it in (kept in
-    order: a request never arrives before the one ahead of it)."""
-    reqs: list[Request] = []
+def _in_order(workload: Workload, seen: dict[int, float]) -> dict[int, float]:
+    """Per request of `workload`, the time it was seen live (`seen`, else its arrival), kept
+    in order: a request is never seen before its arrival or before the one ahead of it. The
+    requests keep their arrival times, so their deadlines stay those of the live run."""
+    out: dict[int, float] = {}
     last = -math.inf
     for r in workload.requests:
-        t = max(last, added.get(r.request_id, r.arrival_s), r.arrival_s)
-        last = t
-        reqs.append(replace(r, arrival_s=t))
-    return replace(workload, requests=tuple(reqs))
+        last = max(last, seen.get(r.request_id, r.arrival_s), r.arrival_s)
+        out[r.request_id] = last
+    return out
