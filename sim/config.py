@@ -92,7 +92,7 @@ class EngineConfig(EngineKnobs):
       lives in the engine there).
 
     The last three defaults are what vLLM 0.32 and the live driver do (validated against 120 live
-    runs: `benchmarks/results/validation/SUMMARY.md`, replay 115/120 runs at the issue-12
+    runs: `benchmarks/results/validation/SUMMARY.md`, replay 119/120 runs at the issue-12
     target with them); pass the old values (TOML ``[engine]`` keys, ``exfairs-sim --prompt-credit
     chunk --no-reserve-full-prompt --hook-order step``) to reproduce results made before.
     """
