@@ -247,8 +247,8 @@ def main() -> int:
         lines += [f"- the gain has the same sign in both worlds: {'yes' if same_sign else 'NO'}",
                   ""]
         doc["scenarios"][n] = sc
-    lines.insert(4, f"**Scenarios where sim and live agree on the sign (+, 0, −) of the ExFairS gain: "
-                    f"{agree}/{len(SCENARIOS)}.**")
+    lines.insert(4, f"**Scenarios where sim and live agree on the sign (+, 0, −) of the "
+                    f"ExFairS gain: {agree}/{len(SCENARIOS)}.**")
     lines.insert(5, "")
     atomic_write_text(out / "admission_live.json", json.dumps(doc, indent=1, default=str) + "\n")
     atomic_write_text(out / "README.md", "\n".join(lines) + "\n")
