@@ -182,7 +182,7 @@ class Profile:
                          sampling_mode)
 
     def to_json(self) -> dict[str, Any]:
-        """The JSON document (schema above)."""
+        """The JSON document (schema: `exfairs.calibration.profile`)."""
         return {
             "schema": SCHEMA,
             "schema_version": SCHEMA_VERSION,
