@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from exfairs.atomic import atomic_writer
-from exfairs.calibration.profile import EngineDefaults, Measurement, ProfileMetadata, _section
+from exfairs.calibration.profile import EngineDefaults, Measurement, ProfileMetadata
+from exfairs.calibration.profile_json import _section
 from exfairs.errors import InputError
 
 SCHEMA = "exfairs.measurements"

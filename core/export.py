@@ -1,5 +1,6 @@
-"""Formats for readers outside ExFairS: per-request records as Parquet and a run's summary as flat
-JSON with `vllm bench serve`'s key names.
+"""Formats for readers outside ExFairS: per-request records (and a run's policy samples) as
+Parquet. A run's summary as flat JSON with `vllm bench serve`'s key names is
+`exfairs.bench_summary` (re-exported here).
 
 **Records** (`write_records_parquet`): one row per request, readable by pandas, polars, DuckDB or
 Arrow with no ExFairS import. Columns (seconds on the run clock unless the name says ms):
@@ -37,19 +38,11 @@ columns); pandas derives them from the times, one line each (README, "Results fi
 ``tpot_ms = (e2el_ms - ttft_ms) / (generated_tokens - 1)`` where ``generated_tokens >= 2``. The
 footer carries no column statistics and no serialized Arrow schema, so pandas reads ``client`` and
 ``outcome`` as plain strings.
-
-**Summary** (`flat_summary`): one JSON object of scalars — the `vllm bench serve` result keys
-(``duration``, ``completed``, ``failed``, ``total_input_tokens``, ``request_throughput``,
-``mean_ttft_ms``, ``p99_itl_ms``, ...) over the counted requests, ExFairS's fairness indices, the
-run's provenance, and ``per_client``: the same keys for each client. Undefined values are JSON
-``null`` (never the string "nan").
 """
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
-import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -58,16 +51,33 @@ from typing import Any
 import numpy as np
 
 from exfairs.atomic import atomic_temp_path
+from exfairs.bench_summary import VLLM_NAMES, aggregate_dict, flat_summary
 from exfairs.errors import InputError
-from exfairs.metrics import AggregateMetrics, RunMetrics, in_window
-from exfairs.records import SLO, ClientInfo, Outcome, PolicySample, RequestRecord
+from exfairs.metrics import in_window
+from exfairs.records import SLO, Outcome, PolicySample, RequestRecord
 
 RECORDS_SCHEMA = "exfairs.records"
 RECORDS_SCHEMA_VERSION = 3
 _READABLE_RECORDS_VERSIONS = ("1", "2", "3")
 
-# AggregateMetrics field → vllm bench serve key, where the two differ.
-VLLM_NAMES = {"requests": "num_prompts", "duration_s": "duration"}
+# Re-exported: the flat summary moved to `exfairs.bench_summary`; callers import it here.
+__all__ = [
+    "RECORDS_SCHEMA",
+    "RECORDS_SCHEMA_VERSION",
+    "SAMPLES_SCHEMA",
+    "VLLM_NAMES",
+    "aggregate_dict",
+    "flat_summary",
+    "micro",
+    "on_micro_grid",
+    "read_records_parquet",
+    "read_samples_parquet",
+    "records_row_count",
+    "records_table",
+    "samples_table",
+    "write_records_parquet",
+    "write_samples_parquet",
+]
 
 
 def _arrow() -> tuple[Any, Any]:
@@ -281,55 +291,6 @@ def read_records_parquet(path: str | os.PathLike[str]) -> tuple[RequestRecord, .
                          source=str(p)) from None
     return tuple(out)
 
-
-# ----------------------------------------------------------------------------------------------
-# Flat summary
-
-
-def _json_num(x: Any) -> Any:
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
-
-
-def aggregate_dict(m: AggregateMetrics) -> dict[str, Any]:
-    """One `AggregateMetrics` under `vllm bench serve`'s key names (null for NaN)."""
-    return {VLLM_NAMES.get(f.name, f.name): _json_num(getattr(m, f.name))
-            for f in dataclasses.fields(m)}
-
-
-def flat_summary(info: Any, clients: Sequence[ClientInfo], metrics: RunMetrics
-                 ) -> dict[str, Any]:
-    """The run's summary as one flat JSON object (see the module docstring); `info` is the run's
-    `exfairs.results.RunInfo`."""
-    knobs = dict(info.engine_knobs)
-    out: dict[str, Any] = {
-        # No copy of the wall-clock fields (date, wall time): `run.info` holds them once, so
-        # two runs of one cell differ only there.
-        "backend": info.backend, "scenario": info.scenario,
-        "experiment": info.experiment, "policy": info.policy, "mode": info.mode,
-        "seed": info.seed, "load_factor": _json_num(info.load_factor),
-        "profile_id": info.profile_id, "model_id": knobs.get("model"),
-        "max_concurrency": knobs.get("max_inflight"),
-        "window_start_s": _json_num(metrics.window_start_s),
-        "window_end_s": _json_num(metrics.window_end_s),
-    }
-    out.update(aggregate_dict(metrics.overall))
-    out.update(_scalars(metrics.fairness))  # every scalar fairness index, under its own name
-    weights = {c.name: c.weight for c in clients}
-    out["per_client"] = {
-        cm.client: {**_scalars(cm, skip=("client",)),
-                    "weight": _json_num(weights.get(cm.client, cm.weight)),
-                    **aggregate_dict(cm.metrics)}
-        for cm in metrics.per_client}
-    return out
-
-
-def _scalars(obj: Any, skip: tuple[str, ...] = ()) -> dict[str, Any]:
-    """The int/float/str/bool fields of a dataclass (null for NaN), in field order."""
-    return {f.name: _json_num(getattr(obj, f.name)) for f in dataclasses.fields(obj)
-            if f.name not in skip
-            and isinstance(getattr(obj, f.name), (int, float, str, bool))}
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,120 +1,55 @@
-"""The widened study's analysis and document (docs/results-widened.md): the issue's target check
-per (regime, scenario, load), admission's gain against the order's, where each policy wins and
-loses, and the ExFairS score revisit — every number computed here from `WideData`, paired by
-seed (`exfairs.sim.study.stats.verdict`: a win or a loss needs the paired 95% interval to
-exclude zero). Deterministic: the same data give the same document, byte for byte."""
+"""The widened study's document (docs/results-widened.md): the issue's target check per
+(regime, scenario, load), admission's gain against the order's, where each policy wins and
+loses, and the ExFairS score revisit — every number computed from `WideData`
+(`exfairs.sim.study.widened_stats`), paired by seed (`exfairs.sim.study.stats.verdict`: a win
+or a loss needs the paired 95% interval to exclude zero). Deterministic: the same data give the
+same document, byte for byte."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from exfairs import __version__
-from exfairs.sim.study.data import metric
 from exfairs.sim.study.markdown import exp_label, fmt, fmt_diff, md_table
 from exfairs.sim.study.stats import HIGHER_IS_BETTER, verdict
 from exfairs.sim.study.widened import Variant, WideData
-from exfairs.summary import Stat, mean_ci95
+from exfairs.sim.study.widened_stats import (
+    GOODPUT,
+    JAIN,
+    TARGET_GAIN,
+    TARGET_JAIN,
+    WORST,
+    Cell,
+    TargetRow,
+    best_label,
+    mean_of,
+    paired,
+    target_rows,
+    variant_labels,
+)
+from exfairs.summary import Stat
 
-#: The issue's target (issue 15): worst-client attainment gain over the best baseline without
-#: admission, Jain over per-client attainment, goodput at least every baseline's.
-TARGET_GAIN = 0.15
-TARGET_JAIN = 0.95
-WORST = "worst_client_attainment"
-JAIN = "jain_attainment"
-GOODPUT = "request_goodput"
-#: Goodput "at least every baseline's": equal within this relative tolerance counts (goodput
-#: is a ratio of counts and spans; identical runs give identical values, so this only absorbs
-#: float noise).
-GOODPUT_RTOL = 1e-9
-
-Cell = tuple[str, str, float]  # (regime, scenario, load)
-
-
-def mean_of(data: WideData, cell: Cell, label: str, key: str) -> float:
-    """Mean over seeds of metric `key` (NaN when the label has no runs there)."""
-    runs = data.runs.get((*cell, label), {})
-    return mean_ci95([metric(r, key) for _, r in sorted(runs.items())]).mean
-
-
-def paired(data: WideData, cell: Cell, a: str, b: str, key: str) -> Stat:
-    """Mean and 95% CI over seeds of (a − b) in `key`, paired by seed."""
-    ra = data.runs.get((*cell, a), {})
-    rb = data.runs.get((*cell, b), {})
-    return mean_ci95([metric(ra[s], key) - metric(rb[s], key) for s in sorted(set(ra) & set(rb))])
-
-
-def _best(data: WideData, cell: Cell, labels: Sequence[str], key: str) -> tuple[str, float]:
-    """The label with the best mean of `key` (ties: the first in spec order)."""
-    hib = HIGHER_IS_BETTER[key]
-    best, best_v = "–", math.nan
-    for lab in labels:
-        v = mean_of(data, cell, lab, key)
-        if math.isnan(v):
-            continue
-        if math.isnan(best_v) or (v > best_v if hib else v < best_v):
-            best, best_v = lab, v
-    return best, best_v
-
-
-def _labels(data: WideData, *, exfairs: bool | None = None, admitted: bool | None = None,
-            ablation: bool = False) -> list[str]:
-    return [v.label for v in data.variants
-            if v.ablation == ablation
-            and (exfairs is None or v.is_exfairs == exfairs)
-            and (admitted is None or v.admitted == admitted)]
-
-
-@dataclass(frozen=True, slots=True)
-class TargetRow:
-    """The target check in one (regime, scenario, load), on means over seeds; `gain` is paired
-    by seed against the best baseline without admission."""
-
-    cell: Cell
-    exfairs: str
-    worst: float
-    baseline: str
-    baseline_worst: float
-    gain: Stat
-    jain: float
-    goodput: float
-    best_goodput: float
-    best_goodput_label: str
-
-    @property
-    def gain_ok(self) -> bool:
-        return self.worst - self.baseline_worst >= TARGET_GAIN
-
-    @property
-    def jain_ok(self) -> bool:
-        return self.jain >= TARGET_JAIN
-
-    @property
-    def goodput_ok(self) -> bool:
-        return self.goodput >= self.best_goodput * (1 - GOODPUT_RTOL)
-
-    @property
-    def ok(self) -> bool:
-        return self.gain_ok and self.jain_ok and self.goodput_ok
-
-
-def target_rows(data: WideData) -> list[TargetRow]:
-    """One row per (regime, scenario, load): the best ExFairS variant (with or without
-    admission, ablation variants excluded) against the best baseline without admission."""
-    ex = _labels(data, exfairs=True)
-    base = _labels(data, exfairs=False, admitted=False)
-    out = []
-    for cell in data.cells():
-        e, ew = _best(data, cell, ex, WORST)
-        b, bw = _best(data, cell, base, WORST)
-        if e == "–" or b == "–":
-            continue
-        g, gv = _best(data, cell, base, GOODPUT)
-        out.append(TargetRow(cell, e, ew, b, bw, paired(data, cell, e, b, WORST),
-                             mean_of(data, cell, e, JAIN), mean_of(data, cell, e, GOODPUT), gv,
-                             g))
-    return out
+# Re-exported: the numbers moved to `widened_stats`; callers import the target check here.
+__all__ = [
+    "GOODPUT",
+    "JAIN",
+    "TARGET_GAIN",
+    "TARGET_JAIN",
+    "WORST",
+    "Cell",
+    "TargetRow",
+    "admission_section",
+    "best_section",
+    "build_widened_document",
+    "mean_of",
+    "paired",
+    "results_section",
+    "revisit_section",
+    "target_rows",
+    "target_section",
+    "wins_losses_section",
+]
 
 
 def _yes(flag: bool) -> str:
@@ -193,8 +128,8 @@ def admission_section(data: WideData) -> str:
             for c in cells:
                 if not ex_adm or not other_adm:
                     continue
-                e, _ = _best(data, c, ex_adm, WORST)
-                o, _ = _best(data, c, other_adm, WORST)
+                e, _ = best_label(data, c, ex_adm, WORST)
+                o, _ = best_label(data, c, other_adm, WORST)
                 d_ord.append(paired(data, c, e, o, WORST))
             w_ord = _wtl(d_ord, True)
             body.append([reg, f"{load:g}", _mean_str(d_adm), w_adm, _mean_str(d_ord), w_ord])
@@ -234,7 +169,7 @@ def wins_losses_section(data: WideData) -> str:
     lines = []
     n = len(data.cells())
     spread_lines = []
-    plain = _labels(data, admitted=False)
+    plain = variant_labels(data, admitted=False)
     for reg in data.regimes:
         for load in data.loads:
             spreads = []
@@ -251,7 +186,7 @@ def wins_losses_section(data: WideData) -> str:
         behind: dict[str, list[Cell]] = {WORST: [], GOODPUT: []}
         for cell in data.cells():
             for key in (WORST, GOODPUT):
-                best, _ = _best(data, cell, labels, key)
+                best, _ = best_label(data, cell, labels, key)
                 if best == "–" or not data.runs.get((*cell, lab)):
                     continue
                 if best == lab:
@@ -265,7 +200,7 @@ def wins_losses_section(data: WideData) -> str:
         s += _by_regime(data, among[WORST])
         if behind[WORST]:
             worst_gap = min(
-                ((c, paired(data, c, lab, _best(data, c, labels, WORST)[0], WORST))
+                ((c, paired(data, c, lab, best_label(data, c, labels, WORST)[0], WORST))
                  for c in behind[WORST]), key=lambda t: t[1].mean)
             s += (f"; clearly behind the best in {len(behind[WORST])} (furthest in "
                   f"{worst_gap[0][1]}, {worst_gap[0][0]} at load {worst_gap[0][2]:g}: "
@@ -287,15 +222,15 @@ def best_section(data: WideData) -> str:
     attainment, with and without admission."""
     head = ["regime", "scenario", *[f"load {x:g}" for x in data.loads]]
     body = []
-    plain = _labels(data, admitted=False)
-    admitted = _labels(data, admitted=True)
+    plain = variant_labels(data, admitted=False)
+    admitted = variant_labels(data, admitted=True)
     for reg in data.regimes:
         for scen in data.scenarios:
             row = [reg, _scen(data, scen)]
             for load in data.loads:
                 cell = (reg, scen, load)
-                b, bv = _best(data, cell, plain, WORST)
-                a, av = _best(data, cell, admitted, WORST)
+                b, bv = best_label(data, cell, plain, WORST)
+                a, av = best_label(data, cell, admitted, WORST)
                 txt = f"{exp_label(b)} {fmt(bv, 3)}" if b != "–" else "–"
                 if a != "–":
                     txt += f"; with admission {exp_label(a.split(' + ')[0])} {fmt(av, 3)}"
@@ -417,7 +352,7 @@ def build_widened_document(data: WideData, *, command: str, explanation: str = "
         "## Target check\n\n", target_section(data, rows), "\n",
         "## Admission's gain and the order's\n\n", admission_section(data), "\n",
         "## Where each policy wins and loses\n\n", wins_losses_section(data), "\n",
-        best_section(data) if _labels(data, admitted=True) else "", "\n",
+        best_section(data) if variant_labels(data, admitted=True) else "", "\n",
         "## ExFairS score revisit\n\n", revisit_section(data), "\n",
         "## Results per scenario and regime\n\n",
         "Means over seeds: worst-client SLO attainment and goodput (requests/s meeting every "
