@@ -106,29 +106,33 @@ def max_service_gap(timeline: ServiceTimeline, start_s: float = -math.inf
         return none
     ci, cj = np.minimum(owner[r], owner[s]), np.maximum(owner[r], owner[s])
     first, last = lo[s], np.minimum(hi[r], hi[s])
-    # Grid points where G is evaluated, by meeting: its first point, then each service event
-    # of i or j after it and up to its last point.
+    # Grid points where G is evaluated, meeting by meeting: its first point, then each grid
+    # point after it, up to its last, where i got service, then those where j did.
     stride = timeline.stride
-    which = [np.arange(r.size, dtype=np.int64)]
-    where = [first]
-    for cl in (ci, cj):
-        a = np.searchsorted(timeline.event_keys, cl * stride + first, side="right")
-        b = np.searchsorted(timeline.event_keys, cl * stride + last, side="right")
-        meet, pos = flat_ranges(a, b - a)
-        which.append(meet)
-        where.append(timeline.event_keys[pos] - cl[meet] * stride)
-    meet = np.concatenate(which)
-    k = np.concatenate(where)
-    by_meet = np.argsort(meet, kind="stable")
-    meet, k = meet[by_meet], k[by_meet]
-    g = timeline.service_at(ci[meet], k) - timeline.service_at(cj[meet], k)
-    starts = np.flatnonzero(np.concatenate([[True], meet[1:] != meet[:-1]]))
-    gaps = np.maximum.reduceat(g, starts) - np.minimum.reduceat(g, starts)
+    keys = timeline.event_keys
+    span = [np.searchsorted(keys, cl * stride + k, side="right")
+            for cl in (ci, cj) for k in (first, last)]
+    n_i, n_j = span[1] - span[0], span[3] - span[2]
+    size = 1 + n_i + n_j
+    at = np.cumsum(size) - size
+    g = np.empty(int(size.sum()))
+    g[at] = timeline.service_at(ci, first) - timeline.service_at(cj, first)
+    for i_own, pos_from, count, shift in ((True, span[0], n_i, at + 1),
+                                          (False, span[2], n_j, at + 1 + n_i)):
+        meet, pos = flat_ranges(pos_from, count)
+        own, other = (ci, cj) if i_own else (cj, ci)
+        # The client's own service at its n-th service point is read off; the other's is
+        # looked up at the same grid index.
+        mine = timeline.cumulative[pos + own[meet] + 1]
+        theirs = timeline.service_at(other[meet], keys[pos] - own[meet] * stride)
+        dest = shift[meet] + pos - pos_from[meet]
+        g[dest] = mine - theirs if i_own else theirs - mine
+    gaps = np.maximum.reduceat(g, at) - np.minimum.reduceat(g, at)
     # A pair's gap is the largest over its meetings (NaN if any is NaN: never reported).
     pair = ci * n_c + cj
     by_pair = np.argsort(pair, kind="stable")
-    pairs, at = np.unique(pair[by_pair], return_index=True)
-    pair_gap = np.maximum.reduceat(gaps[by_pair], at)
+    pairs, pair_at = np.unique(pair[by_pair], return_index=True)
+    pair_gap = np.maximum.reduceat(gaps[by_pair], pair_at)
     ok = pair_gap > 0.0
     if not ok.any():
         return none

@@ -37,13 +37,13 @@ class ServiceTimeline:
     * queued: some request of c has arrived and not got its first token (the backlog of the
       `exfairs.metrics` docstring; a request without one is queued until it ends; `queued`).
 
-    Stored sparse: `event_keys` holds ``c · (len(times_s) + 1) + k`` for each service event of
-    client c at grid index k, sorted (by client, then time, simultaneous events in record
-    order); client c's events are ``event_keys[event_offsets[c]:event_offsets[c + 1]]`` and its
-    cumulative service after its first n events is ``cumulative[event_offsets[c] + c + n]``
-    (each client's run of `cumulative` starts at 0). `queued_runs` and `backlog_runs` are rows
-    (client, first, last grid index, inclusive) of the maximal stretches where the client is
-    queued / backlogged, sorted by client and time.
+    Stored sparse: `event_keys` holds ``c · (len(times_s) + 1) + k`` for each grid index k at
+    which client c received service, sorted (by client, then time); client c's are
+    ``event_keys[event_offsets[c]:event_offsets[c + 1]]`` and its cumulative service after the
+    first n of them is ``cumulative[event_offsets[c] + c + n]`` (each client's run of
+    `cumulative` starts at 0; simultaneous events are summed in record order). `queued_runs`
+    and `backlog_runs` are rows (client, first, last grid index, inclusive) of the maximal
+    stretches where the client is queued / backlogged, sorted by client and time.
     """
 
     clients: tuple[str, ...]
@@ -191,21 +191,28 @@ def service_timeline(records: Sequence[RequestRecord], clients: Sequence[ClientI
     grid = np.sort(np.concatenate([events, mids]))
     stride = grid.size + 1
     n_c = len(names)
-    # By time (ties in record order), then by client keeping that order: each client's events
-    # in the order a per-client stable sort by time gives.
-    order = np.argsort(t_serv, kind="stable")
-    order = order[np.argsort(c_serv[order], kind="stable")]
+    # By client, then time (the grid index of an event time), simultaneous events in record
+    # order (a stable sort): each client's events in the order a per-client stable sort by
+    # time gives.
+    keys = c_serv * stride + np.searchsorted(grid, t_serv, side="left")
+    order = np.argsort(keys, kind="stable")
+    keys = keys[order]
     ev_c = c_serv[order]
     ev_v = v_serv[order]
-    keys = ev_c * stride + np.searchsorted(grid, t_serv[order], side="left")
     offsets = np.searchsorted(ev_c, np.arange(n_c + 1, dtype=np.int64), side="left")
-    cumulative = np.empty(ev_v.size + n_c)
+    running = np.empty(ev_v.size)
     for c in range(n_c):
         # One cumsum per client: its sums run in its own event order (a cumsum over all clients
         # minus offsets would round differently). Loops over clients with records only.
         lo, hi = int(offsets[c]), int(offsets[c + 1])
-        cumulative[lo + c] = 0.0
-        np.cumsum(ev_v[lo:hi], out=cumulative[lo + c + 1:hi + c + 1])
+        np.cumsum(ev_v[lo:hi], out=running[lo:hi])
+    # Simultaneous events (one token of every running request per engine step) collapse into
+    # one: a client's service at a grid point is its running sum after its last event there.
+    last = np.concatenate([keys[1:] != keys[:-1], [True]]) if keys.size else np.zeros(0, bool)
+    keys, running, ev_c = keys[last], running[last], ev_c[last]
+    offsets = np.searchsorted(ev_c, np.arange(n_c + 1, dtype=np.int64), side="left")
+    cumulative = np.zeros(keys.size + n_c)
+    cumulative[np.arange(keys.size) + ev_c + 1] = running
     # Arrived at or before t (first grid index ≥ the arrival), minus first token / end strictly
     # before t (first grid index > that time): an end time is still backlogged, its last token
     # is service received while backlogged; a first-token time is still queued.
