@@ -298,3 +298,19 @@ def test_sparse_timeline_size_grows_with_requests_not_clients() -> None:
             == _ref_max_service_gap(service_timeline(few, clients[:40]), -math.inf))
     gap, pair = max_service_gap(tl)
     assert gap > 0 and pair[0] != pair[1]
+
+
+@settings(max_examples=300, deadline=None)
+@given(values=st.lists(st.one_of(st.floats(0.0, 1e4), st.integers(0, 40).map(lambda k: k / 8),
+                                 st.just(math.nan)), max_size=40))
+def test_stats_equal_one_numpy_call_per_statistic(values: list[float]) -> None:
+    """`_stats` (one-value shortcut, both percentiles in one call) gives, bit for bit, what one
+    NumPy call per statistic gives, as `vllm bench serve` computes them."""
+    x = np.asarray(values, dtype=np.float64)
+    v = x[~np.isnan(x)] * 1000.0
+    want = ([math.nan] * 5 if v.size == 0 else
+            [float(f(v)) for f in (np.mean, np.median, lambda a: np.percentile(a, 90),
+                                   lambda a: np.percentile(a, 99), np.std)])
+    got = _stats(x, "ttft")
+    assert repr(list(got.values())) == repr(want)
+    assert list(got) == [f"{k}_ttft_ms" for k in ("mean", "median", "p90", "p99", "std")]
