@@ -73,6 +73,11 @@ def _policy_state_png(scenario: str, load: float, seed: int,
     return _save_png(fig, out / f"policy-state_{scenario}_load{load:g}.png")
 
 
+#: The document takes PNGs only: the plots' other default format (SVG, drawn after the PNG, so
+#: leaving it out changes no PNG) was drawn and thrown away.
+_PNG = ("png",)
+
+
 def _copy_pngs(paths: Sequence[Path], fig_dir: Path, prefix: str = "") -> list[Path]:
     """The PNGs among `paths` (those named `prefix`…) copied into `fig_dir`."""
     made = []
@@ -87,7 +92,7 @@ def _copy_pngs(paths: Sequence[Path], fig_dir: Path, prefix: str = "") -> list[P
 def _aggregated_task(rows: Sequence[SummaryRow], fig_dir: Path) -> list[Path]:
     """The aggregated figures of `rows` (one per scenario among them) into `fig_dir`."""
     with tempfile.TemporaryDirectory(prefix="exfairs-study-") as tmp:
-        return _copy_pngs(plot_aggregated(list(rows), Path(tmp)), fig_dir)
+        return _copy_pngs(plot_aggregated(list(rows), Path(tmp), formats=_PNG), fig_dir)
 
 
 def _scenario_task(scenario: str, load: float, seed: int,
@@ -103,7 +108,7 @@ def _scenario_task(scenario: str, load: float, seed: int,
     full = [replace(cache[f] if f in cache else read_result(f), policy_samples=())
             for f in fair_files]
     with tempfile.TemporaryDirectory(prefix="exfairs-study-") as tmp:
-        made += _copy_pngs(plot_fairness(full, Path(tmp)), fig_dir, "fairness")
+        made += _copy_pngs(plot_fairness(full, Path(tmp), formats=_PNG), fig_dir, "fairness")
     return made
 
 
