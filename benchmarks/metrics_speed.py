@@ -5,14 +5,17 @@ each, alternating, median over repeats.
     python benchmarks/metrics_speed.py [--base HEAD] [--every 10] [--repeats 5]
 
 The cells: every `--every`-th cell of studies/exfairs-study.toml at seed 0, simulated once here.
-The revision's core/metrics.py is loaded from `git show BASE:core/metrics.py` as a separate module
-(it imports the installed `exfairs` for records and errors).
+The revision's metrics are loaded from git as a separate module `metrics_base`, whichever layout
+the revision has: the single file core/metrics.py (`git show BASE:core/metrics.py`) or the package
+core/metrics/ (every file of it, their `exfairs.metrics` imports pointed at `metrics_base` so the
+revision's own submodules are used). Either imports the installed `exfairs` for records and errors.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import re
 import statistics
 import subprocess
 import sys
@@ -29,12 +32,29 @@ from exfairs.sim.sweep import _prepare, load_sweep, split_gate_knob
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def _git(*args: str) -> str:
+    return subprocess.run(["git", *args], cwd=ROOT, check=True, capture_output=True,
+                          text=True).stdout
+
+
 def _module_at(rev: str, where: Path) -> ModuleType:
-    src = subprocess.run(["git", "show", f"{rev}:core/metrics.py"], cwd=ROOT, check=True,
-                         capture_output=True, text=True).stdout
-    path = where / "metrics_base.py"
-    path.write_text(src)
-    spec = importlib.util.spec_from_file_location("metrics_base", path)
+    """`rev`'s metrics as the module (or package) `metrics_base`, written under `where`."""
+    files = _git("ls-tree", "-r", "--name-only", rev, "--", "core/metrics.py", "core/metrics")
+    names = [f for f in files.splitlines() if f.endswith(".py")]
+    if names == ["core/metrics.py"]:
+        path = where / "metrics_base.py"
+        path.write_text(_git("show", f"{rev}:core/metrics.py"))
+        spec = importlib.util.spec_from_file_location("metrics_base", path)
+    elif names and all(n.startswith("core/metrics/") for n in names):
+        pkg = where / "metrics_base"
+        pkg.mkdir()
+        for name in names:
+            src = re.sub(r"\bexfairs\.metrics\b", "metrics_base", _git("show", f"{rev}:{name}"))
+            (pkg / name.removeprefix("core/metrics/")).write_text(src)
+        spec = importlib.util.spec_from_file_location(
+            "metrics_base", pkg / "__init__.py", submodule_search_locations=[str(pkg)])
+    else:
+        raise SystemExit(f"{rev} has neither core/metrics.py nor core/metrics/")
     assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
     sys.modules["metrics_base"] = mod  # dataclasses look their module up while being built

@@ -64,13 +64,11 @@ from exfairs.errors import InputError
 from exfairs.metrics.aggregate import _aggregate, _stats
 from exfairs.metrics.fairness import (
     BackloggedService,
-    ServiceTimeline,
     backlogged_service,
     jain_index,
     jain_over_time,
     max_min_fair_share,
     max_service_gap,
-    service_timeline,
 )
 from exfairs.metrics.request import (
     _last_time,
@@ -82,6 +80,7 @@ from exfairs.metrics.request import (
     request_qoe,
     served_service,
 )
+from exfairs.metrics.timeline import ServiceTimeline, service_timeline
 from exfairs.metrics.types import (
     DEFAULT_QOE,
     DEFAULT_SERVICE_WEIGHTS,

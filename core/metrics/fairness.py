@@ -1,26 +1,21 @@
-"""Fairness across clients: Jain's index, weighted max-min fair shares, the service timeline,
-VTC's maximum service gap, service while backlogged in windows and Jain's index over time."""
+"""Fairness across clients: Jain's index, weighted max-min fair shares, VTC's maximum service gap
+and service while backlogged in windows (over `exfairs.metrics.timeline`'s service timeline) and
+Jain's index over time."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import chain
 from typing import Any
 
 import numpy as np
 
 from exfairs.errors import InputError
 from exfairs.metrics.request import record_slo_met
-from exfairs.metrics.types import (
-    DEFAULT_SERVICE_WEIGHTS,
-    BoolArray,
-    FloatArray,
-    ServiceWeights,
-    _f,
-)
-from exfairs.records import ClientInfo, Outcome, RequestRecord
+from exfairs.metrics.timeline import ServiceTimeline, flat_ranges
+from exfairs.metrics.types import BoolArray, FloatArray, _f
+from exfairs.records import ClientInfo, RequestRecord
 
 
 def jain_index(values: Sequence[float] | FloatArray) -> float:
@@ -74,108 +69,6 @@ def max_min_fair_share(demands: Sequence[float] | FloatArray,
     return out
 
 
-@dataclass(frozen=True, slots=True)
-class ServiceTimeline:
-    """Each client's cumulative weighted service and backlog on a common time grid.
-
-    `times_s` holds every event time (arrivals, first tokens, token times, ends) and the midpoint
-    between each pair of consecutive events, so backlog gaps between events are visible.
-    `service[c, k]` is client c's weighted service (divided by its weight) delivered up to and
-    including `times_s[k]`; `backlogged[c, k]` is True while some request of c has arrived and not
-    ended (finish, or the last event of the run for requests that never finished); `queued[c, k]`
-    while some request of c has arrived and not got its first token (the backlog of the module
-    docstring; a request without one is queued until it ends).
-    """
-
-    clients: tuple[str, ...]
-    times_s: FloatArray
-    service: FloatArray
-    backlogged: BoolArray
-    queued: BoolArray
-
-
-#: Outcomes whose request stops being backlog at its last known event.
-_STOPPED = frozenset((Outcome.FAILED, Outcome.TIMED_OUT, Outcome.REJECTED))
-
-
-def _times(records: Sequence[RequestRecord], name: str) -> FloatArray:
-    """The optional time `name` of every record, NaN where it is None."""
-    return np.fromiter((math.nan if (t := getattr(r, name)) is None else t for r in records),
-                       dtype=np.float64, count=len(records))
-
-
-def service_timeline(records: Sequence[RequestRecord], clients: Sequence[ClientInfo],
-                     weights: ServiceWeights = DEFAULT_SERVICE_WEIGHTS) -> ServiceTimeline:
-    """Reconstruct cumulative service and backlog per client from the records (see the class).
-
-    The prompt's service is charged at the first token (when its prefill is known to be done), each
-    generated token at its emission time.
-    """
-    names = tuple(c.name for c in clients)
-    index = {c.name: i for i, c in enumerate(clients)}
-    weight = np.asarray([c.weight for c in clients], dtype=np.float64)
-    if not records:
-        z = np.zeros(0)
-        return ServiceTimeline(names, z, np.zeros((len(names), 0)),
-                               np.zeros((len(names), 0), dtype=bool),
-                               np.zeros((len(names), 0), dtype=bool))
-    n = len(records)
-    lens = np.fromiter((len(r.token_times_s) for r in records), dtype=np.int64, count=n)
-    flat = np.fromiter(chain.from_iterable(r.token_times_s for r in records), dtype=np.float64,
-                       count=int(lens.sum()))
-    rc = np.fromiter((index[r.client] for r in records), dtype=np.int64, count=n)
-    t_start = np.fromiter((r.arrival_s for r in records), dtype=np.float64, count=n)
-    first = _times(records, "first_token_s")
-    finish = _times(records, "finish_s")
-    # Each record's last event (`_last_time`): max ignores the NaN of a missing time.
-    last_tok = np.full(n, np.nan)
-    has_tok = lens > 0
-    last_tok[has_tok] = flat[np.cumsum(lens)[has_tok] - 1]
-    last = np.fmax.reduce(np.stack([t_start, last_tok, first, finish,
-                                    _times(records, "dispatch_s")]), axis=0)
-    horizon = float(last.max())
-    completed = np.fromiter((r.outcome.completed for r in records), dtype=bool, count=n)
-    stopped = np.fromiter((r.outcome in _STOPPED for r in records), dtype=bool, count=n)
-    # Failed/timed-out/rejected requests stop being backlog at their last known event; aborted
-    # (run ended) or unknown ones stay backlogged to the end of the run.
-    t_end = np.where(completed & ~np.isnan(finish), finish, np.where(stopped, last, horizon))
-    t_first = np.where(np.isnan(first), t_end, first)
-    # Service events as runs of equal value (a record's tokens, then its prompt at the first
-    # token), in record order: the stable sort below breaks ties between simultaneous events by
-    # this order, so it fixes the summation order of the cumulative service.
-    has_first = ~np.isnan(first)
-    prompt = np.fromiter((r.prompt_tokens for r in records), dtype=np.int64, count=n)
-    tok_v = weights.output / weight[rc]
-    prompt_v = (weights.prompt * prompt[has_first].astype(np.float64)) / weight[rc[has_first]]
-    at = np.cumsum(lens)[has_first]  # after the record's last token
-    t_serv = np.insert(flat, at, first[has_first])
-    c_serv = np.insert(np.repeat(rc, lens), at, rc[has_first])
-    v_serv = np.insert(np.repeat(tok_v, lens), at, prompt_v)
-    c_start = rc
-    events = np.unique(np.concatenate([t_serv, t_start, t_end, t_first]))
-    mids = (events[:-1] + events[1:]) / 2.0
-    grid = np.sort(np.concatenate([events, mids]))
-    n_c = len(names)
-    service = np.zeros((n_c, grid.size))
-    backlog = np.zeros((n_c, grid.size), dtype=bool)
-    queued = np.zeros((n_c, grid.size), dtype=bool)
-    for c in range(n_c):
-        sel = c_serv == c
-        order = np.argsort(t_serv[sel], kind="stable")
-        ts = t_serv[sel][order]
-        cum = np.concatenate([[0.0], np.cumsum(v_serv[sel][order])])
-        service[c] = cum[np.searchsorted(ts, grid, side="right")]
-        # Requests in flight at t = arrived at or before t minus ended strictly before t (an end
-        # time is still backlogged: its last token is service received while backlogged).
-        mine = c_start == c
-        arrived = np.searchsorted(np.sort(t_start[mine]), grid, side="right")
-        ended = np.searchsorted(np.sort(t_end[mine]), grid, side="left")
-        backlog[c] = (arrived - ended) > 0
-        started = np.searchsorted(np.sort(t_first[mine]), grid, side="left")
-        queued[c] = (arrived - started) > 0
-    return ServiceTimeline(names, grid, service, backlog, queued)
-
-
 def max_service_gap(timeline: ServiceTimeline, start_s: float = -math.inf
                     ) -> tuple[float, tuple[str, str]]:
     """VTC's fairness measure: the largest difference in service two clients received over an
@@ -186,45 +79,66 @@ def max_service_gap(timeline: ServiceTimeline, start_s: float = -math.inf
 
     For clients i, j and a maximal interval where both are backlogged, the largest
     |(W_i(t₂) − W_i(t₁)) − (W_j(t₂) − W_j(t₁))| over t₁ < t₂ in it is max G − min G of
-    G = W_i − W_j on that interval. Intervals are cut at `start_s` (times before it are ignored).
-    Returns (gap, (client_i, client_j)); (0.0, ("", "")) when no two clients were ever backlogged
+    G = W_i − W_j on that interval (over its grid points). Intervals are cut at `start_s` (times
+    before it are ignored). Returns (gap, (client_i, client_j)), i before j in the timeline's
+    order, the first such pair on a tie; (0.0, ("", "")) when no two clients were ever backlogged
     together.
+
+    Cost: O(stretches where two clients are queued together + their service events), never
+    clients × grid: G only changes at a service event of i or j, so its extremes over a shared
+    stretch are among its value at the stretch's first grid point and at those events.
     """
-    best = 0.0
-    pair = ("", "")
-    n_c = len(timeline.clients)
-    q = timeline.queued & (timeline.times_s >= start_s)[None, :]
-    if n_c < 2 or q.shape[1] == 0:
-        return best, pair
-    # Each client's first and last queued grid index: pairs whose spans do not overlap are never
-    # backlogged together, and a pair's runs lie inside the overlap of the two spans.
-    seen: BoolArray = np.asarray(q.any(axis=1), dtype=bool)
-    first = np.where(seen, q.argmax(axis=1), -1)
-    last = np.where(seen, q.shape[1] - 1 - q[:, ::-1].argmax(axis=1), -2)
-    for i in range(n_c):
-        if not seen[i]:
-            continue
-        for j in range(i + 1, n_c):
-            lo_k = max(first[i], first[j])
-            hi_k = min(last[i], last[j]) + 1
-            if not seen[j] or lo_k >= hi_k:
-                continue
-            both = q[i, lo_k:hi_k] & q[j, lo_k:hi_k]
-            if not both.any():
-                continue
-            g = timeline.service[i, lo_k:hi_k] - timeline.service[j, lo_k:hi_k]
-            edges = np.diff(np.concatenate([[0], both.astype(np.int8), [0]]))
-            run_start = np.flatnonzero(edges == 1)
-            run_end = np.flatnonzero(edges == -1)  # exclusive
-            # Runs are disjoint and ordered: reduceat over [start, end) slices of g.
-            idx = np.stack([run_start, run_end]).T.ravel()
-            idx = idx[idx < g.size]
-            hi = np.maximum.reduceat(g, idx)[::2]
-            lo = np.minimum.reduceat(g, idx)[::2]
-            gap = float(np.max(hi - lo))
-            if gap > best:
-                best, pair = gap, (timeline.clients[i], timeline.clients[j])
-    return best, pair
+    none = (0.0, ("", ""))
+    n_c, m = len(timeline.clients), timeline.times_s.size
+    if n_c < 2 or m == 0:
+        return none
+    runs = timeline.queued_runs
+    lo = np.maximum(runs[:, 1], np.searchsorted(timeline.times_s, start_s, side="left"))
+    keep = lo <= runs[:, 2]
+    owner, lo, hi = runs[keep, 0], lo[keep], runs[keep, 2]
+    order = np.argsort(lo, kind="stable")
+    owner, lo, hi = owner[order], lo[order], hi[order]
+    # Stretch s (after r in this order) meets stretch r iff it starts by r's end; one client's
+    # stretches are disjoint, so every meeting is between two clients, found once.
+    later = np.arange(lo.size, dtype=np.int64) + 1
+    r, s = flat_ranges(later, np.searchsorted(lo, hi, side="right") - later)
+    if r.size == 0:
+        return none
+    ci, cj = np.minimum(owner[r], owner[s]), np.maximum(owner[r], owner[s])
+    first, last = lo[s], np.minimum(hi[r], hi[s])
+    # Grid points where G is evaluated, meeting by meeting: its first point, then each grid
+    # point after it, up to its last, where i got service, then those where j did.
+    stride = timeline.stride
+    keys = timeline.event_keys
+    span = [np.searchsorted(keys, cl * stride + k, side="right")
+            for cl in (ci, cj) for k in (first, last)]
+    n_i, n_j = span[1] - span[0], span[3] - span[2]
+    size = 1 + n_i + n_j
+    at = np.cumsum(size) - size
+    g = np.empty(int(size.sum()))
+    g[at] = timeline.service_at(ci, first) - timeline.service_at(cj, first)
+    for i_own, pos_from, count, shift in ((True, span[0], n_i, at + 1),
+                                          (False, span[2], n_j, at + 1 + n_i)):
+        meet, pos = flat_ranges(pos_from, count)
+        own, other = (ci, cj) if i_own else (cj, ci)
+        # The client's own service at its n-th service point is read off; the other's is
+        # looked up at the same grid index.
+        mine = timeline.cumulative[pos + own[meet] + 1]
+        theirs = timeline.service_at(other[meet], keys[pos] - own[meet] * stride)
+        dest = shift[meet] + pos - pos_from[meet]
+        g[dest] = mine - theirs if i_own else theirs - mine
+    gaps = np.maximum.reduceat(g, at) - np.minimum.reduceat(g, at)
+    # A pair's gap is the largest over its meetings (NaN if any is NaN: never reported).
+    pair = ci * n_c + cj
+    by_pair = np.argsort(pair, kind="stable")
+    pairs, pair_at = np.unique(pair[by_pair], return_index=True)
+    pair_gap = np.maximum.reduceat(gaps[by_pair], pair_at)
+    ok = pair_gap > 0.0
+    if not ok.any():
+        return none
+    best = pair_gap[ok].max()
+    win = int(pairs[np.flatnonzero(ok & (pair_gap == best))[0]])
+    return float(best), (timeline.clients[win // n_c], timeline.clients[win % n_c])
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,23 +202,26 @@ def backlogged_service(timeline: ServiceTimeline, start_s: float, end_s: float,
     if n_w == 0 or grid.size == 0:
         return BackloggedService(timeline.clients, edges, service, jain)
     # Backlog is constant between grid points; a window is covered by the last point at or
-    # before its start and every point before its end.
+    # before its start and every point before its end: grid indices lo … last, all inside one
+    # queued stretch of the client. Both bounds grow with the window, so the windows inside a
+    # stretch are consecutive.
     lo = np.maximum(np.searchsorted(grid, edges[:-1], side="right") - 1, 0)
-    hi = np.searchsorted(grid, edges[1:], side="left")
-    before_grid = edges[:-1] < grid[0]
+    last = np.maximum(np.searchsorted(grid, edges[1:], side="left"), lo + 1) - 1
+    runs = timeline.queued_runs
+    w_from = np.searchsorted(lo, runs[:, 1], side="left")
+    stretch, w = flat_ranges(w_from, np.searchsorted(last, runs[:, 2], side="right") - w_from)
+    keep = edges[w] >= grid[0]
+    stretch, w = stretch[keep], w[keep]
+    client = runs[stretch, 0]
     # Cumulative service at an edge: the value at the last grid point at or before it.
     at = np.searchsorted(grid, edges, side="right") - 1
-    for c in range(n_c):
-        not_q = np.concatenate([[0], np.cumsum(~timeline.queued[c])])
-        gaps = not_q[np.maximum(hi, lo + 1)] - not_q[lo]
-        whole = (gaps == 0) & ~before_grid
-        cum = np.where(at >= 0, timeline.service[c][np.maximum(at, 0)], 0.0)
-        got = np.diff(cum)
-        service[:, c] = np.where(whole, got, math.nan)
-    for w in range(n_w):
-        row = service[w][~np.isnan(service[w])]
+    cum = [np.where(e >= 0, timeline.service_at(client, np.maximum(e, 0)), 0.0)
+           for e in (at[w], at[w + 1])]
+    service[w, client] = cum[1] - cum[0]
+    for k in range(n_w):
+        row = service[k][~np.isnan(service[k])]
         if row.size >= 2:
-            jain[w] = jain_index(row)
+            jain[k] = jain_index(row)
     return BackloggedService(timeline.clients, edges, service, jain)
 
 

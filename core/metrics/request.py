@@ -126,7 +126,8 @@ class _PerRequest:
     NaN where undefined), built once and indexed per client by `_aggregate`.
 
     `itl_s` holds the inter-token gaps of every record with two tokens or more, record by record,
-    and `itl_owner` the position of the record each gap belongs to."""
+    and `itl_owner` the position of the record each gap belongs to; record k's gaps are
+    ``itl_s[itl_start[k]:itl_start[k + 1]]``."""
 
     ttft_s: FloatArray
     tpot_s: FloatArray
@@ -141,6 +142,7 @@ class _PerRequest:
     preemptions: npt.NDArray[np.int64]
     itl_s: FloatArray
     itl_owner: npt.NDArray[np.int64]
+    itl_start: npt.NDArray[np.int64]
 
 
 _OUTCOMES = tuple(Outcome)
@@ -185,6 +187,7 @@ def _per_request(records: Sequence[RequestRecord], params: QoEParams) -> _PerReq
                                      count=n),
         preemptions=np.fromiter((r.preemptions for r in records), dtype=np.int64, count=n),
         itl_s=itl, itl_owner=itl_owner,
+        itl_start=np.searchsorted(itl_owner, np.arange(n + 1, dtype=np.int64), side="left"),
     )
 
 

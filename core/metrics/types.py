@@ -14,6 +14,7 @@ from exfairs.errors import ConfigError
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
+IntArray = npt.NDArray[np.int64]
 
 
 def _f(x: float | np.floating[Any]) -> float:

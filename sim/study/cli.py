@@ -110,7 +110,7 @@ def main(argv: Sequence[str] | None, *, root: Path, prose_loader: Callable[[], P
             aconf = override(load_sweep(ns.ablation), _overrides(ns))
             ablation = run_study_sweep(aconf, ns.out / "ablation", jobs=ns.jobs, force=ns.force,
                                        report=report)
-        figs = [] if ns.no_figures else make_figures(data, before, ns.figures)
+        figs = [] if ns.no_figures else make_figures(data, before, ns.figures, jobs=ns.jobs)
         prose = prose_loader()
         doc = build_document(data, before, ablation=ablation, doc_path=ns.doc, fig_paths=figs,
                              live_dir=ns.live_dir, prose=prose, command=_command(ns))

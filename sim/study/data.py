@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from exfairs.policies import parse_experiment
-from exfairs.results import RunResult, read_result, write_result
+from exfairs.results import RunResult, read_result
 from exfairs.sim.sweep import SweepConfig, run_sweep
 from exfairs.summary import SummaryRow, metric_value, summarize, write_summary_csv
 
@@ -86,16 +86,12 @@ def run_study_sweep(config: SweepConfig, out_dir: Path, *, jobs: int, force: boo
 
 
 def _light(path: Path, light: RunResult | None) -> RunResult:
-    """A cell's result without records, cached beside the full file (OUT/light/NAME): reading a
-    full results file costs far more than the summary needs."""
-    cache = path.parent / "light" / path.name
-    if light is None:
-        if cache.is_file() and cache.stat().st_mtime >= path.stat().st_mtime:
-            return read_result(cache)
-        light = replace(read_result(path), records=(), policy_samples=())
-    cache.parent.mkdir(exist_ok=True)
-    write_result(light, cache)
-    return light
+    """A cell's result without records: the sweep's own (from its resume index, or the cell just
+    run), else the results file read without its records. (A copy per cell used to be cached in
+    OUT/light/; the sweep's index made it a write that was never read.)"""
+    if light is not None:
+        return light
+    return replace(read_result(path, records=False), policy_samples=())
 
 
 def metric(res: RunResult, key: str) -> float:

@@ -6,9 +6,11 @@ from __future__ import annotations
 import math
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -18,7 +20,7 @@ from exfairs.plots import client_color, plot_aggregated, plot_fairness
 from exfairs.results import RunResult, read_result
 from exfairs.sim.study.data import StudyData, baselines, exfairs_experiments
 from exfairs.sim.study.stats import TARGET_LOAD
-from exfairs.summary import Stat
+from exfairs.summary import Stat, SummaryRow
 
 
 def _save_png(fig: Figure, path: Path) -> Path:
@@ -33,11 +35,21 @@ def _save_png(fig: Figure, path: Path) -> Path:
 def policy_state_figure(data: StudyData, scenario: str, load: float, seed: int,
                         panels: Sequence[tuple[str, str]], out: Path) -> Path | None:
     """Per-client policy state over time, one panel per (experiment, state name)."""
+    drawn = [(exp, name, path) for exp, name in panels
+             if (path := data.files.get((scenario, load, exp, seed))) is not None]
+    return _policy_state_png(scenario, load, seed, drawn, {}, out)
+
+
+def _policy_state_png(scenario: str, load: float, seed: int,
+                      panels: Sequence[tuple[str, str, Path]], cache: dict[Path, RunResult],
+                      out: Path) -> Path | None:
+    """`policy_state_figure` from the panels' result files; `cache` holds files already read
+    (and receives those read here)."""
     drawn: list[tuple[str, str, RunResult]] = []
-    for exp, name in panels:
-        path = data.files.get((scenario, load, exp, seed))
-        if path is not None:
-            drawn.append((exp, name, read_result(path)))
+    for exp, name, path in panels:
+        if path not in cache:
+            cache[path] = read_result(path)
+        drawn.append((exp, name, cache[path]))
     if not drawn:
         return None
     fig = Figure(figsize=(10, 2.8 * len(drawn)), layout="constrained")
@@ -61,43 +73,93 @@ def policy_state_figure(data: StudyData, scenario: str, load: float, seed: int,
     return _save_png(fig, out / f"policy-state_{scenario}_load{load:g}.png")
 
 
-def make_figures(data: StudyData, before: StudyData | None, fig_dir: Path) -> list[Path]:
-    """Every figure of the document, PNG only, into `fig_dir` (old PNGs there are removed)."""
+#: The document takes PNGs only: the plots' other default format (SVG, drawn after the PNG, so
+#: leaving it out changes no PNG) was drawn and thrown away.
+_PNG = ("png",)
+
+
+def _copy_pngs(paths: Sequence[Path], fig_dir: Path, prefix: str = "") -> list[Path]:
+    """The PNGs among `paths` (those named `prefix`…) copied into `fig_dir`."""
+    made = []
+    for p in paths:
+        if p.suffix == ".png" and p.name.startswith(prefix):
+            dest = fig_dir / p.name
+            shutil.copyfile(p, dest)
+            made.append(dest)
+    return made
+
+
+def _aggregated_task(rows: Sequence[SummaryRow], fig_dir: Path) -> list[Path]:
+    """The aggregated figures of `rows` (one per scenario among them) into `fig_dir`."""
+    with tempfile.TemporaryDirectory(prefix="exfairs-study-") as tmp:
+        return _copy_pngs(plot_aggregated(list(rows), Path(tmp), formats=_PNG), fig_dir)
+
+
+def _scenario_task(scenario: str, load: float, seed: int,
+                   state_panels: Sequence[tuple[str, str, Path]], fair_files: Sequence[Path],
+                   fig_dir: Path) -> list[Path]:
+    """One scenario's policy-state and fairness figures into `fig_dir`; each results file is
+    read once for both."""
+    cache: dict[Path, RunResult] = {}
+    made = []
+    state_png = _policy_state_png(scenario, load, seed, state_panels, cache, fig_dir)
+    if state_png is not None:
+        made.append(state_png)
+    full = [replace(cache[f] if f in cache else read_result(f), policy_samples=())
+            for f in fair_files]
+    with tempfile.TemporaryDirectory(prefix="exfairs-study-") as tmp:
+        made += _copy_pngs(plot_fairness(full, Path(tmp), formats=_PNG), fig_dir, "fairness")
+    return made
+
+
+def _before_after_task(after: StudyData, before: StudyData, fig_dir: Path) -> list[Path]:
+    png = before_after_figure(after, before, fig_dir)
+    return [] if png is None else [png]
+
+
+def make_figures(data: StudyData, before: StudyData | None, fig_dir: Path, *,
+                 jobs: int = 1) -> list[Path]:
+    """Every figure of the document, PNG only, into `fig_dir` (old PNGs there are removed).
+
+    With `jobs` > 1 the figures are drawn in that many worker processes (one task per scenario
+    and kind; each figure is drawn by the same code either way, so the files are the same)."""
     fig_dir.mkdir(parents=True, exist_ok=True)
     for old in fig_dir.glob("*.png"):
         old.unlink()
+    seed = min(data.config.seeds)
+    state_panels = [(e, "fr") for e in exfairs_experiments(data)
+                    if data.mode_of(e) in ("priority", "gate")]
+    state_panels += [(e, "counter") for e in baselines(data)
+                     if data.policy_of(e) == "VTC" and data.mode_of(e) == "gate"]
+    load = TARGET_LOAD if TARGET_LOAD in data.loads else data.loads[0]
+    fair_exps = [e for e in data.experiments() if data.mode_of(e) != "engine"]
+    tasks: list[tuple[Callable[..., list[Path]], tuple[Any, ...]]] = []
+    by_scenario: dict[str, list[SummaryRow]] = {}
+    for row in data.rows:
+        by_scenario.setdefault(row.scenario, []).append(row)
+    tasks += [(_aggregated_task, (rows, fig_dir)) for rows in by_scenario.values()]
+    for scen in data.scenarios:
+        panels = [(e, n, path) for e, n in state_panels
+                  if (path := data.files.get((scen, load, e, seed))) is not None]
+        fair = [data.files[(scen, load, e, s)]
+                for e in fair_exps for s in sorted(data.runs.get((scen, load, e), {}))]
+        tasks.append((_scenario_task, (scen, load, seed, panels, fair, fig_dir)))
+    if before is not None:
+        tasks.append((_before_after_task, (data, before, fig_dir)))
     made: list[Path] = []
-    with tempfile.TemporaryDirectory(prefix="exfairs-study-") as tmp_name:
-        tmp = Path(tmp_name)
-        for p in plot_aggregated(list(data.rows), tmp / "agg"):
-            if p.suffix == ".png":
-                dest = fig_dir / p.name
-                shutil.copyfile(p, dest)
-                made.append(dest)
-        seed = min(data.config.seeds)
-        state_panels = [(e, "fr") for e in exfairs_experiments(data)
-                        if data.mode_of(e) in ("priority", "gate")]
-        state_panels += [(e, "counter") for e in baselines(data)
-                         if data.policy_of(e) == "VTC" and data.mode_of(e) == "gate"]
-        load = TARGET_LOAD if TARGET_LOAD in data.loads else data.loads[0]
-        fair_exps = [e for e in data.experiments() if data.mode_of(e) != "engine"]
-        for scen in data.scenarios:
-            state_png = policy_state_figure(data, scen, load, seed, state_panels, fig_dir)
-            if state_png is not None:
-                made.append(state_png)
-            full = [read_result(data.files[(scen, load, e, s)])
-                    for e in fair_exps for s in sorted(data.runs.get((scen, load, e), {}))]
-            full = [replace(r, policy_samples=()) for r in full]
-            for p in plot_fairness(full, tmp / "fair"):
-                if p.suffix == ".png" and p.name.startswith("fairness"):
-                    dest = fig_dir / p.name
-                    shutil.copyfile(p, dest)
-                    made.append(dest)
-        if before is not None:
-            ba_png = before_after_figure(data, before, fig_dir)
-            if ba_png is not None:
-                made.append(ba_png)
+    if jobs <= 1:
+        for fn, args in tasks:
+            made += fn(*args)
+    else:
+        with ProcessPoolExecutor(max_workers=min(jobs, len(tasks))) as pool:
+            for paths in pool.map(_call, tasks):
+                made += paths
     return sorted(made)
+
+
+def _call(task: tuple[Callable[..., list[Path]], tuple[Any, ...]]) -> list[Path]:
+    fn, args = task
+    return fn(*args)
 
 
 def before_after_figure(after: StudyData, before: StudyData, out: Path) -> Path | None:

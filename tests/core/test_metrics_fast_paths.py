@@ -18,12 +18,15 @@ from exfairs.metrics import (
     AggregateMetrics,
     QoEParams,
     RequestMetrics,
+    ServiceTimeline,
     ServiceWeights,
     _aggregate,
     _last_time,
     _per_request,
     _stats,
+    backlogged_service,
     compute_metrics,
+    max_service_gap,
     request_metrics,
     service_timeline,
 )
@@ -212,3 +215,102 @@ def test_long_replies_qoe_matches_per_record() -> None:
     assert repr(pr.qoe.tolist()) == repr([request_metrics(r).qoe for r in records])
     m = compute_metrics(records, [ClientInfo("a")])
     assert m.overall.mean_qoe == float(np.mean([request_metrics(r).qoe for r in records]))
+
+
+def _ref_max_service_gap(tl: ServiceTimeline, start_s: float) -> tuple[float, tuple[str, str]]:
+    """`max_service_gap` over the dense clients × grid matrices, as it was computed before the
+    timeline became sparse: every pair, its grid points where both are queued, run by run."""
+    best, pair = 0.0, ("", "")
+    q = tl.queued & (tl.times_s >= start_s)[None, :]
+    service = tl.service
+    for i in range(len(tl.clients)):
+        for j in range(i + 1, len(tl.clients)):
+            both = np.concatenate([[False], q[i] & q[j], [False]])
+            edges = np.diff(both.astype(np.int8))
+            gaps = [float(np.max(g) - np.min(g))
+                    for a, b in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1),
+                                    strict=True)
+                    for g in [service[i, a:b] - service[j, a:b]]]
+            if gaps and max(gaps) > best:
+                best, pair = max(gaps), (tl.clients[i], tl.clients[j])
+    return best, pair
+
+
+def _ref_backlogged_service(tl: ServiceTimeline, start_s: float, end_s: float,
+                            window_s: float) -> np.ndarray:
+    """`BackloggedService.service` over the dense matrices, window by window and client by
+    client, as before the timeline became sparse."""
+    n_w = int(max(0.0, end_s - start_s) // window_s)
+    edges = start_s + window_s * np.arange(n_w + 1, dtype=np.float64)
+    out = np.full((n_w, len(tl.clients)), math.nan)
+    grid, queued, service = tl.times_s, tl.queued, tl.service
+    if grid.size == 0:
+        return out
+    for w in range(n_w):
+        lo = max(int(np.searchsorted(grid, edges[w], side="right")) - 1, 0)
+        hi = max(int(np.searchsorted(grid, edges[w + 1], side="left")), lo + 1)
+        if edges[w] < grid[0]:
+            continue
+        for c in range(len(tl.clients)):
+            if queued[c, lo:hi].all():
+                at = np.searchsorted(grid, edges[w:w + 2], side="right") - 1
+                cum = [service[c, k] if k >= 0 else 0.0 for k in at]
+                out[w, c] = cum[1] - cum[0]
+    return out
+
+
+@settings(max_examples=200, deadline=None)
+@given(records=st.lists(_record, max_size=14),
+       weights=st.sampled_from([DEFAULT_SERVICE_WEIGHTS, ServiceWeights(prompt=0.3, output=1.7)]),
+       client_weights=st.tuples(*[st.sampled_from([1.0, 0.3, 3.0])] * 3),
+       start_q=st.integers(-1, 24), span_q=st.integers(0, 40), window_q=st.integers(1, 12))
+def test_sparse_fairness_measures_equal_the_dense_ones(
+        records: list[RequestRecord], weights: ServiceWeights,
+        client_weights: tuple[float, float, float], start_q: int, span_q: int,
+        window_q: int) -> None:
+    """The service gap (with its pair) and the windowed service, computed on the sparse
+    timeline, are bit for bit those of the dense clients × grid scan (times on the records'
+    quarter-second grid, so window edges and cut points fall on events too)."""
+    clients = [ClientInfo(n, weight=w) for n, w in zip("abc", client_weights, strict=True)]
+    tl = service_timeline(records, clients, weights)
+    start = start_q / 4 if start_q >= 0 else -math.inf
+    assert repr(max_service_gap(tl, start_s=start)) == repr(_ref_max_service_gap(tl, start))
+    s0, s1, win = start_q / 4, (start_q + span_q) / 4, window_q / 4
+    got = backlogged_service(tl, s0, s1, win).service
+    assert got.shape == (int(max(0.0, s1 - s0) // win), 3)
+    assert repr(got.tolist()) == repr(_ref_backlogged_service(tl, s0, s1, win).tolist())
+
+
+def test_sparse_timeline_size_grows_with_requests_not_clients() -> None:
+    """1,000 one-request clients: the timeline holds O(events) values, and the gap is the dense
+    scan's (spot check on a few clients' worth of the same records)."""
+    records = [make_record(k, f"c{k}", arrival_s=k / 8, prompt_tokens=50, output_tokens=6,
+                           ttft_s=2.0 + (k % 7) / 8, tpot_s=0.125)
+               for k in range(1_000)]
+    clients = [ClientInfo(f"c{k}") for k in range(1_000)]
+    tl = service_timeline(records, clients)
+    stored = (tl.event_keys.size + tl.cumulative.size + tl.queued_runs.size
+              + tl.backlog_runs.size + tl.times_s.size)
+    assert stored < 40 * len(records)  # the dense matrices would be 1,000 × grid values
+    assert tl.times_s.size * len(clients) > 50 * stored
+    few = records[:40]
+    assert (max_service_gap(service_timeline(few, clients[:40]))
+            == _ref_max_service_gap(service_timeline(few, clients[:40]), -math.inf))
+    gap, pair = max_service_gap(tl)
+    assert gap > 0 and pair[0] != pair[1]
+
+
+@settings(max_examples=300, deadline=None)
+@given(values=st.lists(st.one_of(st.floats(0.0, 1e4), st.integers(0, 40).map(lambda k: k / 8),
+                                 st.just(math.nan)), max_size=40))
+def test_stats_equal_one_numpy_call_per_statistic(values: list[float]) -> None:
+    """`_stats` (one-value shortcut, both percentiles in one call) gives, bit for bit, what one
+    NumPy call per statistic gives, as `vllm bench serve` computes them."""
+    x = np.asarray(values, dtype=np.float64)
+    v = x[~np.isnan(x)] * 1000.0
+    want = ([math.nan] * 5 if v.size == 0 else
+            [float(f(v)) for f in (np.mean, np.median, lambda a: np.percentile(a, 90),
+                                   lambda a: np.percentile(a, 99), np.std)])
+    got = _stats(x, "ttft")
+    assert repr(list(got.values())) == repr(want)
+    assert list(got) == [f"{k}_ttft_ms" for k in ("mean", "median", "p90", "p99", "std")]

@@ -138,3 +138,21 @@ def test_same_seeds_same_document_and_figures(tmp_path: Path) -> None:
     second = _run(tmp_path, "b", "a.md", "--force")
     assert "From `benchmarks/results/validation-x.md`" in second
     assert first.split("## Live validation")[0] == second.split("## Live validation")[0]
+
+
+def test_figures_drawn_in_worker_processes_are_the_same_files(tmp_path: Path) -> None:
+    """--jobs 2 draws the figures in two processes: the same PNGs, byte for byte, and the same
+    document as one process (the second run reuses the first's cells)."""
+    first = _run(tmp_path, "a", "a.md")
+    serial = {p.name: p.read_bytes() for p in (tmp_path / "figs").glob("*.png")}
+    study, before = _sweeps(tmp_path)
+    rc = cli.main(["--sweep", str(study), "--before", str(before), "--out", str(tmp_path / "a"),
+                   "--doc", str(tmp_path / "b.md"), "--figures", str(tmp_path / "figs2"),
+                   "--live-dir", str(tmp_path / "live"), "--ablation", "none", "--jobs", "2"],
+                  root=tmp_path, prose_loader=_prose)
+    assert rc == 0
+    parallel = {p.name: p.read_bytes() for p in (tmp_path / "figs2").glob("*.png")}
+    assert serial and parallel == serial
+    second = (tmp_path / "b.md").read_text()
+    assert second.replace("figs2/", "figs/").replace("--jobs 2", "--jobs 1") == first
+    assert not (tmp_path / "a" / "light").exists()  # no per-cell copy beside the results
