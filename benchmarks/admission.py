@@ -12,7 +12,11 @@ attainment, request goodput (req/s meeting every SLO) and rejected requests; the
 check of the issue: best admission variant vs
 the best baseline (by worst-client attainment) without admission.
 
-    .venv/bin/python benchmarks/admission.py [--seeds 5] [--out benchmarks/results/admission.md]
+    .venv/bin/python benchmarks/admission.py [--seeds 5] [--jobs 2]
+        [--out benchmarks/results/admission.md]
+
+``--jobs N`` runs the simulations in N processes; the table is the same for every N (each run is
+seeded and independent of the others).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import argparse
 import datetime
 import os
 import sys
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,13 +75,21 @@ def run_cell(scenario: str, load: float, seed: int, exp: str,
                 rm.overall.slo_attainment, rm.overall.request_goodput, rm.overall.rejected)
 
 
+def _run_task(task: tuple[str, float, int, str, AdmissionConfig | None]) -> Cell:
+    return run_cell(*task)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--jobs", type=int, default=1, help="parallel processes (default 1)")
     ap.add_argument("--out", default=str(HERE / "results" / "admission.md"))
     args = ap.parse_args(argv)
     if args.seeds < 1:
         print("error: --seeds must be ≥ 1", file=sys.stderr)
+        return 2
+    if args.jobs < 1:
+        print("error: --jobs must be ≥ 1", file=sys.stderr)
         return 2
     seeds = range(1, args.seeds + 1)
     variants = [(e, None) for e in BASELINES] + [(e, a) for e in ADMITTED for a in ADMISSION
@@ -84,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         "# SLO-aware admission and hopeless requests (issue 15), simulator",
         "",
-        f"Command: `.venv/bin/python benchmarks/admission.py --seeds {args.seeds}`; "
+        f"Command: `.venv/bin/python benchmarks/admission.py --seeds {args.seeds} --jobs "
+        f"{args.jobs}`; "
         f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; load average "
         f"{' '.join(f'{x:.2f}' for x in os.getloadavg())} (simulated results do not depend on "
         "it). Profile a100-llama2-7b with its own engine knobs (max_num_seqs 256); seeds "
@@ -96,12 +110,20 @@ def main(argv: list[str] | None = None) -> int:
         "requests per run (counted as violations).",
         "",
     ]
+    tasks = [(scen, load, s, exp, adm) for scen in SCENARIOS for load in LOADS
+             for exp, adm in variants for s in seeds]
+    if args.jobs == 1:
+        results = [_run_task(t) for t in tasks]
+    else:
+        with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+            results = list(pool.map(_run_task, tasks, chunksize=4))
+    by_task = iter(results)  # in `tasks` order: scenario, load, variant, seed
     verdicts = []
     for scen in SCENARIOS:
         for load in LOADS:
             rows: dict[str, Cell] = {}
             for exp, adm in variants:
-                cells = [run_cell(scen, load, s, exp, adm) for s in seeds]
+                cells = [next(by_task) for _ in seeds]
                 label = exp if adm is None else f"{exp} + {adm.label}"
                 rows[label] = Cell(*(float(np.mean([getattr(c, f) for c in cells]))
                                      for f in ("worst", "jain", "attainment", "goodput",
