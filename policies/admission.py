@@ -380,11 +380,20 @@ class EngineAdmission:
                 out.append(r)
         return out
 
-    def head(self, queue: PolicyQueueLike, now_s: float) -> tuple[str, list[Request]]:
+    def head(self, queue: PolicyQueueLike, now_s: float,
+             refuse: Callable[[Request, float], None] | None = None,
+             ) -> tuple[str, list[Request]]:
         """The verdict on the queue's head at `now_s` — ``"admit"``, ``"late"`` (admit, not
         binding) or ``"wait"`` (stop admitting this step) — and the requests refused on the way
         (late heads under ``hopeless=reject``, removed from `queue`). The head is then the
-        request `queue.pop(now_s)` returns (the policy's state is not touched here)."""
+        request `queue.pop(now_s)` returns (the policy's state is not touched here).
+
+        With `refuse`, each refused head is handed to it (request, `now_s`) as soon as it leaves
+        the queue, *before* the next head is chosen, and is not in the returned list. A caller
+        whose refusals reach the policy (``on_violation``, ``on_drop``) must pass it: a policy
+        that reacts to them (ExFairS counts violations) would otherwise rank the queue
+        differently at the pop than when its head was judged, and the scheduler would admit a
+        request the limit never saw — binding, whatever its budget."""
         refused: list[Request] = []
         limiter = self.limiter
         while len(queue):
@@ -396,7 +405,10 @@ class EngineAdmission:
             verdict = limiter.decide(head, now_s, len(self._admitted))
             if verdict == "late" and self.reject:
                 queue.remove(head.request_id)
-                refused.append(head)
+                if refuse is not None:
+                    refuse(head, now_s)
+                else:
+                    refused.append(head)
                 continue
             return verdict, refused
         return "wait", refused

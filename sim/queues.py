@@ -180,10 +180,9 @@ class PolicyWaiting:
         if adm is None:
             return True
         self._peeked = None
-        verdict, refused = adm.head(self._q, now_s)
-        if self._refuse is not None:
-            for r in refused:
-                self._refuse(r, now_s)
+        # Refusals reach the policy before the next head is chosen (EngineAdmission.head), so
+        # the head judged is the one `peek` and `pop` take.
+        verdict, _ = adm.head(self._q, now_s, self._refuse)
         self._verdict = verdict
         return verdict != "wait"
 
