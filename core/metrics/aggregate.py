@@ -16,6 +16,12 @@ from exfairs.records import Outcome
 #: The percentiles of `_stats`, as one array: one `np.percentile` call gives both.
 _P90_P99 = np.asarray([90.0, 99.0])
 
+#: Up to this many values `_stats` takes `_stats_finite` (one request's gaps, one client's
+#: latencies): measured 8–200 µs there against NumPy's 115–520 µs; past some 10,000 values
+#: the full sort and the list cost more than NumPy's two partitions (4 ms against 2.4 ms at
+#: 65,536, 80 against 31 ms at 10⁶).
+_SMALL = 4096
+
 
 def _lone(v: FloatArray) -> float | None:
     """The single value of `v` when NumPy's mean, median and percentiles of it all return it
@@ -36,7 +42,7 @@ def _stats(values_s: FloatArray, prefix: str) -> dict[str, float]:
     if (x := _lone(v)) is not None:
         return {f"mean_{prefix}_ms": x, f"median_{prefix}_ms": x, f"p90_{prefix}_ms": x,
                 f"p99_{prefix}_ms": x, f"std_{prefix}_ms": 0.0}
-    if math.isfinite(total := float(np.add.reduce(v))) and (
+    if v.size <= _SMALL and math.isfinite(total := float(np.add.reduce(v))) and (
             fast := _stats_finite(v, total, prefix)) is not None:
         return fast
     # Both percentiles in one call (half the cost; each is computed as on its own: the order
