@@ -16,6 +16,12 @@ from exfairs.records import Outcome
 #: The percentiles of `_stats`, as one array: one `np.percentile` call gives both.
 _P90_P99 = np.asarray([90.0, 99.0])
 
+#: Up to this many values `_stats` takes `_stats_finite` (one request's gaps, one client's
+#: latencies): measured 8–200 µs there against NumPy's 115–520 µs; past some 10,000 values
+#: the full sort and the list cost more than NumPy's two partitions (4 ms against 2.4 ms at
+#: 65,536, 80 against 31 ms at 10⁶).
+_SMALL = 4096
+
 
 def _lone(v: FloatArray) -> float | None:
     """The single value of `v` when NumPy's mean, median and percentiles of it all return it
@@ -36,6 +42,9 @@ def _stats(values_s: FloatArray, prefix: str) -> dict[str, float]:
     if (x := _lone(v)) is not None:
         return {f"mean_{prefix}_ms": x, f"median_{prefix}_ms": x, f"p90_{prefix}_ms": x,
                 f"p99_{prefix}_ms": x, f"std_{prefix}_ms": 0.0}
+    if v.size <= _SMALL and math.isfinite(total := float(np.add.reduce(v))) and (
+            fast := _stats_finite(v, total, prefix)) is not None:
+        return fast
     # Both percentiles in one call (half the cost; each is computed as on its own: the order
     # statistics and the interpolation do not depend on the other quantile).
     p90, p99 = np.percentile(v, _P90_P99).tolist()
@@ -45,6 +54,51 @@ def _stats(values_s: FloatArray, prefix: str) -> dict[str, float]:
         f"p90_{prefix}_ms": _f(p90),
         f"p99_{prefix}_ms": _f(p99),
         f"std_{prefix}_ms": _f(np.std(v)),
+    }
+
+
+def _percentile_sorted(s: list[float], q: float) -> float:
+    """NumPy's default ('linear') percentile of the sorted finite values `s` at fraction `q`
+    (0.9 for p90), with NumPy's own arithmetic step by step (numpy/lib/_function_base_impl.py,
+    `_quantile`, `_get_indexes`, `_get_gamma`, `_lerp`): virtual index (n − 1)·q, its floor and
+    the next index (both the last element at or past the end), weight = index − floor, and the
+    two-sided lerp, so the bits are the same."""
+    n = len(s)
+    vi = (n - 1) * q
+    lo = -1 if vi >= n - 1 else math.floor(vi)
+    a, b = s[lo], s[-1 if lo == -1 else lo + 1]
+    g = vi - lo
+    d = b - a
+    return b - d * (1 - g) if g >= 0.5 else a + d * g
+
+
+def _stats_finite(v: FloatArray, total: float, prefix: str) -> dict[str, float] | None:
+    """`_stats` of ≥ 2 finite values `v` (ms) whose NumPy sum is `total`: the same arithmetic as
+    np.mean/np.std (pairwise sums of `v` in its order, then of its squared deviations) and as
+    np.median/np.percentile on one sorted copy, without their per-call Python overhead (≈ 0.1 ms
+    per client with one request: the per-sender cost of `compute_metrics`). Bit-identical to the
+    NumPy calls (hypothesis-checked in tests/core/test_metrics_fast_paths.py). None when `v`
+    holds a −0.0: NumPy's partition and a sort may order ±0.0 differently, which shows in the
+    sign of a zero median or percentile."""
+    n = int(v.size)
+    mean = total / n
+    dev = v - mean
+    dev *= dev
+    std = math.sqrt(float(np.add.reduce(dev)) / n)
+    srt = np.sort(v)
+    if srt[0] <= 0.0 and np.signbit(srt[srt == 0.0]).any():
+        return None
+    s = srt.tolist()
+    k = n // 2
+    # np.median is np.mean of the middle one or two, and NumPy's sum starts from +0.0 (so a
+    # middle −0.0 comes back as 0.0).
+    median = 0.0 + s[k] if n % 2 else (0.0 + s[k - 1] + s[k]) / 2
+    return {
+        f"mean_{prefix}_ms": mean,
+        f"median_{prefix}_ms": median,
+        f"p90_{prefix}_ms": _percentile_sorted(s, 90 / 100),
+        f"p99_{prefix}_ms": _percentile_sorted(s, 99 / 100),
+        f"std_{prefix}_ms": std,
     }
 
 

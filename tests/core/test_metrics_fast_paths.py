@@ -314,3 +314,21 @@ def test_stats_equal_one_numpy_call_per_statistic(values: list[float]) -> None:
     got = _stats(x, "ttft")
     assert repr(list(got.values())) == repr(want)
     assert list(got) == [f"{k}_ttft_ms" for k in ("mean", "median", "p90", "p99", "std")]
+
+
+@settings(max_examples=400, deadline=None)
+@given(values=st.lists(st.one_of(st.floats(-1e300, 1e300), st.just(-0.0), st.just(0.0),
+                                 st.integers(-8, 40).map(lambda k: k / 8),
+                                 st.floats(allow_nan=True, allow_infinity=True)),
+                       min_size=2, max_size=300))
+def test_stats_finite_path_equals_numpy_on_any_values(values: list[float]) -> None:
+    """The NumPy-free path of `_stats` (≥ 2 finite values: sums, one sort, NumPy's lerp by hand)
+    gives NumPy's bits, with signed zeros, ties, huge values whose squares overflow, and with
+    infinities (which take the NumPy path), at the sizes of one request's gaps."""
+    x = np.asarray(values, dtype=np.float64) / 1000.0
+    v = x[~np.isnan(x)] * 1000.0
+    want = ([math.nan] * 5 if v.size == 0 else
+            [float(f(v)) for f in (np.mean, np.median, lambda a: np.percentile(a, 90),
+                                   lambda a: np.percentile(a, 99), np.std)])
+    want = [math.nan if math.isnan(w) else w for w in want]
+    assert repr(list(_stats(x, "itl").values())) == repr(want)
