@@ -47,7 +47,8 @@ from exfairs.atomic import atomic_write_text
 from exfairs.errors import InputError
 from exfairs.live.plugin_protocol import K_SPEC, RunSpec
 from exfairs.live.steplog import StepLogBuffer
-from exfairs.policies.admission import AdmissionConfig, EngineAdmission, SloAdmission
+from exfairs.policies.admission import AdmissionConfig, SloAdmission
+from exfairs.policies.admission_engine import EngineAdmission
 from exfairs.policies.base import Policy
 from exfairs.policies.queue import PolicyQueue
 from exfairs.policies.registry import make_policy

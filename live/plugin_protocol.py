@@ -86,7 +86,7 @@ class RunSpec:
     made, so that policies registered by `register_policy` in user modules exist in the engine.
     `admission` (engine mode; ``""``: none) is an `AdmissionConfig` spec
     (``hopeless=reject,limit=predictive``) the plug-in applies at ``schedule()``
-    (`exfairs.policies.admission.EngineAdmission`); ``limit=predictive`` needs
+    (`exfairs.policies.admission_engine.EngineAdmission`); ``limit=predictive`` needs
     `admission_model`: ``{"profile": <profile JSON without measurements>,
     "max_num_batched_tokens": int, "max_inflight": int}``, the cost model the limit predicts with.
     """

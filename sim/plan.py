@@ -33,7 +33,7 @@ class StepPlan:
     one token and only the other pieces are listed in `chunks`; otherwise `chunks` lists every
     scheduled piece, in schedule order. ``stop`` says why admission stopped: "empty", "seqs",
     "budget", "kv", "chunk", "preempted" or "limit" (engine mode's admission limit held the
-    head back, `exfairs.policies.admission.EngineAdmission`).
+    head back, `exfairs.policies.admission_engine.EngineAdmission`).
     """
 
     step: int

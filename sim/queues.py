@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
-from exfairs.policies.admission import EngineAdmission
+from exfairs.policies.admission_engine import EngineAdmission
 from exfairs.policies.base import Policy
 from exfairs.policies.queue import PolicyQueue
 from exfairs.records import Request

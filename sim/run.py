@@ -19,11 +19,11 @@ from exfairs.calibration.profile import Profile
 from exfairs.errors import InputError
 from exfairs.policies.admission import (
     AdmissionConfig,
-    EngineAdmission,
     GateLimiter,
     SloAdmission,
     make_limiter,
 )
+from exfairs.policies.admission_engine import EngineAdmission
 from exfairs.policies.base import Policy
 from exfairs.policies.experiments import Experiment, Mode
 from exfairs.policies.queue import PolicyQueue

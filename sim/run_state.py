@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from exfairs.policies.admission import EngineAdmission, GateLimiter
+from exfairs.policies.admission import GateLimiter
+from exfairs.policies.admission_engine import EngineAdmission
 from exfairs.policies.base import Policy
 from exfairs.policies.experiments import Mode
 from exfairs.policies.queue import PolicyQueue

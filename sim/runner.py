@@ -95,9 +95,9 @@ def simulate(
     replaces the profile's linear cost model (`exfairs.sim.costs.StepCostModel`). `admission`
     (`exfairs.policies.admission.AdmissionConfig`; default: none) adds SLO-aware admission and
     hopeless-request handling: gate mode takes every option, engine mode every one but the
-    feedback limit (it decides inside the scheduler: `exfairs.policies.admission.EngineAdmission`),
-    priority mode none; a rejected request's record has outcome REJECTED and `finish_s` = the
-    time it was refused.
+    feedback limit (it decides inside the scheduler:
+    `exfairs.policies.admission_engine.EngineAdmission`), priority mode none; a rejected
+    request's record has outcome REJECTED and `finish_s` = the time it was refused.
     `policy_samples` (`exfairs.records.SAMPLE_LAYOUTS`): "sparse" (default)
     records at each sample time the clients the policy had heard from (`on_arrival`) by then
     (`PolicySample.clients`), so samples cost O(clients seen × samples), not O(registered

@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from exfairs.policies.admission import AdmissionConfig, EngineAdmission, SloAdmission
+from exfairs.policies.admission import AdmissionConfig, SloAdmission
+from exfairs.policies.admission_engine import EngineAdmission
 from exfairs.policies.base import Policy
 from exfairs.records import SLO, Request
 from exfairs.sim.queues import PolicyWaiting, Seq
