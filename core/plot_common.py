@@ -160,6 +160,18 @@ def _legend_by_experiment(fig: Figure, experiments: Sequence[str]) -> None:
                frameon=False, title="experiment")
 
 
+def finish_client_axis(ax: Axes, clients: list[str], ylabel: str, drawn: bool) -> None:
+    """The per-client x axis shared by the box and bar panels (one tick per client), the y label,
+    the grid, and "no data" when nothing was `drawn`."""
+    ax.set_xticks(range(len(clients)), clients, rotation=30 if len(clients) > 6 else 0)
+    ax.set_xlim(-0.6, len(clients) - 0.4)
+    ax.set_xlabel("client")
+    ax.set_ylabel(ylabel)
+    ax.grid(axis="y", alpha=0.3)
+    if not drawn:
+        _no_data(ax)
+
+
 def _grouped_boxes(ax: Axes, runs: dict[str, list[RunResult]], clients: list[str],
                    value: str, ylabel: str) -> None:
     exps = list(runs)
@@ -188,13 +200,7 @@ def _grouped_boxes(ax: Axes, runs: dict[str, list[RunResult]], clients: list[str
             for patch in bp["boxes"]:
                 patch.set_facecolor(experiment_color(exp))
                 patch.set_alpha(0.85)
-    ax.set_xticks(range(len(clients)), clients, rotation=30 if len(clients) > 6 else 0)
-    ax.set_xlim(-0.6, len(clients) - 0.4)
-    ax.set_xlabel("client")
-    ax.set_ylabel(ylabel)
-    ax.grid(axis="y", alpha=0.3)
-    if not drawn:
-        _no_data(ax)
+    finish_client_axis(ax, clients, ylabel, drawn)
 
 
 def _span(results: Sequence[RunResult]) -> tuple[float, float]:

@@ -31,6 +31,7 @@ from exfairs.plot_common import (
     client_color,
     counted_records,
     experiment_color,
+    finish_client_axis,
 )
 from exfairs.results import RunResult
 from exfairs.summary import UNIT, mean_ci95, wilson_interval
@@ -84,13 +85,7 @@ def _client_bars(ax: Axes, runs: dict[str, list[RunResult]], clients: list[str],
             err = [lo_err, hi_err] if any(lo_err) or any(hi_err) else None
             ax.bar(xs, ys, width=width * 0.9, color=experiment_color(exp), label=exp,
                    yerr=err, capsize=2, ecolor="0.2")
-    ax.set_xticks(range(len(clients)), clients, rotation=30 if len(clients) > 6 else 0)
-    ax.set_xlim(-0.6, len(clients) - 0.4)
-    ax.set_xlabel("client")
-    ax.set_ylabel(ylabel)
-    ax.grid(axis="y", alpha=0.3)
-    if not drawn:
-        _no_data(ax)
+    finish_client_axis(ax, clients, ylabel, drawn)
     return kinds
 
 
