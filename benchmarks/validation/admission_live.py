@@ -96,15 +96,14 @@ def _admission(v: Variant) -> Any:
     return None if v.admission is None else AdmissionConfig.parse(v.admission)
 
 
-def _simulate(prepared: Any, v: Variant, ns: argparse.Namespace) -> Any:
+def _simulate(prepared: Any, v: Variant, profile: Any) -> Any:
+    """Metrics of `v` simulated on `prepared` with `profile`'s cost model (``--sim-profile``)."""
     from exfairs.calibration.costmodel import sampling_mode
-    from exfairs.calibration.profile import load_profile
     from exfairs.metrics import compute_metrics
     from exfairs.policies import parse_experiment
     from exfairs.sim.costs import step_cost_for
     from exfairs.sim.runner import simulate
 
-    profile = load_profile(ns.sim_profile)
     eng = prepared.engine
     # The live runs sample with the live default (temperature 0.7, top-p 0.9).
     cost = step_cost_for(profile, eng.max_num_batched_tokens,
@@ -170,6 +169,7 @@ def main() -> int:
     os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
     os.environ["OMP_NUM_THREADS"] = str(ns.omp_threads)
     from exfairs.atomic import atomic_write_text
+    from exfairs.calibration.profile import load_profile
     from exfairs.live.machine import check_machine
     from exfairs.results import read_result
 
@@ -190,8 +190,9 @@ def main() -> int:
         atomic_write_text(out / "live" / "meta.json", json.dumps(meta, indent=1) + "\n")
     meta = json.loads((src / "live" / "meta.json").read_text(encoding="utf-8"))
     worlds: dict[str, dict[tuple[str, int, str], Any]] = {"sim": {}, "live": {}}
+    sim_profile = load_profile(ns.sim_profile)
     for n, s, v, p in plan:
-        worlds["sim"][(n, s, v.label)] = _simulate(p, v, ns)
+        worlds["sim"][(n, s, v.label)] = _simulate(p, v, sim_profile)
         worlds["live"][(n, s, v.label)] = read_result(
             src / "live" / f"{n}__{v.label}__s{s}__live.json").metrics
     labels = [v.label for v in VARIANTS]
