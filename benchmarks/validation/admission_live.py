@@ -13,6 +13,13 @@ rate, and the issue-15 comparison: best ExFairS variant minus the best variant w
 
     python benchmarks/validation/admission_live.py --model DIR               # live, ~15 min alone
     python benchmarks/validation/admission_live.py --live-from OUT           # re-simulate only
+    python benchmarks/validation/admission_live.py --model DIR --floor-only  # the floor, ~5 min
+
+The live-vs-live floor: every variant of seed ``--floor-seed`` (default the first seed) is run
+live a second time (``*__live-repeat.json``), after the other runs or, with ``--floor-only``, in
+a later session beside the recorded ones; the report puts the two live runs' differences beside
+the sim-vs-live ones, so that a ranking difference smaller than the floor is not read as a
+model error.
 
 DIR: ``make_tiny_model(DIR, "validation")``. The load average is checked first (refused above
 --max-load unless --allow-busy, which the report then says).
@@ -74,10 +81,16 @@ def _args() -> argparse.Namespace:
     p.add_argument("--max-load", type=float, default=0.5)
     p.add_argument("--allow-busy", action="store_true")
     p.add_argument("--cpus", default=None)
+    p.add_argument("--floor-seed", type=int, default=None,
+                   help="seed run live twice for the live-vs-live floor (default: first seed)")
+    p.add_argument("--floor-only", action="store_true",
+                   help="with --model: run only the floor's repeat runs, keep the recorded ones")
     p.add_argument("--omp-threads", type=int, default=1)
     ns = p.parse_args()
     if (ns.model is None) == (ns.live_from is None):
         p.error("give exactly one of --model DIR (run live) and --live-from DIR (recorded runs)")
+    if ns.floor_only and ns.model is None:
+        p.error("--floor-only runs live: give --model DIR")
     return ns
 
 
@@ -113,7 +126,7 @@ def _simulate(prepared: Any, v: Variant, profile: Any) -> Any:
     return compute_metrics(sim.records, prepared.workload.clients, window=prepared.window)
 
 
-async def _live(plan: list[tuple[str, int, Variant, Any]], ns: argparse.Namespace,
+async def _live(plan: list[tuple[str, int, Variant, Any, str]], ns: argparse.Namespace,
                 out: Path) -> None:
     """Run every (scenario, seed, variant) live on one engine (every variant is gate mode)."""
     from exfairs.live.inprocess import InProcessBackend
@@ -125,13 +138,13 @@ async def _live(plan: list[tuple[str, int, Variant, Any]], ns: argparse.Namespac
     await backend.start()
     try:
         await warmup(backend, plan[0][3])()
-        for name, seed, v, prepared in plan:
+        for name, seed, v, prepared, tag in plan:
             t0 = time.time()
             res, _ = await run_live_experiment(
                 prepared, v.experiment, backend, seed=seed, admission=_admission(v),
                 steplog_dir=out / "live" / "steplogs")
-            write_result(res, out / "live" / f"{name}__{v.label}__s{seed}__live.json")
-            sys.stderr.write(f"  live {name} {v.label} seed {seed}: {time.time() - t0:.0f}s\n")
+            write_result(res, out / "live" / f"{name}__{v.label}__s{seed}__{tag}.json")
+            sys.stderr.write(f"  {tag} {name} {v.label} seed {seed}: {time.time() - t0:.0f}s\n")
     finally:
         await backend.close()
 
@@ -162,6 +175,41 @@ def _best(values: dict[str, float], labels: list[str]) -> tuple[str, float]:
     return top, values[top]
 
 
+def _floor_lines(lines: list[str], n: str, fseed: int, labels: list[str],
+                 worlds: dict[str, dict[tuple[str, int, str], Any]],
+                 repeat_of: dict[tuple[str, str], Any]) -> dict[str, Any]:
+    """Append scenario `n`'s live-vs-live floor (seed `fseed` live twice) beside sim-vs-live on
+    the same seed; return the figures for the JSON."""
+    get = {"worst": lambda m: float(m.fairness.worst_client_attainment),
+           "viol": lambda m: float(m.overall.violation_rate)}
+    lines += [f"Seed {fseed} alone, live run twice (floor) and sim vs the first live run:", "",
+              "| variant | worst-client attainment live | live again | sim | "
+              "violation rate live | live again | sim |", "|---|---|---|---|---|---|---|"]
+    vals: dict[str, dict[str, dict[str, float]]] = {}
+    for key, f in get.items():
+        vals[key] = {w: {lab: f(worlds[w][(n, fseed, lab)]) for lab in labels}
+                     for w in ("live", "sim")}
+        vals[key]["repeat"] = {lab: f(repeat_of[(n, lab)]) for lab in labels}
+    for lab in labels:
+        cells = [f"{vals[k][w][lab]:.3f}" for k in ("worst", "viol")
+                 for w in ("live", "repeat", "sim")]
+        lines.append(f"| {lab} | " + " | ".join(cells) + " |")
+    lines.append("")
+    out: dict[str, Any] = {}
+    for key, desc, title in (("worst", True, "worst-client attainment"),
+                             ("viol", False, "violation rate")):
+        floor = max(abs(vals[key]["live"][lab] - vals[key]["repeat"][lab]) for lab in labels)
+        err = max(abs(vals[key]["live"][lab] - vals[key]["sim"][lab]) for lab in labels)
+        lo, lr = _rank(vals[key]["live"], desc), _rank(vals[key]["repeat"], desc)
+        lines.append(f"- {title}, seed {fseed}: largest live-vs-live difference {floor:.3f}, "
+                     f"largest sim-vs-live {err:.3f}; live ranking {_show(lo)}; again "
+                     f"{_show(lr)}: {'same' if lo == lr else 'DIFFERENT'}")
+        out[key] = {"floor_max": floor, "sim_live_max": err, "live": lo, "again": lr,
+                    "same": lo == lr}
+    lines.append("")
+    return out
+
+
 def main() -> int:
     ns = _args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -174,21 +222,31 @@ def main() -> int:
     from exfairs.results import read_result
 
     seeds = [int(s) for s in ns.seeds.split(",")]
+    fseed = seeds[0] if ns.floor_seed is None else ns.floor_seed
+    if fseed not in seeds:
+        raise SystemExit(f"admission_live.py: --floor-seed {fseed} is not one of --seeds {seeds}")
     out = ns.out
     src = ns.live_from or out
     prepared = {(n, s): _prepare(n, s, ns) for n in SCENARIOS for s in seeds}
     plan = [(n, s, v, prepared[(n, s)]) for n in SCENARIOS for s in seeds for v in VARIANTS]
+    repeats = [(n, fseed, v, prepared[(n, fseed)], "live-repeat")
+               for n in SCENARIOS for v in VARIANTS]
     if ns.live_from is None:
         out.mkdir(parents=True, exist_ok=True)
         notes = check_machine(ns.max_load, ns.allow_busy, ns.cpus)
         load_before = os.getloadavg()
         started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
         t0 = time.time()
-        asyncio.run(_live(plan, ns, out))
+        todo = repeats if ns.floor_only else [(*r, "live") for r in plan] + repeats
+        asyncio.run(_live(todo, ns, out))
         meta = {"started": started, "notes": notes, "live_wall_s": time.time() - t0,
                 "load_before": load_before, "load_after": os.getloadavg()}
-        atomic_write_text(out / "live" / "meta.json", json.dumps(meta, indent=1) + "\n")
+        name = "meta-floor.json" if ns.floor_only else "meta.json"
+        atomic_write_text(out / "live" / name, json.dumps(meta, indent=1) + "\n")
     meta = json.loads((src / "live" / "meta.json").read_text(encoding="utf-8"))
+    floor_meta_path = src / "live" / "meta-floor.json"
+    floor_meta = (json.loads(floor_meta_path.read_text(encoding="utf-8"))
+                  if floor_meta_path.exists() else None)
     worlds: dict[str, dict[tuple[str, int, str], Any]] = {"sim": {}, "live": {}}
     sim_profile = load_profile(ns.sim_profile)
     for n, s, v, p in plan:
@@ -206,7 +264,21 @@ def main() -> int:
              f"load {ns.load:g} of profile {ns.profile}'s capacity, seeds {seeds}; simulator "
              f"cost model {ns.sim_profile}, top-p sampling cost. Values are means over the "
              f"seeds; `+admit` = `--admission {ADMIT}`.", ""]
-    doc: dict[str, Any] = {"meta": meta, "seeds": seeds, "load": ns.load, "scenarios": {}}
+    repeat_of: dict[tuple[str, str], Any] = {}
+    for n in SCENARIOS:
+        for v in VARIANTS:
+            f = src / "live" / f"{n}__{v.label}__s{fseed}__live-repeat.json"
+            if f.exists():
+                repeat_of[(n, v.label)] = read_result(f).metrics
+    if repeat_of:
+        fm = floor_meta or meta
+        lines.append(f"Live-vs-live floor: seed {fseed} run live twice, the repeat "
+                     f"{'in the same session' if floor_meta is None else 'on ' + fm['started']}"
+                     f" ({'; '.join(fm['notes'])}; load average after "
+                     f"{fm['load_after'][0]:.2f}).")
+        lines.append("")
+    doc: dict[str, Any] = {"meta": meta, "floor_meta": floor_meta, "floor_seed": fseed,
+                           "seeds": seeds, "load": ns.load, "scenarios": {}}
     agree = 0
     for n in SCENARIOS:
         lines += [f"## {n}", "", "| variant | worst-client attainment sim | live | "
@@ -247,6 +319,8 @@ def main() -> int:
         sc["gain"] = gains
         lines += [f"- the gain has the same sign in both worlds: {'yes' if same_sign else 'NO'}",
                   ""]
+        if all((n, lab) in repeat_of for lab in labels):
+            sc["floor"] = _floor_lines(lines, n, fseed, labels, worlds, repeat_of)
         doc["scenarios"][n] = sc
     lines.insert(4, f"**Scenarios where sim and live agree on the sign (+, 0, −) of the "
                     f"ExFairS gain: {agree}/{len(SCENARIOS)}.**")
