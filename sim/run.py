@@ -89,7 +89,8 @@ class Run(Delivery):
                  admission: AdmissionConfig | None = None,
                  policy_samples: str = DEFAULT_SAMPLE_LAYOUT,
                  latencies: dict[int, float] | None = None,
-                 seen_s: Mapping[int, float] | None = None) -> None:
+                 seen_s: Mapping[int, float] | None = None,
+                 admission_profile: Profile | None = None) -> None:
         self.mode = exp.mode
         if self.mode is Mode.GATE and cfg.scheduling_policy != "fcfs":
             cfg = _replace_policy(cfg, "fcfs")
@@ -190,8 +191,12 @@ class Run(Delivery):
             profile.cost_model(cfg.max_num_batched_tokens))
         self.sched = Scheduler(cfg, waiting, victim, observer)
         self.sched.record_order = self._streams
-        decode_s = lambda n, ctx: float(cost.decode_run_ms(1, n, ctx)[0]) / 1000.0  # noqa: E731
-        prefill_s = profile.coefficients.prefill_token_ms / 1000.0
+        # The limit's price list: the run's own step costs, or the profile a live gate priced with.
+        price = cost if admission_profile is None else LinearStepCost(
+            admission_profile.cost_model(cfg.max_num_batched_tokens))
+        decode_s = lambda n, ctx: float(price.decode_run_ms(1, n, ctx)[0]) / 1000.0  # noqa: E731
+        prefill_s = (profile if admission_profile is None
+                     else admission_profile).coefficients.prefill_token_ms / 1000.0
         # The gate's limit; engine mode's lives in `engine_adm.limiter` (the scheduler asks it).
         self.limiter: GateLimiter | None = None
         if self.gate is not None:

@@ -83,6 +83,7 @@ def simulate(
     policy_samples: str = DEFAULT_SAMPLE_LAYOUT,
     submit_latencies: Mapping[int, float] | None = None,
     seen_s: Mapping[int, float] | None = None,
+    admission_profile: Profile | None = None,
 ) -> SimResult:
     """Simulate `workload` under `experiment` on an engine with `profile`'s step costs.
 
@@ -110,7 +111,11 @@ def simulate(
     `seen_s` (request id → run-clock seconds, ≥ the request's arrival, in arrival order) is when
     a request is first seen — by the gate or priority-mode driver, by the engine in engine mode
     — in place of its arrival (+ latency); its deadlines stay the workload's. A replay passes
-    the live times.
+    the live times. `admission_profile` is the profile whose linear cost model the predictive
+    limit prices requests with (default: the run's own step costs, `step_cost` or `profile`'s).
+    A live run's limit prices with the profile it was prepared with (`exfairs.live.gate.
+    predictive_limiter`, no sampling cost), so a simulation or replay of that run with another
+    cost model passes that profile here to decide as the live gate did.
 
     Deterministic: the same arguments give identical results. Raises InputError/ConfigError for
     bad arguments or a malformed workload.
@@ -148,7 +153,8 @@ def simulate(
         latencies[rid] = float(lat)
     policy = make_policy(exp.policy, policy_params)
     run = Run(workload, exp, profile, cfg, policy, max_inflight, float(sample_every_s),
-              step_by_step, observer, step_cost, admission, layout, latencies, seen_s)
+              step_by_step, observer, step_cost, admission, layout, latencies, seen_s,
+              admission_profile)
     for warning in run.warnings:
         _log.warning("%s", warning)
     return run.result()

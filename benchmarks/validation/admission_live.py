@@ -7,7 +7,8 @@ variants of benchmarks/scenarios/admission-heavy and -heavytail), load 1.2, seed
 variants: QUEUE_FCFS, QUEUE_VTC and QUEUE_ExFairS without admission, QUEUE_VTC and QUEUE_ExFairS
 with ``hopeless=reject,limit=predictive`` (the admission benchmark's best variant). Every live
 run is simulated with the same requests (workload prepared with `--profile`, cost model of
-`--sim-profile`, default the runs-fit profile the validation recommends), and the report compares,
+`--sim-profile`, default the runs-fit profile the validation recommends; the simulated gate's
+predictive limit prices with `--profile`, as the live gate does), and the report compares,
 per scenario and over the seed means, the ranking by worst-client attainment and by violation
 rate, and the issue-15 comparison: best ExFairS variant minus the best variant without admission.
 
@@ -121,8 +122,10 @@ def _simulate(prepared: Any, v: Variant, profile: Any) -> Any:
     # The live runs sample with the live default (temperature 0.7, top-p 0.9).
     cost = step_cost_for(profile, eng.max_num_batched_tokens,
                          sampling_mode=sampling_mode(0.7, 0.9, -1))
+    # The live gate's predictive limit prices requests with the prepared profile's linear model
+    # (live/run.py), whatever cost model the simulator's steps use: the simulated gate does too.
     sim = simulate(prepared.workload, parse_experiment(v.experiment), profile, engine=eng,
-                   step_cost=cost, admission=_admission(v))
+                   step_cost=cost, admission=_admission(v), admission_profile=prepared.profile)
     return compute_metrics(sim.records, prepared.workload.clients, window=prepared.window)
 
 
